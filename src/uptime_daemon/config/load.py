@@ -1,0 +1,192 @@
+"""Load, override and validate the configuration once; every failure is one ``ConfigError`` line.
+
+Order: TOML file → ``[defaults]`` merged into each service → environment overrides (secrets and
+endpoints, the seeds' variable names) → validation into the frozen ``Settings`` tree.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import ValidationError
+
+from uptime_daemon.config.model import Defaults, Settings
+from uptime_daemon.errors import ConfigError
+
+ENVIRONMENTS: Final = ("dev", "staging", "test", "mainnet")
+ENV_SELECTOR: Final = "UPTIME_ENV"
+CONFIG_DIR_VARIABLE: Final = "UPTIME_CONFIG_DIR"
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+_SERVICE_KINDS: Final = frozenset({"http", "websocket", "database"})
+_MESSAGES: Final = {
+    "Extra inputs are not permitted": "unknown key",
+    "Field required": "missing required key",
+}
+
+
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``--env NAME`` looks for ``NAME.toml``: ``$UPTIME_CONFIG_DIR``, else ``./config``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(CONFIG_DIR_VARIABLE, "config"))
+
+
+def resolve_config_path(
+    *, config: Path | None, env: str | None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """Pick the file: ``--config`` wins, then ``--env``, then ``$UPTIME_ENV``, then ``dev``."""
+    if config is not None:
+        return config
+    environ = os.environ if environ is None else environ
+    name = env or environ.get(ENV_SELECTOR) or "dev"
+    if name not in ENVIRONMENTS:
+        source = "--env" if env else ENV_SELECTOR
+        raise ConfigError(
+            f"{source}: unknown environment {name!r} (one of {', '.join(ENVIRONMENTS)})"
+        )
+    return config_dir(environ) / f"{name}.toml"
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path``, apply defaults and environment overrides, validate. Raises ``ConfigError``."""
+    environ = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return settings_from_mapping(raw, source=str(path), environ=environ)
+
+
+def settings_from_mapping(
+    raw: Mapping[str, Any], *, source: str, environ: Mapping[str, str]
+) -> Settings:
+    """Validate an already-parsed mapping (the file's content); ``source`` names it in errors."""
+    data = dict(raw)
+    try:
+        defaults = Defaults.model_validate(data.get("defaults", {}))
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source, prefix=("defaults",))) from None
+    data["services"] = _merge_defaults(data.get("services", {}), defaults, source)
+    _apply_environment(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source)) from None
+
+
+def _merge_defaults(services: object, defaults: Defaults, source: str) -> object:
+    """Give every service the ``[defaults]`` values it does not set itself."""
+    if not isinstance(services, Mapping):
+        return services  # validation reports the wrong type with its path
+    base = defaults.model_dump(exclude_unset=True)
+    merged: dict[str, object] = {}
+    for name, table in services.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: services.{name}: must be a table")
+        merged[name] = {**base, **table}
+    return merged
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Environment variables override secrets and endpoints (the seeds' names)."""
+    store = dict(data.get("store", {})) if isinstance(data.get("store"), Mapping) else {}
+    server = dict(data.get("server", {})) if isinstance(data.get("server"), Mapping) else {}
+    if url := environ.get("KURRENTDB_URL"):
+        store["url"], tls = _store_url_from_env(url)
+        if tls is not None:
+            store["use_tls"] = tls
+    if (username := environ.get("KURRENTDB_USERNAME")) is not None:
+        store["username"] = username
+    if (password := environ.get("KURRENTDB_PASSWORD")) is not None:
+        store["password"] = password
+    for variable, key in (
+        ("KURRENTDB_USE_TLS", "use_tls"),
+        ("KURRENTDB_VERIFY_CERT", "verify_cert"),
+    ):
+        if (value := environ.get(variable)) is not None:
+            store[key] = _parse_bool(variable, value)
+    if (port := environ.get("HTTP_PORT")) is not None:
+        server["port"] = _parse_port(port)
+    if store:
+        data["store"] = store
+    if server:
+        data["server"] = server
+
+
+def _store_url_from_env(url: str) -> tuple[str, bool | None]:
+    """Accept the seeds' ``http://host:2113`` form as well as store URLs; http(s) sets TLS."""
+    parts = urlsplit(url)
+    if parts.scheme in {"http", "https"}:
+        if not parts.hostname:
+            raise ConfigError(f"environment variable KURRENTDB_URL: no host in {mask_url(url)!r}")
+        return urlunsplit(("kurrentdb", parts.netloc, "", parts.query, "")), parts.scheme == "https"
+    return url, None
+
+
+def _parse_bool(variable: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"environment variable {variable}: expected true or false, got {value!r}")
+
+
+def _parse_port(value: str) -> int:
+    try:
+        port = int(value.strip())
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
+        raise ConfigError(f"environment variable HTTP_PORT: expected a port 0-65535, got {value!r}")
+    return port
+
+
+def _format(exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
+    """One line naming the file and each failing key path."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        location = list(prefix) + [str(part) for part in error["loc"]]
+        # A discriminated union puts the tag in the path (services.x.http.url): drop it.
+        if len(location) >= 3 and location[0] == "services" and location[2] in _SERVICE_KINDS:  # noqa: PLR2004
+            del location[2]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        message = _MESSAGES.get(message, message)
+        if error["type"] == "union_tag_not_found":
+            message = "missing key 'kind' (http, websocket or database)"
+        elif error["type"] == "union_tag_invalid":
+            message = f"unknown kind {error['input'].get('kind')!r} (http, websocket or database)"
+        if location and location[-1] == "[key]":
+            location.pop()
+            message = "invalid name: use lowercase letters, digits and '-' (at most 64)"
+        path = ".".join(location) or "(top level)"
+        problems.append(f"{path}: {message}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in ``scheme://user:password@host`` (logs, health output, ``config validate``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    """The effective settings as JSON-ready data with every secret masked."""
+    data = settings.model_dump(mode="json")
+    data["store"]["url"] = mask_url(data["store"]["url"])
+    return data

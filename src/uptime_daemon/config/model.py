@@ -1,0 +1,298 @@
+"""The frozen settings tree: validated once at load, then passed everywhere by the composition root.
+
+Every model forbids unknown keys, so a typo is an error naming its key path, never a silently ignored
+setting. Times are seconds (floats) and say so in their names; the seeds' milliseconds appear only at
+the event-payload edge.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+SERVICE_NAME_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+_STATUS_RANGE: Final = re.compile(r"^([1-5]\d\d)(?:-([1-5]\d\d))?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ServerSettings(_Model):
+    """The HTTP server: API, metrics, live feed and status page."""
+
+    host: str = "127.0.0.1"
+    """Bind address. Loopback by default: exposing the daemon is a deliberate choice."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port; 0 picks a free one (tests). ``HTTP_PORT`` overrides it."""
+    shutdown_timeout_seconds: Seconds = 10.0
+    """Upper bound on a graceful stop: in-flight probes, spool flush and checkpoint together."""
+
+
+class StoreSettings(_Model):
+    """Where events go. ``sqlite:///relative`` or ``sqlite:////absolute`` or ``kurrentdb://...``."""
+
+    url: str = "sqlite:///var/uptime-daemon/events.db"
+    """``KURRENTDB_URL`` overrides it (an ``http://host:2113`` value as in the seeds is accepted)."""
+    username: str | None = None
+    """``KURRENTDB_USERNAME``."""
+    password: SecretStr | None = None
+    """``KURRENTDB_PASSWORD``; never logged or served."""
+    use_tls: bool = False
+    """``KURRENTDB_USE_TLS``."""
+    verify_cert: bool = True
+    """``KURRENTDB_VERIFY_CERT``; off only for a self-signed test cluster."""
+    ca_file: str | None = None
+    """PEM file of the CA that signed the cluster's certificates."""
+    operation_timeout_seconds: Seconds = 5.0
+    """Deadline for one store operation before it counts as unavailable."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        schemes = ("sqlite://", "kurrentdb://", "kurrentdb+discover://", "esdb://", "kdb://")
+        if not value.startswith(schemes):
+            raise ValueError("must start with sqlite://, kurrentdb:// or kurrentdb+discover://")
+        if value.startswith("sqlite://") and not value.startswith("sqlite:///"):
+            raise ValueError("sqlite URLs are sqlite:///relative/path or sqlite:////absolute/path")
+        return value
+
+
+class LogSettings(_Model):
+    """Structured logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: console renderer on a TTY, JSON lines otherwise."""
+
+
+class SchedulerSettings(_Model):
+    """How probes are started."""
+
+    max_concurrency: int = Field(default=256, ge=1, le=100_000)
+    """Global bound on probes in flight at once, whatever the number of services."""
+    jitter_seconds: float = Field(default=1.0, ge=0, le=3600)
+    """Random delay added to each run so thousands of services do not fire in the same instant."""
+
+
+class GradeThresholds(_Model):
+    """Response-time limits for the performance grade of a successful probe (slower is ``poor``)."""
+
+    excellent_seconds: Seconds = 0.1
+    good_seconds: Seconds = 0.3
+    fair_seconds: Seconds = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GradeThresholds:
+        if not self.excellent_seconds <= self.good_seconds <= self.fair_seconds:
+            raise ValueError("excellent_seconds <= good_seconds <= fair_seconds must hold")
+        return self
+
+
+class CheckPolicy(_Model):
+    """Settings every service has; the ``[defaults]`` table sets them for all services at once."""
+
+    interval_seconds: Seconds = 30.0
+    timeout_seconds: Seconds = 10.0
+    """Deadline of one probe, enforced by the caller."""
+    failures_before_down: int = Field(default=2, ge=1, le=100)
+    """Consecutive failed probes that turn ``up`` into ``down`` (one blip is not an outage)."""
+    successes_before_up: int = Field(default=1, ge=1, le=100)
+    """Consecutive good probes that bring a ``down`` service back."""
+    degraded_after_seconds: Seconds | None = None
+    """A successful probe slower than this is ``degraded``; unset means never degraded."""
+    grades: GradeThresholds = GradeThresholds()
+
+
+class Defaults(CheckPolicy):
+    """The ``[defaults]`` table."""
+
+
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+
+
+class _ServiceBase(CheckPolicy):
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeout(cls, data: object) -> object:
+        """An unset timeout is 10 s or the interval, whichever is shorter."""
+        if isinstance(data, dict) and "timeout_seconds" not in data:
+            interval = data.get("interval_seconds")
+            if isinstance(interval, int | float) and 0 < interval < DEFAULT_TIMEOUT_SECONDS:
+                return {**data, "timeout_seconds": interval}
+        return data
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> _ServiceBase:
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError("timeout_seconds must not exceed interval_seconds")
+        return self
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    if value.startswith("/"):
+        return value  # relative: this daemon's own server, resolved once it has bound its port
+    if not value.startswith(tuple(f"{s}://" for s in schemes)):
+        shown = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"must start with {shown}, or / for this daemon's own server")
+    return value
+
+
+class BasicAuth(_Model):
+    """HTTP basic credentials."""
+
+    username: str
+    password: SecretStr
+
+
+class JsonAssertion(_Model):
+    """``path`` is a dotted path into the JSON body (``status`` or ``checks.0.ok``); ``equals`` its value."""
+
+    path: Annotated[str, StringConstraints(min_length=1)]
+    equals: Any
+
+
+class HttpService(_ServiceBase):
+    """An HTTP(S) endpoint."""
+
+    kind: Literal["http"]
+    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = {}
+    body: str | None = None
+    bearer_token: SecretStr | None = None
+    basic_auth: BasicAuth | None = None
+    accepted_status: tuple[str, ...] = ("200-299",)
+    """Codes or inclusive ranges: ``["200-299", "304"]``."""
+    body_contains: str | None = None
+    json_assertions: tuple[JsonAssertion, ...] = ()
+    follow_redirects: bool = True
+    max_redirects: int = Field(default=10, ge=0, le=50)
+    verify_tls: bool = True
+    max_body_bytes: int = Field(default=1_048_576, ge=0, le=1_073_741_824)
+    """Read at most this much of the body; more is ``body_too_large``."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"))
+
+    @field_validator("accepted_status")
+    @classmethod
+    def _statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            match = _STATUS_RANGE.match(item)
+            if match is None or (match.group(2) and int(match.group(2)) < int(match.group(1))):
+                raise ValueError(f"{item!r} is not a status code or range like 200-299")
+        if not value:
+            raise ValueError("must list at least one status code or range")
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> HttpService:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("set bearer_token or basic_auth, not both")
+        return self
+
+    def status_accepted(self, status: int) -> bool:
+        """Whether ``status`` is in one of the accepted codes or ranges."""
+        for item in self.accepted_status:
+            low, _, high = item.partition("-")
+            if int(low) <= status <= int(high or low):
+                return True
+        return False
+
+
+class WebSocketStep(_Model):
+    """One step of a WebSocket script: send a message, or expect one (text or JSON)."""
+
+    send: str | None = None
+    send_json: Any = None
+    expect: str | None = None
+    """The reply must equal this text."""
+    expect_contains: str | None = None
+    expect_json: dict[str, Any] | None = None
+    """Every key here must be present in the JSON reply with this value (a subset match)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WebSocketStep:
+        chosen = [
+            name
+            for name in ("send", "send_json", "expect", "expect_contains", "expect_json")
+            if getattr(self, name) is not None
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                "each step sets exactly one of send, send_json, expect, expect_contains, expect_json"
+            )
+        return self
+
+
+class WebSocketService(_ServiceBase):
+    """A WebSocket endpoint."""
+
+    kind: Literal["websocket"]
+    url: str
+    headers: dict[str, str] = {}
+    subprotocols: tuple[str, ...] = ()
+    require_subprotocol: str | None = None
+    """The server must choose this subprotocol."""
+    script: tuple[WebSocketStep, ...] = ()
+    verify_tls: bool = True
+    max_message_bytes: int = Field(default=1_048_576, ge=1, le=67_108_864)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("ws", "wss"))
+
+
+class DatabaseService(_ServiceBase):
+    """The event store: a write/read round trip on a temporary system stream."""
+
+    kind: Literal["database"]
+    stream: str = "system-health-check"
+    max_age_seconds: int = Field(default=3600, ge=1)
+    """Retention of the health-check stream (``$maxAge``) so it stays temporary."""
+    max_count: int = Field(default=100, ge=1)
+    """Retention of the health-check stream (``$maxCount``)."""
+
+    @field_validator("stream")
+    @classmethod
+    def _system_stream(cls, value: str) -> str:
+        if re.fullmatch(r"system-[a-z0-9-]{1,100}", value) is None:
+            raise ValueError("must be a system-* stream name (lowercase letters, digits and '-')")
+        return value
+
+
+Service = Annotated[HttpService | WebSocketService | DatabaseService, Field(discriminator="kind")]
+
+
+class Settings(_Model):
+    """The whole configuration."""
+
+    environment: Literal["dev", "staging", "test", "mainnet"] = "dev"
+    instance: Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)] = "uptime-daemon"
+    """This daemon's name among several sharing one KurrentDB."""
+    location: Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)] = "default"
+    """Where probes run from; part of every event id."""
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    log: LogSettings = LogSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    defaults: Defaults = Defaults()
+    services: dict[ServiceName, Service] = {}

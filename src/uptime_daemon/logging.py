@@ -1,0 +1,78 @@
+"""structlog configuration: snake_case events, fields for everything else, JSON lines when not a TTY.
+
+Standard-library loggers (aiohttp, apscheduler, grpc) go through the same chain, so every line has
+one shape. A last-line-of-defence processor masks anything that looks like a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Final, TextIO
+
+import orjson
+import structlog
+
+_SECRET_KEYS: Final = re.compile(
+    r"pass(word)?|secret|token|authorization|api[_-]?key", re.IGNORECASE
+)
+_URL_CREDENTIALS: Final = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@"
+)
+_QUIET_LOGGERS: Final = ("apscheduler", "aiohttp.access", "grpc", "asyncio")
+
+
+def mask_secrets(
+    _logger: object, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace secret-looking fields and credentials inside URLs before anything is rendered."""
+    for key, value in event_dict.items():
+        if _SECRET_KEYS.search(key) and value is not None:
+            event_dict[key] = "***"
+        elif isinstance(value, str) and "@" in value:
+            event_dict[key] = _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", value)
+    return event_dict
+
+
+def _json_dumps(value: object, **_kwargs: object) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging to ``stream`` (stdout) in one format."""
+    out = sys.stdout if stream is None else stream
+    as_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        mask_secrets,
+    ]
+    renderer: Any
+    if as_json:
+        renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)
+        shared.append(structlog.processors.dict_tracebacks)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    numeric = logging.getLevelName(level.upper())
+    root.setLevel(numeric)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))

@@ -1,0 +1,160 @@
+"""The event store port: one ``EventStore`` protocol, adapters behind it (``sqlite``, ``kurrentdb``).
+
+Semantics follow KurrentDB, because KurrentDB is the production store:
+
+* Stream revisions are 0-based and gapless per stream. Commit positions are global, strictly
+  increasing, and may have gaps: never do ``position + 1`` arithmetic.
+* ``append`` is idempotent by event id: re-appending a batch whose ids are already in the stream, in
+  the same order, succeeds and returns the original commit position without writing anything, when
+  ``expected`` is ``ANY`` or equals the revision the stream was at before the original write.
+* Positions passed as ``after`` are exclusive: ``read_all(after=p)`` and ``subscribe(after=p)`` start
+  with the first event whose position is greater than ``p``. ``None`` means "from the beginning".
+* Stream metadata (``max_age_seconds``, ``max_count``) and soft deletes hide events from
+  ``read_stream`` at read time; ``read_all`` and ``subscribe`` still see them (as KurrentDB's ``$all``
+  does until a scavenge).
+* A soft-deleted stream reads as ``StreamNotFound``; appending to it again (``expected`` ``ANY`` or
+  ``NO_STREAM``) revives it, with revisions continuing from where they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Final, Protocol
+from uuid import UUID
+
+UPTIME_STREAM_PREFIX: Final = "service-uptime-"
+SYSTEM_STREAM_PREFIX: Final = "system-"
+
+
+class StreamState(StrEnum):
+    """Expected state of a stream for an optimistic-concurrency check."""
+
+    ANY = "any"
+    NO_STREAM = "no_stream"
+    STREAM_EXISTS = "stream_exists"
+
+
+Expected = StreamState | int
+"""Either a ``StreamState`` or the exact revision of the stream's last event."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append. ``data`` and ``metadata`` are JSON bytes."""
+
+    id: UUID
+    type: str
+    data: bytes
+    metadata: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as the store holds it."""
+
+    id: UUID
+    type: str
+    data: bytes
+    metadata: bytes
+    stream: str
+    revision: int
+    position: int
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """Subscription marker: every event committed before the subscription started has been yielded.
+
+    ``position`` is the position of the last event yielded so far (or the ``after`` the subscription
+    started from), so it is a safe resume point.
+    """
+
+    position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMetadata:
+    """Retention settings of one stream (KurrentDB's ``$maxAge`` / ``$maxCount``)."""
+
+    max_age_seconds: int | None = None
+    max_count: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class EventStore(Protocol):
+    """What the daemon needs from an event store. Both adapters pass ``tests/store/contract.py``."""
+
+    @property
+    def backend(self) -> str:
+        """Short backend name for health output: ``sqlite`` or ``kurrentdb``."""
+        ...
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], expected: Expected = StreamState.ANY
+    ) -> int:
+        """Append atomically; return the commit position of the last event.
+
+        Raises ``ConcurrencyConflict`` when ``expected`` does not hold, ``StreamDeleted`` for a
+        tombstoned stream, ``EventStoreUnavailable`` when the store cannot be reached.
+        """
+        ...
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        backwards: bool = False,
+        limit: int | None = None,
+        from_revision: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read one stream. ``from_revision`` is inclusive (as KurrentDB's ``stream_position``).
+
+        Raises ``StreamNotFound`` for a missing or soft-deleted stream.
+        """
+        ...
+
+    async def read_all(
+        self,
+        *,
+        after: int | None = None,
+        stream_prefix: str | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Read the global log forwards from just after ``after``, optionally only streams with a prefix."""
+        ...
+
+    def subscribe(
+        self, *, after: int | None = None, stream_prefix: str | None = None
+    ) -> AsyncIterator[RecordedEvent | CaughtUp]:
+        """Catch up from just after ``after``, yield ``CaughtUp`` once, then yield live events forever.
+
+        No gap and no duplicate across the hand-over from catch-up to live. Errors surface from the
+        iterator as ``EventStoreUnavailable``; the caller resubscribes from its own checkpoint.
+        """
+        ...
+
+    async def set_stream_metadata(
+        self, stream: str, *, max_age_seconds: int | None = None, max_count: int | None = None
+    ) -> None:
+        """Set retention for a stream; applies to ``read_stream`` at once."""
+        ...
+
+    async def get_stream_metadata(self, stream: str) -> StreamMetadata:
+        """Retention settings of a stream (all ``None`` when never set)."""
+        ...
+
+    async def delete_stream(self, stream: str, expected: Expected = StreamState.ANY) -> None:
+        """Soft delete: the stream reads as not found until appended to again. Never a tombstone."""
+        ...
+
+    async def ping(self) -> float:
+        """Round-trip the store once; return the seconds it took. Raises ``EventStoreUnavailable``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads; pending appends are completed first."""
+        ...
