@@ -1,0 +1,276 @@
+"""The projection as a deterministic fold: ``apply(state, observation) -> state``, and queries over it.
+
+No I/O and no clock reads: every query takes ``now``. For speed ``apply`` updates the state it is
+given and returns it; the result depends only on the sequence of observations, so a replay from zero
+equals the live fold (tested with Hypothesis).
+
+Time accounting. A check at ``t`` with status ``s`` means ``s`` holds from ``t`` until the next check.
+A status is credible for ``gap_seconds`` (2 × interval + timeout) after the check that established
+it; past that, until the next check, the time is ``unknown`` — the daemon was not looking, which is
+neither up nor down. The same rule applies to the open interval up to ``now``.
+
+Memory per service is bounded: status periods (transitions only), hourly buckets and incidents, all
+pruned to ``retention_seconds`` behind the newest observation — never raw samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+HOUR_SECONDS: Final = 3600
+HISTOGRAM_BASE_SECONDS: Final = 0.001
+HISTOGRAM_GROWTH: Final = 2**0.25
+HISTOGRAM_BUCKETS: Final = 72
+"""Bucket ``k`` holds response times in ``[base·g^(k-1), base·g^k)``; the last one is open-ended."""
+HISTOGRAM_RELATIVE_ERROR: Final = 2**0.125 - 1
+"""A percentile is reported as its bucket's geometric midpoint: at most ~9.05 % off (1 ms .. 4.3 min)."""
+DEFAULT_RETENTION_SECONDS: Final = 90 * 86_400.0
+
+
+class TimeState(StrEnum):
+    """What a second of wall time is counted as."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+STATE_ORDER: Final = (TimeState.UP, TimeState.DEGRADED, TimeState.DOWN, TimeState.UNKNOWN)
+_INDEX: Final = {state: index for index, state in enumerate(STATE_ORDER)}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One completed check, as the projection needs it (decoded from ``ServiceStatusChanged``)."""
+
+    service: str
+    at: datetime
+    status: TimeState
+    """``up``, ``degraded`` or ``down`` (never ``unknown``)."""
+    response_seconds: float
+    gap_seconds: float
+    """How long this check's verdict stays credible: 2 × interval + timeout."""
+
+
+@dataclass(slots=True)
+class HourBucket:
+    """One hour of one service: check counts, seconds per state, response-time histogram."""
+
+    checks: list[int] = field(default_factory=lambda: [0, 0, 0])
+    """Checks whose verdict was up, degraded, down."""
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    """Seconds up, degraded, down, unknown (time-weighted)."""
+    response_sum_seconds: float = 0.0
+    histogram: dict[int, int] = field(default_factory=dict)
+    """Sparse: bucket index → count."""
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A closed span of one state."""
+
+    state: TimeState
+    start: datetime
+    end: datetime
+
+
+@dataclass(slots=True)
+class Incident:
+    """From the check that turned a service down to the check that brought it back."""
+
+    start: datetime
+    end: datetime | None = None
+
+
+@dataclass(slots=True)
+class ServiceProjection:
+    """Everything the projection keeps for one service."""
+
+    name: str
+    status: TimeState | None = None
+    since: datetime | None = None
+    """When the current status began (the check that established it)."""
+    last_check: datetime | None = None
+    gap_seconds: float = 0.0
+    first_check: datetime | None = None
+    periods: list[Period] = field(default_factory=list)
+    open_state: TimeState | None = None
+    open_start: datetime | None = None
+    buckets: dict[int, HourBucket] = field(default_factory=dict)
+    incidents: list[Incident] = field(default_factory=list)
+    last_response_seconds: float | None = None
+
+
+@dataclass(slots=True)
+class ProjectionState:
+    """All services, plus the retention that bounds them."""
+
+    services: dict[str, ServiceProjection] = field(default_factory=dict)
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS
+
+
+def histogram_index(seconds: float) -> int:
+    """The histogram bucket for a response time."""
+    if seconds < HISTOGRAM_BASE_SECONDS:
+        return 0
+    index = int(math.log(seconds / HISTOGRAM_BASE_SECONDS, HISTOGRAM_GROWTH)) + 1
+    return min(index, HISTOGRAM_BUCKETS - 1)
+
+
+def histogram_value(index: int) -> float:
+    """Representative value of a bucket: its geometric midpoint (bucket 0: half the base)."""
+    if index == 0:
+        return HISTOGRAM_BASE_SECONDS / 2
+    return float(HISTOGRAM_BASE_SECONDS * HISTOGRAM_GROWTH ** (index - 0.5))
+
+
+def _hour(moment: datetime) -> int:
+    return int(moment.timestamp()) // HOUR_SECONDS
+
+
+def _bucket(service: ServiceProjection, hour: int) -> HourBucket:
+    bucket = service.buckets.get(hour)
+    if bucket is None:
+        bucket = service.buckets[hour] = HourBucket()
+    return bucket
+
+
+def _credit(service: ServiceProjection, state: TimeState, start: datetime, end: datetime) -> None:
+    """Add ``[start, end)`` of ``state`` to the hourly buckets, split at hour boundaries."""
+    index = _INDEX[state]
+    cursor = start.timestamp()
+    stop = end.timestamp()
+    while cursor < stop:
+        hour = int(cursor) // HOUR_SECONDS
+        boundary = min(stop, (hour + 1) * HOUR_SECONDS)
+        _bucket(service, hour).seconds[index] += boundary - cursor
+        cursor = boundary
+
+
+def _enter(service: ServiceProjection, state: TimeState, at: datetime) -> None:
+    """Close the open period if the state changes, and open one for ``state`` at ``at``."""
+    if service.open_state is state:
+        return
+    if (
+        service.open_state is not None
+        and service.open_start is not None
+        and service.open_start < at
+    ):
+        service.periods.append(Period(service.open_state, service.open_start, at))
+    service.open_state = state
+    service.open_start = at
+
+
+def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
+    """Fold one observation into the projection."""
+    service = state.services.get(obs.service)
+    if service is None:
+        service = state.services[obs.service] = ServiceProjection(obs.service)
+    at = obs.at
+    if service.last_check is not None and at < service.last_check:
+        at = service.last_check  # clocks stepped back: never count negative time
+    if service.last_check is not None and service.status is not None:
+        credible_until = min(at, service.last_check + timedelta(seconds=service.gap_seconds))
+        _credit(service, service.status, service.last_check, credible_until)
+        if credible_until < at:
+            _enter(service, TimeState.UNKNOWN, credible_until)
+            _credit(service, TimeState.UNKNOWN, credible_until, at)
+    else:
+        service.first_check = at
+    previous = service.status
+    if obs.status is not previous:
+        service.since = at
+        if obs.status is TimeState.DOWN:
+            service.incidents.append(Incident(start=at))
+        elif previous is TimeState.DOWN and service.incidents:
+            service.incidents[-1].end = at
+    _enter(service, obs.status, at)
+    service.status = obs.status
+    service.last_check = at
+    service.gap_seconds = obs.gap_seconds
+    service.last_response_seconds = obs.response_seconds
+    hour = _hour(at)
+    bucket = service.buckets.get(hour)
+    if bucket is None:
+        # Once per service-hour: cheap enough to prune here, and retention is days, not minutes.
+        _prune(service, at - timedelta(seconds=state.retention_seconds))
+        bucket = service.buckets[hour] = HourBucket()
+    bucket.checks[_INDEX[obs.status]] += 1
+    if obs.status is not TimeState.DOWN:
+        bucket.response_sum_seconds += obs.response_seconds
+        index = histogram_index(obs.response_seconds)
+        bucket.histogram[index] = bucket.histogram.get(index, 0) + 1
+    return state
+
+
+def _prune(service: ServiceProjection, horizon: datetime) -> None:
+    """Drop what is entirely older than the retention horizon (cheap: only when there is some)."""
+    while service.periods and service.periods[0].end < horizon:
+        service.periods.pop(0)
+    oldest_hour = _hour(horizon)
+    for hour in [h for h in service.buckets if h < oldest_hour]:
+        del service.buckets[hour]
+    while (
+        service.incidents
+        and service.incidents[0].end is not None
+        and service.incidents[0].end < horizon
+    ):
+        service.incidents.pop(0)
+
+
+# --- queries -------------------------------------------------------------------------------------
+
+
+def spans(service: ServiceProjection, now: datetime) -> Iterator[Period]:
+    """Every state span up to ``now``, oldest first, including the open one and a trailing unknown."""
+    yield from service.periods
+    if service.open_state is None or service.open_start is None or service.last_check is None:
+        return
+    credible_until = service.last_check + timedelta(seconds=service.gap_seconds)
+    if service.open_state is TimeState.UNKNOWN:
+        yield Period(TimeState.UNKNOWN, service.open_start, max(now, service.open_start))
+        return
+    end = min(now, credible_until)
+    if end > service.open_start:
+        yield Period(service.open_state, service.open_start, end)
+    if now > credible_until:
+        yield Period(TimeState.UNKNOWN, max(credible_until, service.open_start), now)
+
+
+def seconds_in_window(
+    service: ServiceProjection, start: datetime, now: datetime
+) -> dict[TimeState, float]:
+    """Exact time-weighted seconds per state within ``[start, now)``."""
+    totals = dict.fromkeys(STATE_ORDER, 0.0)
+    for period in spans(service, now):
+        lo = max(period.start, start)
+        hi = min(period.end, now)
+        if hi > lo:
+            totals[period.state] += (hi - lo).total_seconds()
+    return totals
+
+
+def timeline(service: ServiceProjection, start: datetime, now: datetime) -> list[Period]:
+    """Contiguous state periods clipped to ``[start, now)``, adjacent equal states merged."""
+    out: list[Period] = []
+    for period in spans(service, now):
+        lo = max(period.start, start)
+        hi = min(period.end, now)
+        if hi <= lo:
+            continue
+        if out and out[-1].state is period.state and out[-1].end == lo:
+            out[-1] = Period(period.state, out[-1].start, hi)
+        else:
+            out.append(Period(period.state, lo, hi))
+    return out
+
+
+def epoch(seconds: float) -> datetime:
+    """UTC datetime from a Unix timestamp."""
+    return datetime.fromtimestamp(seconds, UTC)

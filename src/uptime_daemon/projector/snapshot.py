@@ -1,0 +1,138 @@
+"""Persist the projection with its checkpoint, so a restart resumes instead of replaying years.
+
+The file holds the commit position and the state at exactly that position, written atomically
+(temporary file, fsync, rename). A missing, corrupt or older-format file is not an error: the
+projector logs it and replays from zero, which gives the same state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from uptime_daemon.projector.fold import (
+    HourBucket,
+    Incident,
+    Period,
+    ProjectionState,
+    ServiceProjection,
+    TimeState,
+    epoch,
+)
+
+FORMAT_VERSION: Final = 1
+
+
+class SnapshotError(ValueError):
+    """The snapshot file cannot be used (corrupt, or written by another format version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A projection state and the commit position it includes."""
+
+    position: int | None
+    state: ProjectionState
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else epoch(value)
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    """Serialize to JSON bytes (deterministic: services in name order)."""
+    services = {}
+    for name in sorted(snapshot.state.services):
+        s = snapshot.state.services[name]
+        services[name] = {
+            "status": s.status,
+            "since": _ts(s.since),
+            "lastCheck": _ts(s.last_check),
+            "gap": s.gap_seconds,
+            "firstCheck": _ts(s.first_check),
+            "openState": s.open_state,
+            "openStart": _ts(s.open_start),
+            "lastResponse": s.last_response_seconds,
+            "periods": [[p.state, p.start.timestamp(), p.end.timestamp()] for p in s.periods],
+            "buckets": [
+                [hour, b.checks, b.seconds, b.response_sum_seconds, sorted(b.histogram.items())]
+                for hour, b in sorted(s.buckets.items())
+            ],
+            "incidents": [[i.start.timestamp(), _ts(i.end)] for i in s.incidents],
+        }
+    return orjson.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "position": snapshot.position,
+            "retentionSeconds": float(snapshot.state.retention_seconds),
+            "services": services,
+        }
+    )
+
+
+def decode(data: bytes) -> Snapshot:
+    """Parse bytes written by ``encode``; raise ``SnapshotError`` if they cannot be trusted."""
+    try:
+        raw = orjson.loads(data)
+        version = raw.get("format")
+    except (orjson.JSONDecodeError, AttributeError) as exc:
+        raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
+    if version != FORMAT_VERSION:
+        raise SnapshotError(f"snapshot format {version!r}, expected {FORMAT_VERSION}")
+    try:
+        state = ProjectionState(retention_seconds=float(raw["retentionSeconds"]))
+        for name, s in raw["services"].items():
+            service = ServiceProjection(
+                name=name,
+                status=None if s["status"] is None else TimeState(s["status"]),
+                since=_dt(s["since"]),
+                last_check=_dt(s["lastCheck"]),
+                gap_seconds=float(s["gap"]),
+                first_check=_dt(s["firstCheck"]),
+                open_state=None if s["openState"] is None else TimeState(s["openState"]),
+                open_start=_dt(s["openStart"]),
+                last_response_seconds=s["lastResponse"],
+                periods=[Period(TimeState(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
+                incidents=[Incident(epoch(i[0]), _dt(i[1])) for i in s["incidents"]],
+            )
+            for hour, checks, seconds, response_sum, histogram in s["buckets"]:
+                service.buckets[int(hour)] = HourBucket(
+                    checks=[int(c) for c in checks],
+                    seconds=[float(x) for x in seconds],
+                    response_sum_seconds=float(response_sum),
+                    histogram={int(k): int(v) for k, v in histogram},
+                )
+            state.services[name] = service
+        position = raw["position"]
+        return Snapshot(position=None if position is None else int(position), state=state)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def read(path: Path) -> Snapshot | None:
+    """The stored snapshot, or ``None`` when there is no file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return decode(data)

@@ -1,0 +1,187 @@
+"""What on-call asks, computed from the projection for a window ``[now - hours, now)``.
+
+* Time-weighted figures are exact: they come from the status periods, clipped at both window edges.
+* Check counts and response-time figures come from hourly buckets, so the window's first hour is
+  taken whole: they cover ``[floor_to_hour(now - hours), now)``. Percentiles carry the histogram's
+  relative error bound (``HISTOGRAM_RELATIVE_ERROR``, about 9 %).
+* Incidents are those overlapping the window; their ``start``/``end`` are the real ones, their
+  downtime inside the window is clipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from uptime_daemon.projector.fold import (
+    HISTOGRAM_RELATIVE_ERROR,
+    HOUR_SECONDS,
+    Period,
+    ServiceProjection,
+    TimeState,
+    histogram_value,
+    seconds_in_window,
+    timeline,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCounts:
+    """Count-based figures (what Uptime Kuma and Gatus report)."""
+
+    total: int
+    up: int
+    degraded: int
+    down: int
+
+    @property
+    def up_ratio(self) -> float | None:
+        """Share of checks whose verdict was up."""
+        return self.up / self.total if self.total else None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseTimes:
+    """Response-time figures of non-down checks, in seconds."""
+
+    samples: int
+    average: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    relative_error: float = HISTOGRAM_RELATIVE_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    """An outage overlapping the window."""
+
+    start: datetime
+    end: datetime | None
+    duration_seconds: float
+    """Full duration (up to ``now`` while still open)."""
+    seconds_in_window: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """Every figure of one service over one window."""
+
+    service: str
+    window_start: datetime
+    window_end: datetime
+    status: TimeState
+    """Current status; ``unknown`` when never checked or the last verdict is stale."""
+    since: datetime | None
+    last_check: datetime | None
+    last_response_seconds: float | None
+    seconds: dict[TimeState, float]
+    uptime_ratio: float | None
+    """up / (up + degraded + down) seconds — degraded is not up."""
+    availability_ratio: float | None
+    """(up + degraded) / (up + degraded + down) seconds — reachable at all."""
+    checks: CheckCounts
+    response: ResponseTimes
+    incidents: tuple[IncidentView, ...]
+    mttr_seconds: float | None
+    """Mean duration of the incidents that ended inside the window."""
+    mtbf_seconds: float | None
+    """Up-or-degraded seconds in the window per incident that began in it."""
+    longest_outage_seconds: float | None
+
+
+def current_status(service: ServiceProjection, now: datetime) -> TimeState:
+    """The status now: the last verdict while credible, else unknown."""
+    if service.status is None or service.last_check is None:
+        return TimeState.UNKNOWN
+    if now > service.last_check + timedelta(seconds=service.gap_seconds):
+        return TimeState.UNKNOWN
+    return service.status
+
+
+def _percentile(histogram: dict[int, int], total: int, fraction: float) -> float | None:
+    if total == 0:
+        return None
+    rank = fraction * total
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= rank:
+            return histogram_value(index)
+    return histogram_value(max(histogram))
+
+
+def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> ServiceSummary:
+    """All figures for ``[now - hours, now)``."""
+    start = now - timedelta(hours=hours)
+    seconds = seconds_in_window(service, start, now)
+    known = seconds[TimeState.UP] + seconds[TimeState.DEGRADED] + seconds[TimeState.DOWN]
+    first_hour = int(start.timestamp()) // HOUR_SECONDS
+    last_hour = int(now.timestamp()) // HOUR_SECONDS
+    counts = [0, 0, 0]
+    histogram: dict[int, int] = {}
+    response_sum = 0.0
+    for hour, bucket in service.buckets.items():
+        if first_hour <= hour <= last_hour:
+            for i in range(3):
+                counts[i] += bucket.checks[i]
+            response_sum += bucket.response_sum_seconds
+            for index, count in bucket.histogram.items():
+                histogram[index] = histogram.get(index, 0) + count
+    samples = sum(histogram.values())
+    incidents = _incidents(service, start, now)
+    resolved = [i for i in incidents if i.end is not None and i.end >= start]
+    started = [i for i in incidents if i.start >= start]
+    return ServiceSummary(
+        service=service.name,
+        window_start=start,
+        window_end=now,
+        status=current_status(service, now),
+        since=service.since,
+        last_check=service.last_check,
+        last_response_seconds=service.last_response_seconds,
+        seconds=seconds,
+        uptime_ratio=seconds[TimeState.UP] / known if known else None,
+        availability_ratio=(seconds[TimeState.UP] + seconds[TimeState.DEGRADED]) / known
+        if known
+        else None,
+        checks=CheckCounts(sum(counts), counts[0], counts[1], counts[2]),
+        response=ResponseTimes(
+            samples=samples,
+            average=response_sum / samples if samples else None,
+            p50=_percentile(histogram, samples, 0.50),
+            p95=_percentile(histogram, samples, 0.95),
+            p99=_percentile(histogram, samples, 0.99),
+        ),
+        incidents=tuple(incidents),
+        mttr_seconds=sum(i.duration_seconds for i in resolved) / len(resolved)
+        if resolved
+        else None,
+        mtbf_seconds=(seconds[TimeState.UP] + seconds[TimeState.DEGRADED]) / len(started)
+        if started
+        else None,
+        longest_outage_seconds=max((i.duration_seconds for i in incidents), default=None),
+    )
+
+
+def _incidents(service: ServiceProjection, start: datetime, now: datetime) -> list[IncidentView]:
+    views = []
+    for incident in service.incidents:
+        end = incident.end
+        if (end is not None and end <= start) or incident.start >= now:
+            continue
+        closing = end if end is not None else now
+        views.append(
+            IncidentView(
+                start=incident.start,
+                end=end,
+                duration_seconds=(closing - incident.start).total_seconds(),
+                seconds_in_window=(min(closing, now) - max(incident.start, start)).total_seconds(),
+            )
+        )
+    return views
+
+
+def service_timeline(service: ServiceProjection, *, now: datetime, hours: float) -> list[Period]:
+    """Contiguous status periods in ``[now - hours, now)``."""
+    return timeline(service, now - timedelta(hours=hours), now)

@@ -1,0 +1,251 @@
+"""The projection fold: exact time accounting, incidents, percentiles, determinism, bounded memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from uptime_daemon.projector.fold import (
+    HISTOGRAM_RELATIVE_ERROR,
+    Observation,
+    ProjectionState,
+    TimeState,
+    apply,
+    histogram_index,
+    histogram_value,
+    seconds_in_window,
+)
+from uptime_daemon.projector.summary import current_status, service_timeline, summarize
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+UP, DEG, DOWN, UNK = TimeState.UP, TimeState.DEGRADED, TimeState.DOWN, TimeState.UNKNOWN
+
+
+def fold(
+    checks: list[tuple[float, TimeState]], gap: float = 30.0, response: float = 0.05
+) -> ProjectionState:
+    """Fold ``(seconds after T0, status)`` checks of one service ``svc``."""
+    state = ProjectionState()
+    for offset, status in checks:
+        apply(state, Observation("svc", T0 + timedelta(seconds=offset), status, response, gap))
+    return state
+
+
+def every(
+    start: float, stop: float, status: TimeState, step: float = 10.0
+) -> list[tuple[float, TimeState]]:
+    count = int((stop - start) / step)
+    return [(start + i * step, status) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("checks", "now_offset", "expected"),
+    [
+        pytest.param(every(0, 3600, UP), 3600, {UP: 3600, DEG: 0, DOWN: 0, UNK: 0}, id="all-up"),
+        pytest.param(
+            every(0, 100, UP) + every(100, 200, DOWN) + every(200, 300, UP),
+            300,
+            {UP: 200, DEG: 0, DOWN: 100, UNK: 0},
+            id="outage-100s",
+        ),
+        pytest.param(
+            [(0, UP), (1000, UP)], 1000, {UP: 30, DEG: 0, DOWN: 0, UNK: 970}, id="gap-is-unknown"
+        ),
+        pytest.param(
+            [(0, UP)], 100, {UP: 30, DEG: 0, DOWN: 0, UNK: 70}, id="trailing-silence-is-unknown"
+        ),
+        pytest.param(
+            every(0, 60, UP) + every(60, 120, DEG),
+            120,
+            {UP: 60, DEG: 60, DOWN: 0, UNK: 0},
+            id="degraded-apart",
+        ),
+        pytest.param(
+            [(0, DOWN), (500, DOWN)],
+            500,
+            {UP: 0, DEG: 0, DOWN: 30, UNK: 470},
+            id="down-then-silence-not-down",
+        ),
+    ],
+)
+def test_time_weighted_seconds(
+    checks: list[tuple[float, TimeState]], now_offset: float, expected: dict[TimeState, float]
+) -> None:
+    """Seconds per state follow the credibility rule exactly."""
+    state = fold(checks)
+    now = T0 + timedelta(seconds=now_offset)
+    got = seconds_in_window(state.services["svc"], T0, now)
+    assert got == pytest.approx(expected)
+
+
+def test_window_clips_both_edges() -> None:
+    """A window that starts mid-outage counts only the part inside it."""
+    state = fold(every(0, 100, UP) + every(100, 200, DOWN) + every(200, 400, UP))
+    service = state.services["svc"]
+    got = seconds_in_window(service, T0 + timedelta(seconds=150), T0 + timedelta(seconds=250))
+    assert got[DOWN] == pytest.approx(50)
+    assert got[UP] == pytest.approx(50)
+
+
+def test_summary_ratios_incidents_mttr_mtbf() -> None:
+    """Two outages of 100 s and 50 s in an hour: exact uptime, MTTR, MTBF and longest outage."""
+    checks = every(0, 1000, UP) + every(1000, 1100, DOWN) + every(1100, 2000, UP)
+    checks += every(2000, 2050, DOWN) + every(2050, 3600, UP)
+    state = fold(checks)
+    now = T0 + timedelta(seconds=3600)
+    summary = summarize(state.services["svc"], now=now, hours=1)
+    assert summary.seconds[DOWN] == pytest.approx(150)
+    assert summary.uptime_ratio == pytest.approx(3450 / 3600)
+    assert [i.duration_seconds for i in summary.incidents] == pytest.approx([100, 50])
+    assert summary.mttr_seconds == pytest.approx(75)
+    assert summary.mtbf_seconds == pytest.approx(3450 / 2)
+    assert summary.longest_outage_seconds == pytest.approx(100)
+    assert summary.checks.total == 360
+    assert summary.checks.down == 15
+    assert summary.status is UP
+    assert summary.since == T0 + timedelta(seconds=2050)
+
+
+def test_open_incident_counts_to_now() -> None:
+    """An outage still going on has no end and lasts until now."""
+    state = fold(every(0, 100, UP) + every(100, 300, DOWN))
+    summary = summarize(state.services["svc"], now=T0 + timedelta(seconds=295), hours=1)
+    (incident,) = summary.incidents
+    assert incident.end is None
+    assert incident.duration_seconds == pytest.approx(195)
+    assert summary.mttr_seconds is None
+
+
+def test_current_status_goes_unknown_when_stale() -> None:
+    """A verdict older than the gap is not trusted."""
+    service = fold([(0, UP)]).services["svc"]
+    assert current_status(service, T0 + timedelta(seconds=29)) is UP
+    assert current_status(service, T0 + timedelta(seconds=31)) is UNK
+
+
+def test_timeline_merges_and_marks_unknown() -> None:
+    """The timeline is contiguous periods, with the silent stretch shown as unknown."""
+    service = fold([*every(0, 60, UP), (200, DOWN), (210, UP)]).services["svc"]
+    periods = service_timeline(service, now=T0 + timedelta(seconds=220), hours=1)
+    assert [
+        (p.state, (p.start - T0).total_seconds(), (p.end - T0).total_seconds()) for p in periods
+    ] == [
+        (UP, 0, 80),
+        (UNK, 80, 200),
+        (DOWN, 200, 210),
+        (UP, 210, 220),
+    ]
+
+
+def test_clock_stepping_back_never_counts_negative_time() -> None:
+    """An observation older than the last one is treated as simultaneous."""
+    service = fold([(100, UP), (50, DOWN), (120, DOWN)]).services["svc"]
+    got = seconds_in_window(service, T0, T0 + timedelta(seconds=120))
+    assert all(value >= 0 for value in got.values())
+    assert sum(got.values()) == pytest.approx(20)
+
+
+@given(st.floats(min_value=0.0001, max_value=200.0))
+def test_histogram_bucket_contains_value_within_error(seconds: float) -> None:
+    """Every response time maps to a bucket whose representative is within the stated bound."""
+    estimate = histogram_value(histogram_index(seconds))
+    if seconds >= 0.001:
+        assert abs(estimate - seconds) / seconds <= HISTOGRAM_RELATIVE_ERROR + 1e-9
+
+
+def test_percentiles_within_error_bound() -> None:
+    """p50/p95/p99 of 1..1000 ms land within the histogram's error bound."""
+    state = ProjectionState()
+    for i in range(1000):
+        at = T0 + timedelta(seconds=i)
+        apply(state, Observation("svc", at, UP, (i + 1) / 1000, 30))
+    summary = summarize(state.services["svc"], now=T0 + timedelta(seconds=1000), hours=1)
+    for got, exact in (
+        (summary.response.p50, 0.5),
+        (summary.response.p95, 0.95),
+        (summary.response.p99, 0.99),
+    ):
+        assert got is not None
+        assert abs(got - exact) / exact <= HISTOGRAM_RELATIVE_ERROR * 1.5
+    assert summary.response.average == pytest.approx(0.5005)
+
+
+def test_memory_is_bounded_by_retention() -> None:
+    """Two hundred days of flapping keep only the retention's worth of buckets, periods, incidents."""
+    state = ProjectionState(retention_seconds=10 * 86_400)
+    for i in range(200 * 24):
+        status = DOWN if i % 2 else UP
+        apply(state, Observation("svc", T0 + timedelta(hours=i), status, 0.01, 7200))
+    service = state.services["svc"]
+    assert len(service.buckets) <= 10 * 24 + 2
+    assert len(service.periods) <= 10 * 24 + 2
+    assert len(service.incidents) <= 10 * 12 + 2
+
+
+STATUS = st.sampled_from([UP, DEG, DOWN])
+CHECKS = st.lists(
+    st.tuples(
+        st.floats(min_value=0.5, max_value=4000), STATUS, st.floats(min_value=0, max_value=5)
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def _fold_steps(
+    steps: list[tuple[float, TimeState, float]], gap: float
+) -> tuple[ProjectionState, datetime]:
+    state = ProjectionState()
+    at = T0
+    for delta, status, response in steps:
+        at += timedelta(seconds=delta)
+        apply(state, Observation("svc", at, status, response, gap))
+    return state, at
+
+
+@settings(max_examples=150, deadline=None)
+@given(CHECKS, st.floats(min_value=1, max_value=600), st.floats(min_value=0, max_value=5000))
+def test_time_is_conserved_and_ratios_bounded(
+    steps: list[tuple[float, TimeState, float]], gap: float, extra: float
+) -> None:
+    """Seconds per state add up to the observed span exactly, and ratios stay within [0, 1]."""
+    state, last = _fold_steps(steps, gap)
+    now = last + timedelta(seconds=extra)
+    service = state.services["svc"]
+    assert service.first_check is not None
+    got = seconds_in_window(service, service.first_check, now)
+    assert sum(got.values()) == pytest.approx((now - service.first_check).total_seconds(), abs=1e-6)
+    summary = summarize(service, now=now, hours=48)
+    for ratio in (summary.uptime_ratio, summary.availability_ratio, summary.checks.up_ratio):
+        assert ratio is None or 0.0 <= ratio <= 1.0
+    assert summary.checks.total == len(steps)
+
+
+@settings(max_examples=100, deadline=None)
+@given(CHECKS, st.floats(min_value=1, max_value=600))
+def test_replay_is_deterministic(steps: list[tuple[float, TimeState, float]], gap: float) -> None:
+    """Folding the same observations twice gives identical summaries."""
+    first, last = _fold_steps(steps, gap)
+    second, _ = _fold_steps(steps, gap)
+    now = last + timedelta(seconds=10)
+    assert summarize(first.services["svc"], now=now, hours=24) == summarize(
+        second.services["svc"], now=now, hours=24
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(CHECKS, st.floats(min_value=1, max_value=600))
+def test_bucket_seconds_match_period_seconds(
+    steps: list[tuple[float, TimeState, float]], gap: float
+) -> None:
+    """The hourly buckets and the status periods agree on time up to the last check."""
+    state, last = _fold_steps(steps, gap)
+    service = state.services["svc"]
+    assert service.first_check is not None
+    exact = seconds_in_window(service, service.first_check, last)
+    for index, time_state in enumerate((UP, DEG, DOWN, UNK)):
+        bucket_total = sum(b.seconds[index] for b in service.buckets.values())
+        assert bucket_total == pytest.approx(exact[time_state], abs=1e-6)

@@ -1,0 +1,100 @@
+"""Snapshots: a saved-and-loaded projection answers exactly like the original."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from uptime_daemon.projector import snapshot
+from uptime_daemon.projector.fold import Observation, ProjectionState, TimeState, apply
+from uptime_daemon.projector.summary import service_timeline, summarize
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.floats(min_value=0.1, max_value=3000),
+        st.sampled_from([TimeState.UP, TimeState.DEGRADED, TimeState.DOWN]),
+        st.floats(min_value=0, max_value=3),
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+def _fold(steps: list[tuple[str, float, TimeState, float]], state: ProjectionState, start: datetime) -> datetime:
+    at = start
+    for service, delta, status, response in steps:
+        at += timedelta(seconds=delta)
+        apply(state, Observation(service, at, status, response, 90.0))
+    return at
+
+
+@settings(max_examples=60, deadline=None)
+@given(STEPS, STEPS)
+def test_snapshot_then_continue_equals_uninterrupted_fold(
+    first: list[tuple[str, float, TimeState, float]], second: list[tuple[str, float, TimeState, float]]
+) -> None:
+    """Fold, snapshot, reload, fold more == fold everything in one go (summaries and timelines)."""
+    whole = ProjectionState()
+    middle = _fold(first, whole, T0)
+    end = _fold(second, whole, middle)
+
+    part = ProjectionState()
+    _fold(first, part, T0)
+    restored = snapshot.decode(snapshot.encode(snapshot.Snapshot(42, part)))
+    assert restored.position == 42
+    _fold(second, restored.state, middle)
+
+    now = end + timedelta(seconds=5)
+    assert set(restored.state.services) == set(whole.services)
+    for name, service in whole.services.items():
+        other = restored.state.services[name]
+        assert summarize(other, now=now, hours=48) == summarize(service, now=now, hours=48)
+        assert service_timeline(other, now=now, hours=48) == service_timeline(service, now=now, hours=48)
+
+
+def test_encoding_is_deterministic() -> None:
+    """The same state always encodes to the same bytes (services in name order)."""
+    state = ProjectionState()
+    _fold([("b", 1, TimeState.UP, 0.1), ("a", 1, TimeState.DOWN, 0.2)], state, T0)
+    assert snapshot.encode(snapshot.Snapshot(7, state)) == snapshot.encode(
+        snapshot.decode(snapshot.encode(snapshot.Snapshot(7, state)))
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"not json", id="garbage"),
+        pytest.param(b"[]", id="not-an-object"),
+        pytest.param(b'{"format": 999, "position": 1, "retentionSeconds": 1, "services": {}}', id="future-format"),
+        pytest.param(b'{"format": 1, "position": 1, "services": {}}', id="missing-key"),
+        pytest.param(
+            b'{"format": 1, "position": 1, "retentionSeconds": 1, "services": {"a": {"status": "sideways"}}}',
+            id="bad-status",
+        ),
+    ],
+)
+def test_untrustworthy_snapshots_are_rejected(data: bytes) -> None:
+    """A corrupt or foreign file raises SnapshotError (the projector then replays from zero)."""
+    with pytest.raises(snapshot.SnapshotError):
+        snapshot.decode(data)
+
+
+def test_atomic_write_and_read(tmp_path: Path) -> None:
+    """The file is replaced whole and reads back; no file reads as None."""
+    path = tmp_path / "deep" / "projection.json"
+    assert snapshot.read(path) is None
+    state = ProjectionState()
+    _fold([("a", 1, TimeState.UP, 0.1)], state, T0)
+    snapshot.write_atomically(path, snapshot.encode(snapshot.Snapshot(3, state)))
+    loaded = snapshot.read(path)
+    assert loaded is not None
+    assert loaded.position == 3
+    assert not (tmp_path / "deep" / "projection.json.tmp").exists()
