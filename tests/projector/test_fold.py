@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from uptime_daemon.projector.fold import (
     histogram_index,
     histogram_value,
     seconds_in_window,
+    state_totals,
 )
 from uptime_daemon.projector.summary import current_status, service_timeline, summarize
 
@@ -249,3 +251,30 @@ def test_bucket_seconds_match_period_seconds(
     for index, time_state in enumerate((UP, DEG, DOWN, UNK)):
         bucket_total = sum(b.seconds[index] for b in service.buckets.values())
         assert bucket_total == pytest.approx(exact[time_state], abs=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    CHECKS,
+    st.floats(min_value=1, max_value=600),
+    st.lists(st.floats(min_value=0, max_value=900), max_size=5),
+)
+def test_state_totals_only_grow(
+    steps: list[tuple[float, TimeState, float]], gap: float, scrapes: list[float]
+) -> None:
+    """Scraped totals never decrease, whether between checks or across them (a valid counter)."""
+    state = ProjectionState(retention_seconds=600)
+    service_totals: list[list[float]] = []
+    at = T0
+    for delta, status, response in steps:
+        for offset in sorted(scrapes):
+            if offset < delta:
+                service = state.services.get("svc")
+                if service is not None:
+                    service_totals.append(state_totals(service, at + timedelta(seconds=offset)))
+        at += timedelta(seconds=delta)
+        apply(state, Observation("svc", at, status, response, gap))
+        service_totals.append(state_totals(state.services["svc"], at))
+    for before, after in itertools.pairwise(service_totals):
+        for a, b in zip(before, after, strict=True):
+            assert b >= a - 1e-6

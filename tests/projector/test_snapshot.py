@@ -26,7 +26,9 @@ STEPS = st.lists(
 )
 
 
-def _fold(steps: list[tuple[str, float, TimeState, float]], state: ProjectionState, start: datetime) -> datetime:
+def _fold(
+    steps: list[tuple[str, float, TimeState, float]], state: ProjectionState, start: datetime
+) -> datetime:
     at = start
     for service, delta, status, response in steps:
         at += timedelta(seconds=delta)
@@ -37,7 +39,8 @@ def _fold(steps: list[tuple[str, float, TimeState, float]], state: ProjectionSta
 @settings(max_examples=60, deadline=None)
 @given(STEPS, STEPS)
 def test_snapshot_then_continue_equals_uninterrupted_fold(
-    first: list[tuple[str, float, TimeState, float]], second: list[tuple[str, float, TimeState, float]]
+    first: list[tuple[str, float, TimeState, float]],
+    second: list[tuple[str, float, TimeState, float]],
 ) -> None:
     """Fold, snapshot, reload, fold more == fold everything in one go (summaries and timelines)."""
     whole = ProjectionState()
@@ -55,7 +58,9 @@ def test_snapshot_then_continue_equals_uninterrupted_fold(
     for name, service in whole.services.items():
         other = restored.state.services[name]
         assert summarize(other, now=now, hours=48) == summarize(service, now=now, hours=48)
-        assert service_timeline(other, now=now, hours=48) == service_timeline(service, now=now, hours=48)
+        assert service_timeline(other, now=now, hours=48) == service_timeline(
+            service, now=now, hours=48
+        )
 
 
 def test_encoding_is_deterministic() -> None:
@@ -73,7 +78,10 @@ def test_encoding_is_deterministic() -> None:
         pytest.param(b"", id="empty"),
         pytest.param(b"not json", id="garbage"),
         pytest.param(b"[]", id="not-an-object"),
-        pytest.param(b'{"format": 999, "position": 1, "retentionSeconds": 1, "services": {}}', id="future-format"),
+        pytest.param(
+            b'{"format": 999, "position": 1, "retentionSeconds": 1, "services": {}}',
+            id="future-format",
+        ),
         pytest.param(b'{"format": 1, "position": 1, "services": {}}', id="missing-key"),
         pytest.param(
             b'{"format": 1, "position": 1, "retentionSeconds": 1, "services": {"a": {"status": "sideways"}}}',

@@ -39,6 +39,8 @@ class ServerSettings(_Model):
     """TCP port; 0 picks a free one (tests). ``HTTP_PORT`` overrides it."""
     shutdown_timeout_seconds: Seconds = 10.0
     """Upper bound on a graceful stop: in-flight probes, spool flush and checkpoint together."""
+    live_health_interval_seconds: Seconds = 10.0
+    """How often ``/ws/health`` clients get a ``health_status`` message."""
 
 
 class StoreSettings(_Model):
@@ -70,6 +72,18 @@ class StoreSettings(_Model):
         return value
 
 
+class ProjectorSettings(_Model):
+    """The uptime projection: what it keeps and how it survives restarts."""
+
+    snapshot_path: str | None = None
+    """Where the projection and its checkpoint are saved; default: beside the SQLite file, else
+    ``var/uptime-daemon/projection.json``."""
+    snapshot_interval_seconds: Seconds = 60.0
+    """How often the snapshot is rewritten (and always on shutdown)."""
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    """History kept in memory; the longest window ``?hours=`` can ask for."""
+
+
 class LogSettings(_Model):
     """Structured logging."""
 
@@ -81,6 +95,9 @@ class LogSettings(_Model):
 class SchedulerSettings(_Model):
     """How probes are started."""
 
+    enabled: bool = True
+    """Off: this instance probes nothing and only serves the log (a read replica), or tests drive
+    checks through ``POST /uptime/check``."""
     max_concurrency: int = Field(default=256, ge=1, le=100_000)
     """Global bound on probes in flight at once, whatever the number of services."""
     jitter_seconds: float = Field(default=1.0, ge=0, le=3600)
@@ -227,6 +244,9 @@ class WebSocketStep(_Model):
     expect_contains: str | None = None
     expect_json: dict[str, Any] | None = None
     """Every key here must be present in the JSON reply with this value (a subset match)."""
+    skip_unmatched: bool = False
+    """For an expect step: ignore other messages until a matching one arrives (for feeds that
+    push unsolicited messages); the probe's deadline still bounds the wait."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> WebSocketStep:
@@ -293,6 +313,7 @@ class Settings(_Model):
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
+    projector: ProjectorSettings = ProjectorSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = {}

@@ -105,6 +105,9 @@ class ServiceProjection:
     buckets: dict[int, HourBucket] = field(default_factory=dict)
     incidents: list[Incident] = field(default_factory=list)
     last_response_seconds: float | None = None
+    totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    """Seconds ever credited per state (up, degraded, down, unknown): never pruned, never
+    decreasing — the source of the ``uptime_service_state_seconds_total`` counter."""
 
 
 @dataclass(slots=True)
@@ -146,6 +149,8 @@ def _credit(service: ServiceProjection, state: TimeState, start: datetime, end: 
     index = _INDEX[state]
     cursor = start.timestamp()
     stop = end.timestamp()
+    if stop > cursor:
+        service.totals[index] += stop - cursor
     while cursor < stop:
         hour = int(cursor) // HOUR_SECONDS
         boundary = min(stop, (hour + 1) * HOUR_SECONDS)
@@ -269,6 +274,22 @@ def timeline(service: ServiceProjection, start: datetime, now: datetime) -> list
         else:
             out.append(Period(period.state, lo, hi))
     return out
+
+
+def state_totals(service: ServiceProjection, now: datetime) -> list[float]:
+    """Seconds per state ever, including the open stretch up to ``now``.
+
+    The open stretch is credited by the same rule the next check will apply, so the values only
+    ever grow: a valid, restart-safe counter.
+    """
+    totals = list(service.totals)
+    if service.last_check is None or service.status is None or now <= service.last_check:
+        return totals
+    credible_until = min(now, service.last_check + timedelta(seconds=service.gap_seconds))
+    totals[_INDEX[service.status]] += (credible_until - service.last_check).total_seconds()
+    if now > credible_until:
+        totals[_INDEX[TimeState.UNKNOWN]] += (now - credible_until).total_seconds()
+    return totals
 
 
 def epoch(seconds: float) -> datetime:

@@ -62,6 +62,7 @@ def encode(snapshot: Snapshot) -> bytes:
             "openState": s.open_state,
             "openStart": _ts(s.open_start),
             "lastResponse": s.last_response_seconds,
+            "totals": s.totals,
             "periods": [[p.state, p.start.timestamp(), p.end.timestamp()] for p in s.periods],
             "buckets": [
                 [hour, b.checks, b.seconds, b.response_sum_seconds, sorted(b.histogram.items())]
@@ -101,6 +102,7 @@ def decode(data: bytes) -> Snapshot:
                 open_state=None if s["openState"] is None else TimeState(s["openState"]),
                 open_start=_dt(s["openStart"]),
                 last_response_seconds=s["lastResponse"],
+                totals=[float(x) for x in s["totals"]],
                 periods=[Period(TimeState(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
                 incidents=[Incident(epoch(i[0]), _dt(i[1])) for i in s["incidents"]],
             )

@@ -1,0 +1,199 @@
+"""Declare an endpoint once; get query validation, JSON serialization and its OpenAPI entry from it.
+
+``@api.get("/uptime/summary", query=WindowQuery, response=UptimeSummary)`` registers the route with
+aiohttp, validates ``request.query`` into ``WindowQuery`` (a 400 naming the field when it does not
+fit), serializes the returned model, and records everything ``openapi()`` needs. The document is
+therefore generated from the very models the handlers use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from uptime_daemon.api.models import ErrorBody
+
+JSON: Final = "application/json"
+_PATH_PARAM: Final = re.compile(r"{(\w+)}")
+Q = TypeVar("Q", bound=BaseModel)
+
+Handler = Callable[[web.Request, Any], Awaitable[BaseModel | web.StreamResponse]]
+
+
+def bad_request(field_name: str | None, message: str) -> web.HTTPBadRequest:
+    """A 400 whose JSON body names the offending field."""
+    body = ErrorBody(error="bad_request", message=message, field=field_name)
+    return web.HTTPBadRequest(text=body.model_dump_json(by_alias=True), content_type=JSON)
+
+
+def not_found(error: str, message: str, field_name: str | None = None) -> web.HTTPNotFound:
+    """A 404 with a JSON body."""
+    body = ErrorBody(error=error, message=message, field=field_name)
+    return web.HTTPNotFound(text=body.model_dump_json(by_alias=True), content_type=JSON)
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    """Serialize with aliases (camelCase), as the OpenAPI document says."""
+    return web.Response(body=model.model_dump_json(by_alias=True), status=status, content_type=JSON)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What the OpenAPI document says about one operation."""
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    content_type: str = JSON
+    errors: tuple[int, ...] = ()
+    description: str = ""
+
+
+@dataclass(slots=True)
+class Api:
+    """A route table that remembers its endpoints."""
+
+    routes: web.RouteTableDef = field(default_factory=web.RouteTableDef)
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        response: type[BaseModel] | None,
+        query: type[BaseModel] | None = None,
+        errors: tuple[int, ...] = (),
+        content_type: str = JSON,
+        description: str = "",
+    ) -> Callable[[Handler], Handler]:
+        """Register ``handler(request, query)`` for ``method path``."""
+
+        def decorate(handler: Handler) -> Handler:
+            async def wrapped(request: web.Request) -> web.StreamResponse:
+                parsed = _parse_query(query, request) if query is not None else None
+                result = await handler(request, parsed)
+                if isinstance(result, web.StreamResponse):
+                    return result
+                return json_response(result)
+
+            self.routes.route(method, path)(wrapped)
+            every_error = errors if query is None else (*errors, 400)
+            self.endpoints.append(
+                Endpoint(
+                    method=method.lower(),
+                    path=path,
+                    summary=summary,
+                    tag=tag,
+                    query=query,
+                    response=response,
+                    content_type=content_type,
+                    errors=tuple(sorted(set(every_error))),
+                    description=description or (handler.__doc__ or "").strip(),
+                )
+            )
+            return handler
+
+        return decorate
+
+
+def _parse_query(model: type[Q], request: web.Request) -> Q:
+    raw: dict[str, str] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        if len(values) > 1:
+            raise bad_request(key, "given more than once")
+        raw[key] = values[0]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else None
+        message = "unknown query parameter" if first["type"] == "extra_forbidden" else first["msg"]
+        raise bad_request(name, message) from None
+
+
+def openapi(endpoints: list[Endpoint], *, title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``endpoints``."""
+    models: set[type[BaseModel]] = {ErrorBody}
+    for endpoint in endpoints:
+        if endpoint.response is not None:
+            models.add(endpoint.response)
+    keyed: list[tuple[type[BaseModel], Literal["serialization"]]] = [
+        (model, "serialization") for model in sorted(models, key=lambda m: m.__name__)
+    ]
+    refs, schemas = models_json_schema(
+        keyed, ref_template="#/components/schemas/{model}", by_alias=True
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints:
+        operation: dict[str, Any] = {
+            "summary": endpoint.summary,
+            "tags": [endpoint.tag],
+            "operationId": f"{endpoint.method}_{re.sub(r'[^a-zA-Z0-9]+', '_', endpoint.path).strip('_')}",
+            "parameters": _parameters(endpoint),
+            "responses": {},
+        }
+        if endpoint.description:
+            operation["description"] = endpoint.description
+        ok: dict[str, Any] = {"description": "OK"}
+        if endpoint.response is not None:
+            ok["content"] = {JSON: {"schema": refs[(endpoint.response, "serialization")]}}
+        elif endpoint.content_type != JSON:
+            ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
+        operation["responses"]["200"] = ok
+        error_ref = refs[(ErrorBody, "serialization")]
+        for status in endpoint.errors:
+            operation["responses"][str(status)] = {
+                "description": _ERROR_TEXT.get(status, "Error"),
+                "content": {JSON: {"schema": error_ref}},
+            }
+        paths.setdefault(endpoint.path, {})[endpoint.method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": schemas.get("$defs", {})},
+    }
+
+
+_ERROR_TEXT: Final = {
+    400: "Bad request: the body names the field",
+    401: "Missing or wrong bearer token",
+    403: "Token lacks the role",
+    404: "Unknown service or stream",
+    503: "Not ready",
+}
+
+
+def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAM.findall(endpoint.path)
+    ]
+    if endpoint.query is not None:
+        schema = endpoint.query.model_json_schema(by_alias=True)
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            entry = {key: value for key, value in prop.items() if key != "title"}
+            param: dict[str, Any] = {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": entry,
+            }
+            if "description" in entry:
+                param["description"] = entry.pop("description")
+            params.append(param)
+    return params

@@ -1,0 +1,186 @@
+"""``WS /ws/health``: the live feed.
+
+On connect: a ``health_status`` message (every service's current status and the daemon's
+components), repeated every ``live_health_interval_seconds``. Then a ``service_status_change`` for
+every stored transition (``changed: true``), each carrying its commit ``position``. A client that
+reconnects with ``?from=POSITION`` first receives every transition after that position from the
+store, in order, then the live ones — with no gap and no duplicate across the hand-over (live
+messages are buffered while the backlog is read, and deduplicated by position).
+
+A client that cannot keep up is disconnected with close code 1013 rather than buffered without
+bound; it reconnects with ``?from=`` and loses nothing. ``ping`` (text) is answered with ``pong``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Final
+
+import orjson
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import ValidationError
+
+from uptime_daemon import events
+from uptime_daemon.api import models, views
+from uptime_daemon.api.endpoint import bad_request
+from uptime_daemon.api.keys import CLOCK, COMPONENTS, PROJECTOR, SETTINGS, STORE
+from uptime_daemon.clock import to_iso_millis
+from uptime_daemon.projector.runner import StatusChange
+from uptime_daemon.store import UPTIME_STREAM_PREFIX
+
+log = structlog.get_logger(__name__)
+
+MAX_CLIENT_MESSAGE_BYTES: Final = 4096
+LIVE_QUEUE_LIMIT: Final = 1000
+BACKLOG_PAGE: Final = 500
+LIVE_HEALTH_INTERVAL = web.AppKey("live_health_interval", float)
+LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _change_message(position: int, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "service_status_change",
+        "position": position,
+        "service": payload.get("serviceName"),
+        "status": payload.get("status"),
+        "previousStatus": payload.get("previousStatus"),
+        "timestamp": payload.get("timestamp"),
+        "event": payload,
+    }
+
+
+async def _health_message(app: web.Application) -> dict[str, Any]:
+    settings, projector = app[SETTINGS], app[PROJECTOR]
+    now = app[CLOCK].now()
+    services = [
+        views.brief(settings, projector.state, name, now).model_dump(mode="json", by_alias=True)
+        for name in views.service_names(settings, projector.state)
+    ]
+    components = [c.model_dump(mode="json", by_alias=True) for c in await app[COMPONENTS]()]
+    return {
+        "type": "health_status",
+        "timestamp": to_iso_millis(now),
+        "position": projector.position,
+        "status": views.overall([s["status"] for s in services if s["configured"]]),
+        "services": services,
+        "components": components,
+    }
+
+
+async def ws_health(request: web.Request) -> web.WebSocketResponse:
+    """The live feed (see the module docstring)."""
+    try:
+        query = models.LiveQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise bad_request(str(first["loc"][0]) if first["loc"] else None, first["msg"]) from None
+    app = request.app
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
+    await ws.prepare(request)
+    queue: asyncio.Queue[StatusChange] = asyncio.Queue(maxsize=LIVE_QUEUE_LIMIT)
+    overflowed = asyncio.Event()
+
+    def on_change(change: StatusChange) -> None:
+        try:
+            queue.put_nowait(change)
+        except asyncio.QueueFull:
+            overflowed.set()
+
+    projector = app[PROJECTOR]
+    projector.add_listener(on_change)  # before the backlog read: nothing falls between the two
+    app[LIVE_SOCKETS].add(ws)
+    sender = asyncio.create_task(_send_loop(app, ws, queue, overflowed, query.from_))
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                if message.data == "ping":
+                    await ws.send_str("pong")
+                else:
+                    await ws.send_str(
+                        _dumps({"type": "error", "message": "unsupported message; send ping"})
+                    )
+            elif message.type is WSMsgType.ERROR:
+                log.info("ws_client_error", error=str(ws.exception()))
+    finally:
+        projector.remove_listener(on_change)
+        app[LIVE_SOCKETS].discard(ws)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+    return ws
+
+
+async def _send_loop(
+    app: web.Application,
+    ws: web.WebSocketResponse,
+    queue: asyncio.Queue[StatusChange],
+    overflowed: asyncio.Event,
+    after: int | None,
+) -> None:
+    try:
+        await ws.send_str(_dumps(await _health_message(app)))
+        last_sent = after
+        if after is not None:
+            last_sent = await _send_backlog(app, ws, after)
+        interval = app[LIVE_HEALTH_INTERVAL]
+        next_health = asyncio.get_running_loop().time() + interval
+        while not ws.closed:
+            if overflowed.is_set():
+                await ws.close(
+                    code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; reconnect with ?from="
+                )
+                return
+            timeout = max(0.0, next_health - asyncio.get_running_loop().time())
+            try:
+                change = await asyncio.wait_for(queue.get(), timeout=timeout)
+            except TimeoutError:
+                await ws.send_str(_dumps(await _health_message(app)))
+                next_health = asyncio.get_running_loop().time() + interval
+                continue
+            if last_sent is not None and change.position <= last_sent:
+                continue  # already sent from the backlog
+            await ws.send_str(_dumps(_change_message(change.position, dict(change.payload))))
+            last_sent = change.position
+    except ConnectionResetError:
+        return
+
+
+async def _send_backlog(app: web.Application, ws: web.WebSocketResponse, after: int) -> int:
+    """Send stored transitions after ``after``; return the last position read."""
+    store = app[STORE]
+    cursor = after
+    while True:
+        page = await store.read_all(
+            after=cursor, stream_prefix=UPTIME_STREAM_PREFIX, limit=BACKLOG_PAGE
+        )
+        for event in page:
+            cursor = event.position
+            if event.type != events.EVENT_TYPE_STATUS_CHANGED:
+                continue
+            payload = events.payload(event.data)
+            if payload.get("changed") is True:
+                await ws.send_str(_dumps(_change_message(event.position, payload)))
+        if len(page) < BACKLOG_PAGE:
+            return cursor
+
+
+async def close_live_sockets(app: web.Application) -> None:
+    """On shutdown: tell live clients we are going away, so they reconnect later."""
+    sockets = app[LIVE_SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def setup(app: web.Application, *, health_interval_seconds: float) -> None:
+    """Register the feed."""
+    app[LIVE_HEALTH_INTERVAL] = health_interval_seconds
+    sockets: set[web.WebSocketResponse] = set()
+    app[LIVE_SOCKETS] = sockets
+    app.router.add_get("/ws/health", ws_health)
+    app.on_shutdown.append(close_live_sockets)

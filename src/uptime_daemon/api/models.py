@@ -1,0 +1,315 @@
+"""Every JSON shape the API accepts or returns: one source of truth.
+
+Handlers validate and serialize with these models, and the OpenAPI document is generated from them.
+
+Field names are camelCase on the wire (the seeds' style) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from uptime_daemon.clock import to_iso_millis
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(to_iso_millis, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "example": "2026-01-15T10:30:00.000Z"}
+    ),
+]
+"""UTC, millisecond precision, ``Z`` suffix — the seeds' timestamp format."""
+
+StatusName = Literal["up", "degraded", "down", "unknown"]
+
+
+class ApiModel(BaseModel):
+    """Base: camelCase aliases, frozen, unknown input keys rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+class WindowQuery(ApiModel):
+    """A look-back window in whole hours (the upper bound is the projection's retention)."""
+
+    hours: int = Field(default=24, ge=1, le=8760, description="Window length in hours, ending now.")
+
+
+class CheckQuery(ApiModel):
+    """Which service to check now."""
+
+    service: str | None = Field(default=None, description="One service; all when omitted.")
+
+
+class StreamEventsQuery(ApiModel):
+    """Paging through one stream."""
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    direction: Literal["forwards", "backwards"] = "forwards"
+    from_revision: int | None = Field(
+        default=None, ge=0, alias="fromRevision", description="Inclusive start revision."
+    )
+
+
+class LiveQuery(ApiModel):
+    """Resume the live feed after a commit position."""
+
+    from_: int | None = Field(default=None, ge=0, alias="from")
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class ErrorBody(ApiModel):
+    """Every 4xx/5xx body."""
+
+    error: str = Field(description="Machine-readable code, e.g. bad_request, unknown_service.")
+    message: str
+    field: str | None = Field(
+        default=None, description="The offending parameter, when there is one."
+    )
+
+
+# --- health --------------------------------------------------------------------------------------
+
+
+class Liveness(ApiModel):
+    """``GET /health``."""
+
+    status: Literal["ok"]
+    service: str
+    version: str
+    environment: str
+    instance: str
+    location: str
+    timestamp: Timestamp
+    uptime_seconds: float
+
+
+class Component(ApiModel):
+    """One part of the daemon and whether it is healthy."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class Readiness(ApiModel):
+    """``GET /health/ready``: ready only when every component is."""
+
+    ready: bool
+    reason: str | None = Field(description="Why not ready; null when ready.")
+    components: list[Component]
+
+
+class StoreHealth(ApiModel):
+    """``GET /health/kurrentdb``: the event store, whatever its backend."""
+
+    backend: str
+    url: str = Field(description="Credentials masked.")
+    connected: bool
+    round_trip_ms: float | None
+    error: str | None
+    last_append_at: Timestamp | None
+    last_append_position: int | None
+    appends: int
+    append_failures: int
+
+
+class ServiceStatusBrief(ApiModel):
+    """Current status of one service."""
+
+    service: str
+    kind: str | None
+    configured: bool
+    status: StatusName
+    since: Timestamp | None
+    last_check: Timestamp | None
+
+
+class ComprehensiveHealth(ApiModel):
+    """``GET /health/comprehensive``."""
+
+    status: Literal["ok", "degraded", "down"]
+    timestamp: Timestamp
+    components: list[Component]
+    services: list[ServiceStatusBrief]
+
+
+# --- uptime --------------------------------------------------------------------------------------
+
+
+class Window(ApiModel):
+    """The window a summary covers."""
+
+    hours: int
+    start: Timestamp
+    end: Timestamp
+
+
+class StateSeconds(ApiModel):
+    """Time-weighted seconds per state inside the window (exact)."""
+
+    up: float
+    degraded: float
+    down: float
+    unknown: float
+
+
+class CheckCounts(ApiModel):
+    """Check counts (hourly buckets: the window's first hour is taken whole)."""
+
+    total: int
+    up: int
+    degraded: int
+    down: int
+    up_ratio: float | None
+
+
+class ResponseTime(ApiModel):
+    """Response times of non-down checks, from a log-bucket histogram."""
+
+    samples: int
+    avg_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    relative_error: float = Field(description="Upper bound of the percentiles' relative error.")
+
+
+class Incident(ApiModel):
+    """An outage: from the check that turned the service down to the one that brought it back."""
+
+    start: Timestamp
+    end: Timestamp | None
+    ongoing: bool
+    duration_seconds: float
+    seconds_in_window: float
+
+
+class ServiceUptime(ApiModel):
+    """Every figure of one service over the window."""
+
+    service: str
+    kind: str | None
+    configured: bool
+    status: StatusName
+    since: Timestamp | None
+    last_check: Timestamp | None
+    last_response_ms: float | None
+    window: Window
+    uptime_ratio: float | None = Field(description="up / (up + degraded + down) seconds.")
+    availability_ratio: float | None = Field(
+        description="(up + degraded) / (up + degraded + down) seconds."
+    )
+    seconds: StateSeconds
+    checks: CheckCounts
+    response_time: ResponseTime
+    incidents: list[Incident]
+    mttr_seconds: float | None
+    mtbf_seconds: float | None
+    longest_outage_seconds: float | None
+
+
+class UptimeSummary(ApiModel):
+    """``GET /uptime/summary``: every service."""
+
+    generated_at: Timestamp
+    hours: int
+    status: Literal["ok", "degraded", "down"] = Field(
+        description="Worst current status across services."
+    )
+    services: list[ServiceUptime]
+
+
+class Period(ApiModel):
+    """A contiguous span of one status."""
+
+    status: StatusName
+    start: Timestamp
+    end: Timestamp
+    duration_seconds: float
+
+
+class Timeline(ApiModel):
+    """``GET /uptime/timeline/{name}``."""
+
+    service: str
+    window: Window
+    periods: list[Period]
+
+
+class ProbeInfo(ApiModel):
+    """The probe part of a stored ``ServiceStatusChanged`` event."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    ok: bool
+    reason: str | None
+    detail: str
+    http_status: int | None = None
+
+
+class CheckResult(ApiModel):
+    """One check run by ``POST /uptime/check``."""
+
+    service: str
+    stored: bool
+    position: int | None
+    store_error: str | None
+    event: dict[str, Any] = Field(
+        description="The ServiceStatusChanged event data exactly as stored."
+    )
+
+
+class CheckResults(ApiModel):
+    """``POST /uptime/check``."""
+
+    checks: list[CheckResult]
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+
+class StreamInfo(ApiModel):
+    """A browsable stream."""
+
+    name: str
+    last_revision: int | None
+    last_position: int | None
+
+
+class StreamList(ApiModel):
+    """``GET /streams``."""
+
+    streams: list[StreamInfo]
+
+
+class RecordedEvent(ApiModel):
+    """One stored event."""
+
+    event_id: str
+    event_type: str
+    stream_name: str
+    revision: int
+    position: int
+    recorded_at: Timestamp
+    data: Any = Field(description="JSON data (a string when the bytes are not JSON).")
+    metadata: Any
+
+
+class StreamEvents(ApiModel):
+    """``GET /streams/{name}/events``."""
+
+    stream_name: str
+    direction: Literal["forwards", "backwards"]
+    events: list[RecordedEvent]

@@ -1,0 +1,106 @@
+"""``/uptime/*``: summaries, one service, its timeline, and checks on demand."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from uptime_daemon.api import models, views
+from uptime_daemon.api.endpoint import Api, bad_request, not_found
+from uptime_daemon.api.keys import CLOCK, PROJECTOR, RUN_CHECKS, SETTINGS
+
+api = Api()
+
+
+def _hours(request: web.Request, query: models.WindowQuery) -> int:
+    limit = views.max_hours(request.app[PROJECTOR].state)
+    if query.hours > limit:
+        raise bad_request("hours", f"at most {limit} (the projection's retention)")
+    return query.hours
+
+
+def _known(request: web.Request) -> str:
+    name = request.match_info["name"]
+    projector, settings = request.app[PROJECTOR], request.app[SETTINGS]
+    if name not in settings.services and name not in projector.state.services:
+        raise not_found("unknown_service", f"no service named {name!r}", "name")
+    return name
+
+
+@api.route(
+    "GET",
+    "/uptime/summary",
+    query=models.WindowQuery,
+    response=models.UptimeSummary,
+    tag="uptime",
+    summary="Uptime of every service over the last N hours",
+)
+async def summary(request: web.Request, query: models.WindowQuery) -> models.UptimeSummary:
+    """Time-weighted uptime (exact), check counts, response times and incidents per service."""
+    hours = _hours(request, query)
+    settings, state = request.app[SETTINGS], request.app[PROJECTOR].state
+    now = request.app[CLOCK].now()
+    services = [
+        views.service_uptime(settings, state, name, hours=hours, now=now)
+        for name in views.service_names(settings, state)
+    ]
+    configured = [s.status for s in services if s.configured]
+    return models.UptimeSummary(
+        generated_at=now, hours=hours, status=views.overall(configured), services=services
+    )
+
+
+@api.route(
+    "GET",
+    "/uptime/service/{name}",
+    query=models.WindowQuery,
+    response=models.ServiceUptime,
+    tag="uptime",
+    summary="Uptime of one service",
+    errors=(404,),
+)
+async def service(request: web.Request, query: models.WindowQuery) -> models.ServiceUptime:
+    """Every figure of one service over the window."""
+    hours = _hours(request, query)
+    name = _known(request)
+    return views.service_uptime(
+        request.app[SETTINGS],
+        request.app[PROJECTOR].state,
+        name,
+        hours=hours,
+        now=request.app[CLOCK].now(),
+    )
+
+
+@api.route(
+    "GET",
+    "/uptime/timeline/{name}",
+    query=models.WindowQuery,
+    response=models.Timeline,
+    tag="uptime",
+    summary="Status periods of one service",
+    errors=(404,),
+)
+async def timeline(request: web.Request, query: models.WindowQuery) -> models.Timeline:
+    """Contiguous periods of up, degraded, down and unknown (no check for 2 × interval + timeout)."""
+    hours = _hours(request, query)
+    name = _known(request)
+    return views.timeline(
+        request.app[PROJECTOR].state, name, hours=hours, now=request.app[CLOCK].now()
+    )
+
+
+@api.route(
+    "POST",
+    "/uptime/check",
+    query=models.CheckQuery,
+    response=models.CheckResults,
+    tag="uptime",
+    summary="Run checks now",
+    errors=(404,),
+)
+async def check(request: web.Request, query: models.CheckQuery) -> models.CheckResults:
+    """Probe now (one service or all), store the events, return them."""
+    if query.service is not None and query.service not in request.app[SETTINGS].services:
+        raise not_found("unknown_service", f"no service named {query.service!r}", "service")
+    reports = await request.app[RUN_CHECKS](query.service)
+    return models.CheckResults.model_validate({"checks": reports})

@@ -1,0 +1,136 @@
+"""Turn the projection into API models (the only place that knows both shapes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from uptime_daemon.api import models
+from uptime_daemon.config.model import Settings
+from uptime_daemon.projector.fold import HOUR_SECONDS, ProjectionState, ServiceProjection, TimeState
+from uptime_daemon.projector.summary import current_status, service_timeline, summarize
+
+
+def service_names(settings: Settings, state: ProjectionState) -> list[str]:
+    """Configured services in config order, then services only the log knows, by name."""
+    configured = list(settings.services)
+    historical = sorted(set(state.services) - set(configured))
+    return configured + historical
+
+
+def _projection(state: ProjectionState, name: str) -> ServiceProjection:
+    return state.services.get(name) or ServiceProjection(name)
+
+
+def _kind(settings: Settings, name: str) -> str | None:
+    service = settings.services.get(name)
+    return None if service is None else service.kind
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _window(hours: int, now: datetime) -> models.Window:
+    return models.Window(hours=hours, start=now - timedelta(hours=hours), end=now)
+
+
+def service_uptime(
+    settings: Settings, state: ProjectionState, name: str, *, hours: int, now: datetime
+) -> models.ServiceUptime:
+    """Every figure of one service over ``hours``."""
+    summary = summarize(_projection(state, name), now=now, hours=hours)
+    seconds = summary.seconds
+    return models.ServiceUptime(
+        service=name,
+        kind=_kind(settings, name),
+        configured=name in settings.services,
+        status=summary.status.value,
+        since=summary.since,
+        last_check=summary.last_check,
+        last_response_ms=_ms(summary.last_response_seconds),
+        window=_window(hours, now),
+        uptime_ratio=summary.uptime_ratio,
+        availability_ratio=summary.availability_ratio,
+        seconds=models.StateSeconds(
+            up=seconds[TimeState.UP],
+            degraded=seconds[TimeState.DEGRADED],
+            down=seconds[TimeState.DOWN],
+            unknown=seconds[TimeState.UNKNOWN],
+        ),
+        checks=models.CheckCounts(
+            total=summary.checks.total,
+            up=summary.checks.up,
+            degraded=summary.checks.degraded,
+            down=summary.checks.down,
+            up_ratio=summary.checks.up_ratio,
+        ),
+        response_time=models.ResponseTime(
+            samples=summary.response.samples,
+            avg_ms=_ms(summary.response.average),
+            p50_ms=_ms(summary.response.p50),
+            p95_ms=_ms(summary.response.p95),
+            p99_ms=_ms(summary.response.p99),
+            relative_error=summary.response.relative_error,
+        ),
+        incidents=[
+            models.Incident(
+                start=incident.start,
+                end=incident.end,
+                ongoing=incident.end is None,
+                duration_seconds=incident.duration_seconds,
+                seconds_in_window=incident.seconds_in_window,
+            )
+            for incident in summary.incidents
+        ],
+        mttr_seconds=summary.mttr_seconds,
+        mtbf_seconds=summary.mtbf_seconds,
+        longest_outage_seconds=summary.longest_outage_seconds,
+    )
+
+
+def overall(statuses: Sequence[str]) -> str:
+    """Worst current status: any down → down; any degraded or unknown → degraded; else ok."""
+    if "down" in statuses:
+        return "down"
+    if "degraded" in statuses or "unknown" in statuses:
+        return "degraded"
+    return "ok"
+
+
+def timeline(state: ProjectionState, name: str, *, hours: int, now: datetime) -> models.Timeline:
+    """Contiguous periods of one service."""
+    periods = service_timeline(_projection(state, name), now=now, hours=hours)
+    return models.Timeline(
+        service=name,
+        window=_window(hours, now),
+        periods=[
+            models.Period(
+                status=p.state.value,
+                start=p.start,
+                end=p.end,
+                duration_seconds=(p.end - p.start).total_seconds(),
+            )
+            for p in periods
+        ],
+    )
+
+
+def brief(
+    settings: Settings, state: ProjectionState, name: str, now: datetime
+) -> models.ServiceStatusBrief:
+    """Current status of one service."""
+    projection = _projection(state, name)
+    return models.ServiceStatusBrief(
+        service=name,
+        kind=_kind(settings, name),
+        configured=name in settings.services,
+        status=current_status(projection, now).value,
+        since=projection.since,
+        last_check=projection.last_check,
+    )
+
+
+def max_hours(state: ProjectionState) -> int:
+    """The longest window the projection can answer: its retention."""
+    return int(state.retention_seconds // HOUR_SECONDS)

@@ -1,0 +1,352 @@
+"""The composition root: builds every component from ``Settings`` and owns the process lifecycle.
+
+Resources live in aiohttp cleanup contexts, in dependency order (store → HTTP client session →
+check runner → scheduler); aiohttp tears them down in reverse. The listening socket is bound before
+anything else so the daemon knows its own URL (self-monitoring works on port 0 too). On SIGTERM or
+SIGINT: stop scheduling and wait (bounded) for in-flight checks while the server still answers
+self-probes, then close the server, then the session, then the store (which completes queued appends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from uptime_daemon import __version__
+from uptime_daemon.api import create_web_app
+from uptime_daemon.api.keys import (
+    CLOCK,
+    COMPONENTS,
+    PROJECTOR,
+    RUN_CHECKS,
+    SETTINGS,
+    STARTED,
+    STORE,
+    Started,
+)
+from uptime_daemon.api.models import Component
+from uptime_daemon.clock import Clock, SystemClock
+from uptime_daemon.config.load import mask_url
+from uptime_daemon.config.model import Settings
+from uptime_daemon.errors import ConfigError, EventStoreError
+from uptime_daemon.metrics import Metrics
+from uptime_daemon.probes import PROBERS
+from uptime_daemon.probes.base import ProbeContext
+from uptime_daemon.probes.database import connection_test
+from uptime_daemon.probes.http import make_client_session
+from uptime_daemon.projector.collector import ProjectionCollector
+from uptime_daemon.projector.runner import Projector
+from uptime_daemon.runner import CheckReport, CheckRunner, UnknownService
+from uptime_daemon.scheduler import CheckScheduler
+from uptime_daemon.store import EventStore
+from uptime_daemon.store.instrumented import InstrumentedStore
+from uptime_daemon.store.sqlite import SqliteEventStore, sqlite_path_from_url
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+
+BASE_URL = web.AppKey("base_url", str)
+CHECK_RUNNER = web.AppKey("check_runner", CheckRunner)
+SCHEDULER = web.AppKey("scheduler", CheckScheduler)
+METRICS = web.AppKey("metrics", Metrics)
+
+
+class Supervisor:
+    """Root tasks must not die quietly: if one ends, the daemon stops with a failure status."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.reason = ""
+        self.failed = False
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the serve loop to shut down gracefully."""
+        if not self.stop.is_set():
+            self.reason = reason
+            self.stop.set()
+
+    def watch(self, task: asyncio.Task[None]) -> None:
+        """Stop the daemon (exit 1) if ``task`` ends for any reason but cancellation."""
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if finished.cancelled():
+                return
+            error = finished.exception()
+            if error is not None:
+                log.error(
+                    "task_failed", task=finished.get_name(), error=repr(error), exc_info=error
+                )
+            else:
+                log.error("task_exited_unexpectedly", task=finished.get_name())
+            self.failed = True
+            self.request_stop(f"root task {finished.get_name()} ended")
+
+        task.add_done_callback(done)
+
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+
+
+async def open_store(settings: Settings) -> EventStore:
+    """Open the configured event store adapter."""
+    url = settings.store.url
+    if url.startswith("sqlite:"):
+        return await SqliteEventStore.open(sqlite_path_from_url(url))
+    raise ConfigError(
+        f"store.url: {mask_url(url)!r}: the KurrentDB adapter is not part of this build yet; "
+        "use a sqlite:/// URL"
+    )
+
+
+def snapshot_path(settings: Settings) -> Path:
+    """Where the projection snapshot lives unless configured: beside the SQLite file."""
+    if settings.projector.snapshot_path is not None:
+        return Path(settings.projector.snapshot_path)
+    if settings.store.url.startswith("sqlite:"):
+        database = sqlite_path_from_url(settings.store.url)
+        return database.with_name(database.name + ".projection.json")
+    return Path("var/uptime-daemon/projection.json")
+
+
+def gap_seconds(settings: Settings, service: str) -> float:
+    """How long a verdict stays credible: 2 × interval + timeout (defaults for unknown services)."""
+    policy = settings.services.get(service, settings.defaults)
+    return 2 * policy.interval_seconds + policy.timeout_seconds
+
+
+def self_base_url(sock: socket.socket) -> str:
+    """``http://host:port`` by which this daemon reaches its own server (wildcards → loopback)."""
+    host, port = sock.getsockname()[:2]
+    if host in {"0.0.0.0", ""}:  # noqa: S104 - recognising the wildcard, not binding it
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen before the app is built, so the daemon knows its own port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)  # noqa: FBT003 - socket API
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def build_app(
+    settings: Settings,
+    *,
+    base_url: str,
+    clock: Clock | None = None,
+    supervisor: Supervisor | None = None,
+) -> web.Application:
+    """Wire every component; nothing starts until the app's startup runs its cleanup contexts."""
+    registry = CollectorRegistry(auto_describe=True)
+    app = create_web_app(
+        registry=registry, live_health_interval_seconds=settings.server.live_health_interval_seconds
+    )
+    app[METRICS] = Metrics(registry, version=__version__)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app[STARTED] = Started(monotonic=time.monotonic(), version=__version__)
+    app[BASE_URL] = base_url
+    app[SUPERVISOR] = supervisor or Supervisor()
+
+    async def component_health() -> list[Component]:
+        return await components(app)
+
+    app[COMPONENTS] = component_health
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_projector_ctx)
+    app.cleanup_ctx.append(_checks_ctx)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    inner = await open_store(settings)
+    app[STORE] = InstrumentedStore(inner, now=app[CLOCK].now, on_append=app[METRICS].observe_append)
+    log.info("store_opened", backend=inner.backend, url=mask_url(settings.store.url))
+    yield
+    await inner.close()
+    log.info("store_closed")
+
+
+async def _projector_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load the snapshot, follow the store in a supervised task, snapshot again on the way out."""
+    settings = app[SETTINGS]
+    projector = Projector(
+        store=app[STORE],
+        clock=app[CLOCK],
+        default_gap_seconds=functools.partial(gap_seconds, settings),
+        snapshot_path=snapshot_path(settings),
+        snapshot_interval_seconds=settings.projector.snapshot_interval_seconds,
+        retention_seconds=settings.projector.retention_days * 86_400,
+    )
+    projector.load_snapshot()
+    app[PROJECTOR] = projector
+    app[METRICS].registry.register(ProjectionCollector(projector, app[CLOCK]))
+    task = asyncio.create_task(projector.run(), name="projector")
+    app[SUPERVISOR].watch(task)
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    projector.save_snapshot()
+
+
+async def _checks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """HTTP client session, check runner and scheduler: one unit, torn down scheduler first."""
+    settings, clock, store = app[SETTINGS], app[CLOCK], app[STORE]
+    session = make_client_session()
+    try:
+        context = ProbeContext(
+            session=session, clock=clock, store=store, self_base_url=app[BASE_URL]
+        )
+        metrics = app[METRICS]
+
+        def observe(report: CheckReport) -> None:
+            changed_to = report.outcome.status.value if report.outcome.changed else None
+            metrics.observe_probe(
+                report.service, report.kind.value, report.result, changed_to=changed_to
+            )
+
+        runner = CheckRunner(
+            settings=settings,
+            store=store,
+            probers=PROBERS,
+            context=context,
+            clock=clock,
+            on_check=observe,
+        )
+        app[CHECK_RUNNER] = runner
+
+        async def run_now(service: str | None) -> list[Mapping[str, Any]]:
+            names = [service] if service is not None else list(runner.services)
+            try:
+                reports = await asyncio.gather(*(runner.run_check(name) for name in names))
+            except UnknownService as exc:
+                raise LookupError(str(exc)) from exc
+            return [report.to_json() for report in reports]
+
+        app[RUN_CHECKS] = run_now
+        result = await connection_test(store, clock)
+        log.info("connection_test", ok=result.ok, detail=result.detail, reason=result.failure)
+        for name in settings.services:
+            try:
+                await runner.prepare(name)
+            except EventStoreError as exc:
+                log.warning("stream_prepare_failed", service=name, error=str(exc))
+        scheduler = CheckScheduler(
+            run=runner.run_check,
+            settings=settings.scheduler,
+            services=settings.services,
+            clock=clock,
+            on_lateness=metrics.observe_lateness,
+        )
+        app[SCHEDULER] = scheduler
+        if settings.scheduler.enabled:
+            scheduler.start()
+        yield
+        await scheduler.stop(settings.server.shutdown_timeout_seconds)
+    finally:
+        await session.close()
+
+
+async def components(app: web.Application) -> list[Component]:
+    """Health of the daemon's own parts, for readiness and ``/health/comprehensive``."""
+    found: list[Component] = []
+    try:
+        async with asyncio.timeout(2.0):
+            round_trip = await app[STORE].ping()
+        found.append(
+            Component(
+                name="store", ok=True, detail=f"{app[STORE].backend}, {round_trip * 1000:.1f} ms"
+            )
+        )
+    except (TimeoutError, EventStoreError) as exc:
+        found.append(
+            Component(name="store", ok=False, detail=f"unreachable: {str(exc) or 'timeout'}")
+        )
+    projector = app.get(PROJECTOR)
+    if projector is not None and projector.caught_up.is_set():
+        found.append(
+            Component(
+                name="projector", ok=True, detail=f"caught up at position {projector.position}"
+            )
+        )
+    else:
+        found.append(Component(name="projector", ok=False, detail="catching up"))
+    scheduler = app.get(SCHEDULER)
+    if not app[SETTINGS].scheduler.enabled:
+        found.append(Component(name="scheduler", ok=True, detail="disabled by configuration"))
+    elif scheduler is not None and scheduler.running:
+        found.append(
+            Component(name="scheduler", ok=True, detail=f"{scheduler.inflight} checks in flight")
+        )
+    else:
+        found.append(Component(name="scheduler", ok=False, detail="not running"))
+    return found
+
+
+async def serve(settings: Settings, *, clock: Clock | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; return the process exit code."""
+    sock = bind_socket(settings.server.host, settings.server.port)
+    base_url = self_base_url(sock)
+    supervisor = Supervisor()
+    app = build_app(settings, base_url=base_url, clock=clock, supervisor=supervisor)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=settings.server.shutdown_timeout_seconds,
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, supervisor.request_stop, signal.Signals(signum).name)
+    try:
+        await runner.setup()
+        site = web.SockSite(runner, sock, shutdown_timeout=settings.server.shutdown_timeout_seconds)
+        await site.start()
+        log.info(
+            "daemon_started",
+            version=__version__,
+            url=base_url,
+            environment=settings.environment,
+            services=len(settings.services),
+            store=app[STORE].backend,
+        )
+        await supervisor.stop.wait()
+        log.info("daemon_stopping", reason=supervisor.reason)
+        if SCHEDULER in app:
+            # Finish in-flight checks while the server can still answer our own self-probes.
+            await app[SCHEDULER].stop(settings.server.shutdown_timeout_seconds)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+        with suppress(OSError):
+            sock.close()
+    log.info("daemon_stopped", failed=supervisor.failed)
+    return EXIT_FAILURE if supervisor.failed else EXIT_OK

@@ -1,0 +1,216 @@
+"""The ``uptime-daemon`` command: ``run``, ``check``, ``config validate``.
+
+Configuration errors end the process with exit status 2 and one readable line on stderr, never a
+traceback; store failures at start-up exit 1 with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from uptime_daemon import __version__
+from uptime_daemon.config.load import (
+    ENVIRONMENTS,
+    load_settings,
+    masked_settings,
+    resolve_config_path,
+)
+from uptime_daemon.config.model import Settings
+from uptime_daemon.errors import ConfigError, EventStoreError
+
+EXIT_CONFIG: Final = 2
+EXIT_FAILURE: Final = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uptime-daemon", description="Uptime monitoring with an exact, replayable event log."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--env", choices=ENVIRONMENTS, help="config/ENV.toml (default: $UPTIME_ENV or dev)"
+    )
+    where.add_argument("--config", type=Path, metavar="PATH", help="a config file instead of --env")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    check = commands.add_parser("check", help="probe services once now and print the results")
+    check.add_argument("service", nargs="?", help="one service (default: all)")
+    summary = commands.add_parser("summary", help="uptime of every service, from the event log")
+    summary.add_argument("--hours", type=int, default=24, help="window length (default 24)")
+    summary.add_argument(
+        "--json", action="store_true", help="print the API's JSON instead of a table"
+    )
+    commands.add_parser(
+        "replay", help="rebuild the projection snapshot from the whole log (daemon stopped)"
+    )
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_commands.add_parser(
+        "validate", help="validate and print the effective config, secrets masked"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(resolve_config_path(config=args.config, env=args.env))
+    except ConfigError as exc:
+        print(f"uptime-daemon: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        print(f"uptime-daemon: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (EventStoreError, OSError) as exc:
+        print(f"uptime-daemon: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "config":
+        print(orjson.dumps(masked_settings(settings), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if args.command == "check":
+        return asyncio.run(_check(settings, args.service))
+    if args.command == "summary":
+        return asyncio.run(_summary(settings, args.hours, as_json=args.json))
+    if args.command == "replay":
+        return asyncio.run(_replay(settings))
+    return _run(settings)
+
+
+def _run(settings: Settings) -> int:
+    from uptime_daemon.app import serve  # noqa: PLC0415 - keep `config validate` light
+    from uptime_daemon.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings.log.level, settings.log.format)
+    return asyncio.run(serve(settings))
+
+
+async def _check(settings: Settings, only: str | None) -> int:
+    """Probe now from this machine (the running daemon's own URL for relative targets); no events."""
+    from uptime_daemon.app import open_store  # noqa: PLC0415
+    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
+    from uptime_daemon.probes import PROBERS  # noqa: PLC0415
+    from uptime_daemon.probes.base import ProbeContext  # noqa: PLC0415
+    from uptime_daemon.probes.http import make_client_session  # noqa: PLC0415
+    from uptime_daemon.results import CheckKind  # noqa: PLC0415
+    from uptime_daemon.runner import probe_with_deadline  # noqa: PLC0415
+
+    if only is not None and only not in settings.services:
+        print(f"uptime-daemon: unknown service {only!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    names = [only] if only else list(settings.services)
+    host = "127.0.0.1" if settings.server.host in {"0.0.0.0", "::"} else settings.server.host  # noqa: S104
+    clock = SystemClock()
+    store = await open_store(settings)
+    session = make_client_session()
+    failed = 0
+    try:
+        ctx = ProbeContext(
+            session=session,
+            clock=clock,
+            store=store,
+            self_base_url=f"http://{host}:{settings.server.port}",
+        )
+        for name in names:
+            service = settings.services[name]
+            result = await probe_with_deadline(
+                PROBERS[CheckKind(service.kind)], service, ctx, clock
+            )
+            failed += not result.ok
+            verdict = "ok  " if result.ok else f"FAIL {result.failure}"
+            millis = result.duration_seconds * 1000
+            print(f"{name:<24} {verdict:<24} {millis:8.1f} ms  {result.detail}")
+    finally:
+        await session.close()
+        await store.close()
+    return EXIT_FAILURE if failed else 0
+
+
+async def _projection(settings: Settings, *, from_snapshot: bool) -> tuple[Any, Any, int]:
+    """Open the store and fold the log (from the snapshot when allowed); return it, its store, count."""
+    from uptime_daemon.app import gap_seconds, open_store, snapshot_path  # noqa: PLC0415
+    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
+    from uptime_daemon.projector.runner import Projector  # noqa: PLC0415
+
+    store = await open_store(settings)
+    projector = Projector(
+        store=store,
+        clock=SystemClock(),
+        default_gap_seconds=functools.partial(gap_seconds, settings),
+        snapshot_path=snapshot_path(settings),
+        retention_seconds=settings.projector.retention_days * 86_400,
+    )
+    if from_snapshot:
+        projector.load_snapshot()
+    try:
+        folded = await projector.catch_up()
+    except BaseException:
+        await store.close()
+        raise
+    return projector, store, folded
+
+
+async def _summary(settings: Settings, hours: int, *, as_json: bool) -> int:
+    """Print every service's figures over ``hours`` (read-only: the snapshot is not rewritten)."""
+    from uptime_daemon.api import views  # noqa: PLC0415
+    from uptime_daemon.api.models import UptimeSummary  # noqa: PLC0415
+    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
+
+    if not 1 <= hours <= settings.projector.retention_days * 24:
+        print(
+            f"uptime-daemon: --hours must be 1..{settings.projector.retention_days * 24}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    projector, store, _ = await _projection(settings, from_snapshot=True)
+    await store.close()
+    now = SystemClock().now()
+    services = [
+        views.service_uptime(settings, projector.state, name, hours=hours, now=now)
+        for name in views.service_names(settings, projector.state)
+    ]
+    summary = UptimeSummary(
+        generated_at=now,
+        hours=hours,
+        status=views.overall([s.status for s in services if s.configured]),
+        services=services,
+    )
+    if as_json:
+        print(summary.model_dump_json(by_alias=True, indent=2))
+        return 0
+    print(
+        f"{'SERVICE':<24} {'STATUS':<9} {'UPTIME':>9} {'DOWN':>9} {'UNKNOWN':>9} {'CHECKS':>7} {'P95':>9} INCIDENTS"
+    )
+    for s in services:
+        uptime = "-" if s.uptime_ratio is None else f"{s.uptime_ratio * 100:.3f}%"
+        p95 = "-" if s.response_time.p95_ms is None else f"{s.response_time.p95_ms:.1f}ms"
+        print(
+            f"{s.service:<24} {s.status:<9} {uptime:>9} {s.seconds.down:>8.0f}s "
+            f"{s.seconds.unknown:>8.0f}s {s.checks.total:>7} {p95:>9} {len(s.incidents)}"
+        )
+    return 0
+
+
+async def _replay(settings: Settings) -> int:
+    """Fold the whole log from position zero and write a fresh snapshot."""
+    projector, store, folded = await _projection(settings, from_snapshot=False)
+    await store.close()
+    projector.save_snapshot()
+    print(
+        f"replayed {folded} events into {len(projector.state.services)} services; snapshot at position {projector.position}"
+    )
+    return 0

@@ -1,0 +1,98 @@
+"""Prometheus instruments on the daemon's own registry (never the global default one).
+
+Names follow prometheus.io: the ``uptime_`` namespace, base units, ``_total`` only on counters, label
+values only from configuration (service names) or closed enums (kind, result, status). Series that
+derive from the projection (availability, time per state) come from ``projector.collector`` at
+scrape time instead, so they are never double-booked.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from uptime_daemon.results import ProbeResult
+
+PROBE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENESS_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+APPEND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+RESULT_OK: Final = "ok"
+
+
+class Metrics:
+    """Every instrument the write path updates."""
+
+    def __init__(self, registry: CollectorRegistry, *, version: str) -> None:
+        self.registry = registry
+        self.probes = Counter(
+            "uptime_probes",
+            "Probes completed, by result (ok or the failure reason).",
+            ["service", "kind", "result"],
+            registry=registry,
+        )
+        self.probe_duration = Histogram(
+            "uptime_probe_duration_seconds",
+            "Wall time of each probe.",
+            ["service", "kind"],
+            buckets=PROBE_BUCKETS,
+            registry=registry,
+        )
+        self.status_changes = Counter(
+            "uptime_status_changes",
+            "Status transitions decided by the status machine, by new status.",
+            ["service", "to"],
+            registry=registry,
+        )
+        self.scheduler_lateness = Histogram(
+            "uptime_scheduler_lateness_seconds",
+            "Delay between a check's scheduled time and its start.",
+            buckets=LATENESS_BUCKETS,
+            registry=registry,
+        )
+        self.events_appended = Counter(
+            "uptime_events_appended", "Events appended to the event store.", registry=registry
+        )
+        self.append_failures = Counter(
+            "uptime_event_append_failures",
+            "Appends the event store refused or could not take.",
+            registry=registry,
+        )
+        self.append_duration = Histogram(
+            "uptime_event_append_duration_seconds",
+            "Duration of each append to the event store.",
+            buckets=APPEND_BUCKETS,
+            registry=registry,
+        )
+        self.store_up = Gauge(
+            "uptime_store_up",
+            "1 when the last event-store operation succeeded, else 0.",
+            registry=registry,
+        )
+        build = Gauge(
+            "uptime_build_info", "Build information; always 1.", ["version"], registry=registry
+        )
+        build.labels(version=version).set(1)
+
+    def observe_probe(
+        self, service: str, kind: str, result: ProbeResult, *, changed_to: str | None
+    ) -> None:
+        """Count one completed check."""
+        reason = RESULT_OK if result.failure is None else result.failure.value
+        self.probes.labels(service=service, kind=kind, result=reason).inc()
+        self.probe_duration.labels(service=service, kind=kind).observe(result.duration_seconds)
+        if changed_to is not None:
+            self.status_changes.labels(service=service, to=changed_to).inc()
+
+    def observe_append(self, duration_seconds: float, events: int, *, ok: bool) -> None:
+        """Record one append (the ``InstrumentedStore`` hook)."""
+        self.append_duration.observe(duration_seconds)
+        self.store_up.set(1 if ok else 0)
+        if ok:
+            self.events_appended.inc(events)
+        else:
+            self.append_failures.inc()
+
+    def observe_lateness(self, seconds: float) -> None:
+        """Record how late a check started."""
+        self.scheduler_lateness.observe(seconds)

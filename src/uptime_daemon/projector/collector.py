@@ -1,0 +1,77 @@
+"""Projection-derived series, computed at scrape time from the projection (restart-safe).
+
+``uptime_service_state_seconds_total`` comes from per-state totals that never decrease, not from
+process-local counters, so after a restart ``increase()`` over any range is still exact
+time-weighted accounting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Final
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from uptime_daemon.clock import Clock
+from uptime_daemon.projector.fold import STATE_ORDER, TimeState, seconds_in_window, state_totals
+from uptime_daemon.projector.runner import Projector
+from uptime_daemon.projector.summary import current_status
+
+WINDOWS: Final = (("1h", 1), ("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30))
+
+
+class ProjectionCollector(Collector):
+    """Reads the projection when Prometheus scrapes."""
+
+    def __init__(self, projector: Projector, clock: Clock) -> None:
+        self._projector = projector
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the projection's series."""
+        now = self._clock.now()
+        up = GaugeMetricFamily(
+            "uptime_service_up",
+            "1 when up or degraded, 0 when down, NaN when unknown.",
+            labels=["service"],
+        )
+        status = GaugeMetricFamily(
+            "uptime_service_status",
+            "Current status as a state set (1 for the current one).",
+            labels=["service", "status"],
+        )
+        ratio = GaugeMetricFamily(
+            "uptime_service_availability_ratio",
+            "Time-weighted uptime over the window: up / (up + degraded + down).",
+            labels=["service", "window"],
+        )
+        seconds = CounterMetricFamily(
+            "uptime_service_state_seconds",
+            "Seconds the service spent in each state (unknown: no credible check).",
+            labels=["service", "state"],
+        )
+        for name in sorted(self._projector.state.services):
+            service = self._projector.state.services[name]
+            current = current_status(service, now)
+            up.add_metric(
+                [name],
+                math.nan if current is TimeState.UNKNOWN else float(current is not TimeState.DOWN),
+            )
+            for state in STATE_ORDER:
+                status.add_metric([name, state.value], float(state is current))
+            for label, hours in WINDOWS:
+                window = seconds_in_window(service, now - timedelta(hours=hours), now)
+                known = window[TimeState.UP] + window[TimeState.DEGRADED] + window[TimeState.DOWN]
+                if known > 0:
+                    ratio.add_metric([name, label], window[TimeState.UP] / known)
+            for state, total in zip(STATE_ORDER, state_totals(service, now), strict=True):
+                seconds.add_metric([name, state.value], total)
+        lag = GaugeMetricFamily(
+            "uptime_projector_lag_seconds",
+            "Age of the newest folded event while catching up; 0 when current.",
+        )
+        lag.add_metric([], self._projector.lag_seconds())
+        yield from (up, status, ratio, seconds, lag)

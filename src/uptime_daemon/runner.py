@@ -1,0 +1,232 @@
+"""Run one check end to end: probe under the caller's deadline → status machine → event → append.
+
+This is the only place that turns a probe outcome into a stored fact. It owns the per-probe deadline,
+the per-service status-machine state and the one log line per probe. Checks of one service are
+serialised (a manual ``POST /uptime/check`` never interleaves with a scheduled run); checks of
+different services run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+
+from uptime_daemon import events
+from uptime_daemon.clock import Clock
+from uptime_daemon.config.model import Service, Settings
+from uptime_daemon.errors import ConcurrencyConflict, EventStoreError, StreamNotFound
+from uptime_daemon.probes.base import ProbeContext, ProbeFn
+from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
+from uptime_daemon.status import Outcome, ServiceState, step
+from uptime_daemon.store import EventStore, StreamState
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What one check produced: the probe result, the status decision and where the event went."""
+
+    service: str
+    kind: CheckKind
+    scheduled_at: datetime
+    result: ProbeResult
+    outcome: Outcome
+    payload: Mapping[str, Any]
+    """The ``ServiceStatusChanged`` event data exactly as stored."""
+    position: int | None
+    """Commit position of the stored event; ``None`` when the store refused it."""
+    store_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """API shape: the stored event plus where it landed."""
+        return {
+            "service": self.service,
+            "stored": self.position is not None,
+            "position": self.position,
+            "storeError": self.store_error,
+            "event": dict(self.payload),
+        }
+
+
+async def probe_with_deadline(
+    prober: ProbeFn, service: Service, context: ProbeContext, clock: Clock
+) -> ProbeResult:
+    """Run a probe under the service's deadline; running out of time is a result, not an exception."""
+    started = clock.monotonic()
+    try:
+        async with asyncio.timeout(service.timeout_seconds):
+            return await prober(service, context)
+    except TimeoutError:
+        return ProbeResult(
+            ok=False,
+            duration_seconds=clock.monotonic() - started,
+            failure=FailureReason.TIMEOUT,
+            detail=f"no answer within {service.timeout_seconds:g} s",
+        )
+
+
+class UnknownService(LookupError):
+    """A check was requested for a service that is not configured."""
+
+
+class CheckRunner:
+    """Holds per-service state and runs checks; the scheduler and the API both call ``run_check``."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: EventStore,
+        probers: Mapping[CheckKind, ProbeFn],
+        context: ProbeContext,
+        clock: Clock,
+        on_check: Callable[[CheckReport], None] | None = None,
+    ) -> None:
+        """Wire the runner; nothing is read or written until ``prepare`` or the first check."""
+        self._on_check = on_check
+        self._settings = settings
+        self._store = store
+        self._probers = probers
+        self._context = context
+        self._clock = clock
+        self._states: dict[str, ServiceState] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._prepared: set[str] = set()
+
+    @property
+    def services(self) -> Mapping[str, Service]:
+        """The configured services by name."""
+        return self._settings.services
+
+    def replace_settings(self, settings: Settings) -> None:
+        """Adopt a new configuration (reload); state of services that remain is kept."""
+        self._settings = settings
+        for gone in set(self._states) - set(settings.services):
+            self._states.pop(gone, None)
+            self._prepared.discard(gone)
+
+    async def prepare(self, name: str) -> None:
+        """Create the service's stream once and restore its status from the last stored event.
+
+        Failures are logged and retried before the next check: a store that is down at start-up
+        must not stop probing.
+        """
+        if name in self._prepared:
+            return
+        service = self._settings.services[name]
+        stream = events.stream_name(name)
+        try:
+            await self._store.append(
+                stream,
+                [events.stream_created(name, self._clock.now(), service.description)],
+                StreamState.NO_STREAM,
+            )
+            log.info("stream_created", stream=stream)
+        except ConcurrencyConflict:
+            pass  # present already: another run or another daemon created it
+        self._states[name] = await self._restore_state(stream)
+        self._prepared.add(name)
+
+    async def _restore_state(self, stream: str) -> ServiceState:
+        try:
+            last = await self._store.read_stream(stream, backwards=True, limit=1)
+        except StreamNotFound:
+            return ServiceState.initial()
+        if not last or last[0].type != events.EVENT_TYPE_STATUS_CHANGED:
+            return ServiceState.initial()
+        decoded = events.decode_status_changed(last[0].data)
+        since = decoded.timestamp - timedelta(seconds=decoded.duration_seconds)
+        return ServiceState.restored(decoded.status, since)
+
+    async def run_check(self, name: str, scheduled_at: datetime | None = None) -> CheckReport:
+        """Probe ``name`` once, decide its status, append the event; never raises for a target."""
+        service = self._settings.services.get(name)
+        if service is None:
+            raise UnknownService(name)
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            with structlog.contextvars.bound_contextvars(service=name, kind=service.kind):
+                return await self._run_locked(name, service, scheduled_at or self._clock.now())
+
+    async def _run_locked(self, name: str, service: Service, scheduled_at: datetime) -> CheckReport:
+        store_error: str | None = None
+        try:
+            await self.prepare(name)
+        except EventStoreError as exc:
+            store_error = f"{type(exc).__name__}: {exc}"
+            log.warning("stream_prepare_failed", error=store_error)
+        result = await self._probe(service)
+        completed_at = self._clock.now()
+        state = self._states.get(name, ServiceState.initial())
+        outcome = step(
+            state,
+            ok=result.ok,
+            response_seconds=result.duration_seconds,
+            at=completed_at,
+            policy=service,
+        )
+        self._states[name] = outcome.state
+        event = events.status_changed(
+            service=name,
+            location=self._settings.location,
+            kind=CheckKind(service.kind),
+            scheduled_at=scheduled_at,
+            completed_at=completed_at,
+            outcome=outcome,
+            probe=result,
+            interval_seconds=service.interval_seconds,
+            timeout_seconds=service.timeout_seconds,
+        )
+        position: int | None = None
+        try:
+            position = await self._store.append(events.stream_name(name), [event])
+        except EventStoreError as exc:
+            store_error = f"{type(exc).__name__}: {exc}"
+            log.error("event_append_failed", error=store_error)  # noqa: TRY400 - no traceback for an outage
+        self._log(result, outcome)
+        report = CheckReport(
+            service=name,
+            kind=CheckKind(service.kind),
+            scheduled_at=scheduled_at,
+            result=result,
+            outcome=outcome,
+            payload=orjson.loads(event.data),
+            position=position,
+            store_error=store_error,
+        )
+        if self._on_check is not None:
+            self._on_check(report)
+        return report
+
+    async def _probe(self, service: Service) -> ProbeResult:
+        return await probe_with_deadline(
+            self._probers[CheckKind(service.kind)], service, self._context, self._clock
+        )
+
+    @staticmethod
+    def _log(result: ProbeResult, outcome: Outcome) -> None:
+        fields: dict[str, Any] = {
+            "ok": result.ok,
+            "reason": result.failure,
+            "detail": result.detail,
+            "duration_seconds": round(result.duration_seconds, 6),
+            "status": outcome.status,
+            "previous_status": outcome.previous_status,
+            "changed": outcome.changed,
+            "grade": outcome.grade,
+        }
+        if result.http_status is not None:
+            fields["http_status"] = result.http_status
+        if result.ok:
+            log.info("probe_completed", **fields)
+        else:
+            log.warning("probe_completed", **fields)
+        if outcome.changed:
+            log.warning("service_status_changed", **fields)

@@ -1,0 +1,175 @@
+"""The HTTP API in-process: real SQLite store, real loopback target, real projector."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestServer
+from openapi_spec_validator import validate
+
+from tests.api.helpers import Client, TargetState, eventually, fetch_json, web_checks
+from uptime_daemon.api import models, openapi_document
+
+
+async def test_health_is_live(client: Client) -> None:
+    """``/health`` answers with the liveness model."""
+    body = await fetch_json(client, "/health")
+    models.Liveness.model_validate(body)
+    assert body["status"] == "ok"
+
+
+async def test_ready_once_projector_caught_up(client: Client) -> None:
+    """Readiness turns 200 with every component ok."""
+
+    async def ready() -> bool:
+        async with client.get("/health/ready") as response:
+            return response.status == 200
+
+    await eventually(ready)
+    body = await fetch_json(client, "/health/ready")
+    assert body["ready"] is True
+    assert {c["name"] for c in body["components"]} == {"store", "projector", "scheduler"}
+
+
+async def test_check_then_summary_counts_it(client: Client) -> None:
+    """A manual check is stored and then folded into the summary."""
+    result = await fetch_json(client, "/uptime/check?service=web", method="POST")
+    (check,) = result["checks"]
+    assert check["stored"] is True
+    assert check["event"]["serviceName"] == "web"
+    assert check["event"]["status"] == "up"
+
+    async def counted() -> bool:
+        return await web_checks(client) == 1
+
+    await eventually(counted)
+    service = await fetch_json(client, "/uptime/service/web?hours=1")
+    assert service["status"] == "up"
+    assert service["configured"] is True
+    assert service["responseTime"]["samples"] == 1
+
+
+async def test_outage_shows_as_down_then_incident_closes(
+    client: Client, target: tuple[TestServer, TargetState]
+) -> None:
+    """Two failed checks turn the service down; a good one ends the incident."""
+    _, state = target
+    await fetch_json(client, "/uptime/check?service=web", method="POST")
+    state["up"] = False
+    for _ in range(2):
+        await fetch_json(client, "/uptime/check?service=web", method="POST")
+
+    async def down() -> bool:
+        return (await fetch_json(client, "/uptime/service/web?hours=1"))["status"] == "down"
+
+    await eventually(down)
+    state["up"] = True
+    await fetch_json(client, "/uptime/check?service=web", method="POST")
+
+    async def recovered() -> bool:
+        body = await fetch_json(client, "/uptime/service/web?hours=1")
+        return (
+            body["status"] == "up"
+            and len(body["incidents"]) == 1
+            and not body["incidents"][0]["ongoing"]
+        )
+
+    await eventually(recovered)
+    timeline = await fetch_json(client, "/uptime/timeline/web?hours=1")
+    assert [p["status"] for p in timeline["periods"]] == ["up", "down", "up"]
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        pytest.param("/uptime/summary?hours=0", "hours", id="zero-hours"),
+        pytest.param("/uptime/summary?hours=abc", "hours", id="not-a-number"),
+        pytest.param("/uptime/summary?hours=1.5", "hours", id="fractional"),
+        pytest.param("/uptime/summary?hours=5000", "hours", id="beyond-retention"),
+        pytest.param("/uptime/summary?hours=1&hours=2", "hours", id="repeated"),
+        pytest.param("/uptime/summary?window=1", "window", id="unknown-parameter"),
+        pytest.param("/uptime/service/web?hours=-1", "hours", id="negative"),
+        pytest.param("/streams/service-uptime-web/events?limit=0", "limit", id="limit-zero"),
+        pytest.param(
+            "/streams/service-uptime-web/events?direction=up", "direction", id="bad-direction"
+        ),
+    ],
+)
+async def test_bad_input_is_a_400_naming_the_field(client: Client, path: str, field: str) -> None:
+    """Bad query parameters get 400 with a JSON body naming the field."""
+    body = await fetch_json(client, path, status=400)
+    models.ErrorBody.model_validate(body)
+    assert body["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("GET", "/uptime/service/nope", id="service"),
+        pytest.param("GET", "/uptime/timeline/nope", id="timeline"),
+        pytest.param("POST", "/uptime/check?service=nope", id="check"),
+        pytest.param("GET", "/streams/service-uptime-nope/events", id="missing-stream"),
+        pytest.param("GET", "/streams/user-123-profile/events", id="not-browsable"),
+    ],
+)
+async def test_unknown_things_are_404(client: Client, method: str, path: str) -> None:
+    """Unknown services and streams are JSON 404s."""
+    body = await fetch_json(client, path, status=404, method=method)
+    models.ErrorBody.model_validate(body)
+
+
+async def test_store_health_reports_backend_and_appends(client: Client) -> None:
+    """``/health/kurrentdb`` says which store, that it is connected, and the last append."""
+    await fetch_json(client, "/uptime/check?service=web", method="POST")
+    body = await fetch_json(client, "/health/kurrentdb")
+    assert body["backend"] == "sqlite"
+    assert body["connected"] is True
+    assert body["roundTripMs"] >= 0
+    assert body["appends"] >= 1
+    assert body["lastAppendPosition"] is not None
+
+
+async def test_streams_browse(client: Client) -> None:
+    """The uptime stream is listed and readable backwards with a limit."""
+    await fetch_json(client, "/uptime/check?service=web", method="POST")
+    listing = await fetch_json(client, "/streams")
+    names = [s["name"] for s in listing["streams"]]
+    assert "service-uptime-web" in names
+    page = await fetch_json(
+        client, "/streams/service-uptime-web/events?limit=1&direction=backwards"
+    )
+    (event,) = page["events"]
+    assert event["eventType"] == "ServiceStatusChanged"
+    forwards = await fetch_json(client, "/streams/service-uptime-web/events?limit=1")
+    assert forwards["events"][0]["eventType"] == "StreamCreated"
+
+
+async def test_comprehensive_health(client: Client) -> None:
+    """Every configured service and every component in one answer."""
+    body = await fetch_json(client, "/health/comprehensive")
+    models.ComprehensiveHealth.model_validate(body)
+    assert [s["service"] for s in body["services"]] == ["web"]
+
+
+async def test_openapi_document_is_valid_and_complete(client: Client) -> None:
+    """The generated document validates and documents every route the app serves."""
+    document = await fetch_json(client, "/api/openapi.json")
+    validate(document)
+    assert document == openapi_document() | {"paths": document["paths"]}
+    served = {
+        route.resource.canonical
+        for route in client.app.router.routes()
+        if route.resource is not None and not route.resource.canonical.startswith("/api/")
+    }
+    assert served <= set(document["paths"]), served - set(document["paths"])
+
+
+async def test_swagger_ui_is_served_locally(client: Client) -> None:
+    """``/api/docs`` loads its assets from this server only (no CDN)."""
+    async with client.get("/api/docs") as response:
+        assert response.status == 200
+        page = await response.text()
+    assert "http://" not in page
+    assert "https://" not in page
+    async with client.get("/api/docs/static/swagger-ui-bundle.js") as response:
+        assert response.status == 200
+        assert len(await response.read()) > 100_000

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real daemon as a subprocess, reading its JSON log lines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class DaemonProcess:
+    """``uptime-daemon run`` in a subprocess; its JSON log lines are collected as they arrive."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "uptime_daemon", "--config", str(config), "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=config.parent,
+            env={**os.environ, **(env or {})},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = str(self.wait_for_log(lambda e: e.get("event") == "daemon_started")["url"])
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.raw.append(line)
+                try:
+                    self.lines.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    self.lines.append({"event": "unparsed", "line": line})
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The first log line matching ``predicate``, waiting up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for entry in self.lines[seen:]:
+                    if predicate(entry):
+                        return entry
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and seen == len(self.lines)):
+                    output = "".join(self.raw[-40:])
+                    pytest.fail(
+                        f"log line not seen (exit={self.proc.poll()}); last output:\n{output}"
+                    )
+                self._cond.wait(min(remaining, 0.5))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the daemon and return its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            pytest.fail(f"daemon did not stop within {timeout} s of signal {sig}")
+        self._reader.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
+
+
+def write_config(directory: Path, body: str) -> Path:
+    """A config file on an ephemeral port and a store in ``directory``, plus ``body``."""
+    path = directory / "daemon.toml"
+    path.write_text(
+        'environment = "test"\n'
+        '[server]\nhost = "127.0.0.1"\nport = 0\nshutdown_timeout_seconds = 5\n'
+        f'[store]\nurl = "sqlite:///{directory / "events.db"}"\n'
+        '[log]\nlevel = "debug"\nformat = "json"\n' + body,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Start daemons on demand; any still running at the end are stopped."""
+    started: list[DaemonProcess] = []
+
+    def start(body: str = "", env: dict[str, str] | None = None) -> DaemonProcess:
+        daemon = DaemonProcess(write_config(tmp_path, body), env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.stop(signal.SIGKILL)
