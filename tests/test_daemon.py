@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.conftest import DaemonProcess
@@ -69,9 +77,6 @@ def test_logs_are_json_lines_with_snake_case_events(
 
 def test_port_in_use_is_a_clear_error(daemon_factory: Callable[..., DaemonProcess]) -> None:
     """A second daemon on a busy port exits 1 with a readable message, not a traceback."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
     first = daemon_factory()
     port = first.url.rsplit(":", 1)[1]
     config = first.config.parent / "second.toml"
@@ -87,3 +92,118 @@ def test_port_in_use_is_a_clear_error(daemon_factory: Callable[..., DaemonProces
     assert "Traceback" not in done.stderr + done.stdout
     assert "address already in use" in done.stderr.lower()
     assert first.stop() == 0
+
+
+def _completed(service: str, entry: dict[str, object]) -> bool:
+    return entry.get("event") == "probe_completed" and entry.get("service") == service
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_target(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A real HTTP target in its own process (``python -m http.server``)."""
+    proc = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)  # polling for a listener, bounded by the deadline
+    proc.kill()
+    pytest.fail("target did not start")
+
+
+def test_self_monitoring_writes_the_seed_events(
+    daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    """A fresh daemon writes StreamCreated and a ServiceStatusChanged for http, websocket and database."""
+    daemon = daemon_factory(SELF_SERVICES)
+    for service in ("http", "websocket", "database"):
+        daemon.wait_for_log(functools.partial(_completed, service))
+    assert daemon.stop() == 0
+    with sqlite3.connect(tmp_path / "events.db") as db:
+        rows = db.execute("SELECT stream, type, data FROM events ORDER BY position").fetchall()
+    for service in ("http", "websocket", "database"):
+        mine = [
+            (kind, orjson.loads(data))
+            for stream, kind, data in rows
+            if stream == f"service-uptime-{service}"
+        ]
+        assert mine[0][0] == "StreamCreated"
+        checks = [data for kind, data in mine if kind == "ServiceStatusChanged"]
+        assert checks, service
+        assert checks[0]["serviceName"] == service
+        assert checks[0]["status"] == "up", checks[0]
+        assert list(checks[0])[:6] == [
+            "serviceName",
+            "status",
+            "timestamp",
+            "duration",
+            "metadata",
+            "eventId",
+        ]
+
+
+def test_killed_target_goes_down_then_comes_back(
+    daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    """Kill the target: down after failures_before_down checks; restart it: back up."""
+    port = _free_port()
+    target = _start_target(port, tmp_path)
+    try:
+        daemon = daemon_factory(
+            f"""
+[services.web]
+kind = "http"
+url = "http://127.0.0.1:{port}/"
+interval_seconds = 0.3
+timeout_seconds = 0.3
+failures_before_down = 2
+"""
+        )
+
+        def changed_to(status: str) -> Callable[[dict[str, object]], bool]:
+            return lambda e: (
+                e.get("event") == "service_status_changed" and e.get("status") == status
+            )
+
+        daemon.wait_for_log(changed_to("up"))
+        target.kill()
+        target.wait(timeout=10)
+        down = daemon.wait_for_log(changed_to("down"))
+        before = daemon.lines[: daemon.lines.index(down)]
+        failures = [
+            e
+            for e in before
+            if e.get("event") == "probe_completed"
+            and e.get("service") == "web"
+            and e.get("ok") is False
+        ]
+        assert down["reason"] == "connection_refused"
+        assert len(failures) == 2  # the transition happened exactly at the second failure
+        target = _start_target(port, tmp_path)
+        back = daemon.wait_for_log(
+            lambda e: changed_to("up")(e) and e.get("previous_status") == "down"
+        )
+        assert back["previous_status"] == "down"
+        assert daemon.stop() == 0
+    finally:
+        target.kill()
+        target.wait(timeout=10)

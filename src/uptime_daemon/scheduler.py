@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
-from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -58,6 +58,8 @@ class CheckScheduler:
         self._submitted: dict[str, datetime] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = False
+        self.skipped_runs = 0
+        """Runs not started because the previous run of that service was still going."""
 
     @property
     def running(self) -> bool:
@@ -73,6 +75,7 @@ class CheckScheduler:
         """Schedule every service; first runs are spread over a short start-up window."""
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self._scheduler = scheduler
         now = self._clock.now()
         for name, policy in self._services.items():
@@ -123,6 +126,12 @@ class CheckScheduler:
         """Remember when the run was due; the job itself cannot see it."""
         self._submitted[event.job_id] = event.scheduled_run_times[-1]
 
+    def _on_skipped(self, event: JobSubmissionEvent) -> None:
+        """A run was due while the previous one still ran: count it, drop it (no pile-up)."""
+        self.skipped_runs += 1
+        self._submitted.pop(event.job_id, None)
+        log.info("check_skipped_still_running", service=event.job_id)
+
     async def _fire(self, name: str) -> None:
         started = self._clock.now()
         scheduled = self._submitted.pop(name, started)
@@ -132,7 +141,8 @@ class CheckScheduler:
         task = asyncio.create_task(self._guarded(name, scheduled), name=f"check-{name}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        await task  # keeps the job "running", so max_instances=1 stops pile-ups
+        # Shielded: APScheduler cancels its job coroutines on shutdown; our bounded stop decides.
+        await asyncio.shield(task)  # keeps the job "running", so max_instances=1 stops pile-ups
 
     async def _guarded(self, name: str, scheduled: datetime) -> None:
         async with self._semaphore:

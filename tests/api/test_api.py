@@ -59,7 +59,8 @@ async def test_outage_shows_as_down_then_incident_closes(
         await fetch_json(client, "/uptime/check?service=web", method="POST")
 
     async def down() -> bool:
-        return (await fetch_json(client, "/uptime/service/web?hours=1"))["status"] == "down"
+        body = await fetch_json(client, "/uptime/service/web?hours=1")
+        return bool(body["status"] == "down")
 
     await eventually(down)
     state["up"] = True

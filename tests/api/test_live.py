@@ -16,7 +16,7 @@ MESSAGE_TIMEOUT = 10.0
 async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
     """The next message of ``kind`` (health_status repeats may come in between)."""
     while True:
-        message = await ws.receive_json(timeout=MESSAGE_TIMEOUT)
+        message: dict[str, Any] = await ws.receive_json(timeout=MESSAGE_TIMEOUT)
         if message["type"] == kind:
             return message
 
@@ -84,7 +84,7 @@ async def test_resume_from_position_misses_nothing(
 
 async def _drain_changes(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
     """Changes that arrive within a short quiet period (there should be none)."""
-    found = []
+    found: list[dict[str, Any]] = []
     while True:
         try:
             message = await ws.receive_json(timeout=0.3)

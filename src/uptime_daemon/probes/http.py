@@ -9,16 +9,13 @@ never mix them. The body is streamed and capped; a 1 GB answer is never buffered
 from __future__ import annotations
 
 import base64
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, Final
 
 import aiohttp
 import orjson
-from cryptography import x509
 
 from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService
 from uptime_daemon.probes._classify import TARGET_ERRORS, classify, describe
@@ -97,20 +94,6 @@ def resolve_url(url: str, ctx: ProbeContext, scheme: str = "http") -> str:
     if scheme == "ws":
         base = "ws" + base.removeprefix("http")
     return base + url
-
-
-def _days_left(response: aiohttp.ClientResponse, now: datetime) -> float | None:
-    """Days until the peer certificate expires (works with verification on or off)."""
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
-    expires = x509.load_der_x509_certificate(der).not_valid_after_utc
-    return (expires - now.astimezone(UTC)).total_seconds() / 86_400
 
 
 def _lookup(document: object, path: str) -> object:
@@ -192,7 +175,11 @@ async def probe_http(
             ssl=service.verify_tls,
             trace_request_ctx=timings,
         ) as response:
-            days = _days_left(response, ctx.clock.now())
+            days = None
+            if response.url.scheme == "https":
+                days = await ctx.certificates.days_left(
+                    response.url.raw_host or "", response.url.port or 443, ctx.clock.now()
+                )
             body_started = ctx.clock.monotonic()
             body = bytearray()
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):

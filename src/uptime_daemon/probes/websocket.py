@@ -6,6 +6,7 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService, WebSocketStep
 from uptime_daemon.probes._classify import TARGET_ERRORS, classify, describe
@@ -88,6 +89,7 @@ async def probe_websocket(
     started = ctx.clock.monotonic()
     phases: dict[Phase, float] = {}
     close_code: int | None = None
+    days_left: float | None = None
 
     def result(failure: FailureReason | None, detail: str) -> ProbeResult:
         return ProbeResult(
@@ -97,11 +99,17 @@ async def probe_websocket(
             detail=detail,
             phases=phases,
             close_code=close_code,
+            tls_days_left=days_left,
         )
 
+    url = URL(resolve_url(service.url, ctx, scheme="ws"))
+    if url.scheme == "wss":
+        days_left = await ctx.certificates.days_left(
+            url.raw_host or "", url.port or 443, ctx.clock.now()
+        )
     try:
         async with ctx.session.ws_connect(
-            resolve_url(service.url, ctx, scheme="ws"),
+            url,
             protocols=service.subprotocols,
             headers=service.headers,
             ssl=service.verify_tls,

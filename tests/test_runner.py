@@ -1,0 +1,161 @@
+"""One check end to end on the real store: probe → status → event → append."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
+
+from uptime_daemon.clock import SystemClock
+from uptime_daemon.config.load import settings_from_mapping
+from uptime_daemon.config.model import Settings
+from uptime_daemon.probes import PROBERS
+from uptime_daemon.probes.base import ProbeContext
+from uptime_daemon.probes.http import make_client_session
+from uptime_daemon.runner import CheckRunner
+from uptime_daemon.store.sqlite import SqliteEventStore
+
+SEED_KEYS = ["serviceName", "status", "timestamp", "duration", "metadata", "eventId"]
+
+
+@pytest.fixture
+async def target(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
+    app = web.Application()
+    state = {"code": 200}
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(status=state["code"], text="ok")
+
+    app.router.add_get("/", handler)
+    server = await aiohttp_server(app)
+    server.state = state  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with make_client_session() as client:
+        yield client
+
+
+def settings_for(target: TestServer) -> Settings:
+    return settings_from_mapping(
+        {
+            "services": {
+                "web": {"kind": "http", "url": str(target.make_url("/")), "interval_seconds": 5}
+            }
+        },
+        source="test",
+        environ={},
+    )
+
+
+def runner_for(
+    settings: Settings, store: SqliteEventStore, session: aiohttp.ClientSession
+) -> CheckRunner:
+    clock = SystemClock()
+    context = ProbeContext(
+        session=session, clock=clock, store=store, self_base_url="http://127.0.0.1:9"
+    )
+    return CheckRunner(
+        settings=settings, store=store, probers=PROBERS, context=context, clock=clock
+    )
+
+
+async def test_first_check_creates_the_stream_then_appends_the_seed_event(
+    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """StreamCreated once, then a ServiceStatusChanged whose stored JSON has the seed fields first."""
+    store = await SqliteEventStore.open(tmp_path / "e.db")
+    try:
+        runner = runner_for(settings_for(target), store, session)
+        report = await runner.run_check("web")
+        await runner.run_check("web")
+        events = await store.read_stream("service-uptime-web")
+    finally:
+        await store.close()
+    assert [e.type for e in events] == [
+        "StreamCreated",
+        "ServiceStatusChanged",
+        "ServiceStatusChanged",
+    ]
+    stored = orjson.loads(events[1].data)
+    assert list(stored)[:6] == SEED_KEYS
+    assert stored == dict(report.payload)
+    assert stored["status"] == "up"
+    assert stored["changed"] is True
+    assert stored["probe"]["httpStatus"] == 200
+    assert orjson.loads(events[2].data)["previousStatus"] == "up"
+
+
+async def test_retrying_the_same_scheduled_check_does_not_double_count(
+    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """A re-run for the same scheduled time maps to the same event id: stored once."""
+    store = await SqliteEventStore.open(tmp_path / "e.db")
+    try:
+        runner = runner_for(settings_for(target), store, session)
+        at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        first = await runner.run_check("web", at)
+        second = await runner.run_check("web", at)
+        events = await store.read_stream("service-uptime-web")
+    finally:
+        await store.close()
+    assert first.position == second.position
+    assert len(events) == 2
+
+
+async def test_restart_continues_the_streak(
+    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """A new runner on the same store restores the status: no false transition after a restart."""
+    settings = settings_for(target)
+    store = await SqliteEventStore.open(tmp_path / "e.db")
+    try:
+        await runner_for(settings, store, session).run_check("web")
+        after_restart = await runner_for(settings, store, session).run_check("web")
+    finally:
+        await store.close()
+    assert after_restart.outcome.changed is False
+    assert after_restart.outcome.previous_status is not None
+    assert after_restart.outcome.streak_seconds > 0
+
+
+async def test_down_after_two_failures_then_up(
+    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """The stored statuses follow the status machine as the target fails and recovers."""
+    store = await SqliteEventStore.open(tmp_path / "e.db")
+    try:
+        runner = runner_for(settings_for(target), store, session)
+        statuses = [(await runner.run_check("web")).outcome.status.value]
+        target.state["code"] = 500  # type: ignore[attr-defined]
+        statuses += [(await runner.run_check("web")).outcome.status.value for _ in range(2)]
+        target.state["code"] = 200  # type: ignore[attr-defined]
+        statuses.append((await runner.run_check("web")).outcome.status.value)
+    finally:
+        await store.close()
+    assert statuses == ["up", "up", "down", "up"]
+
+
+async def test_an_unreachable_store_is_reported_not_raised(
+    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """With the store gone, the check still runs and says where its event could not go."""
+    store = await SqliteEventStore.open(tmp_path / "e.db")
+    runner = runner_for(settings_for(target), store, session)
+    await store.close()
+    with capture_logs() as logs:
+        report = await runner.run_check("web")
+    assert report.result.ok
+    assert report.position is None
+    assert report.store_error is not None
+    assert "EventStoreUnavailable" in report.store_error
+    assert any(e["event"] == "event_append_failed" for e in logs)
