@@ -89,12 +89,16 @@ class CheckScheduler:
     def _add_job(self, name: str, policy: CheckPolicy, now: datetime) -> None:
         assert self._scheduler is not None  # noqa: S101 - only called after start()
         interval = policy.interval_seconds
-        offset = self._rng.uniform(0, min(interval, self._spread_seconds()))
+        first = now + timedelta(seconds=self._rng.uniform(0, min(interval, self._spread_seconds())))
         self._scheduler.add_job(
             self._fire,
+            # Explicit: left to itself, APScheduler derives the first run from start_date when the
+            # scheduler starts, and a start_date that has just slipped into the past yields
+            # start_date + interval, silently skipping the first check.
+            next_run_time=first,
             trigger=IntervalTrigger(
                 seconds=interval,
-                start_date=now + timedelta(seconds=offset),
+                start_date=first,
                 jitter=min(self._settings.jitter_seconds, interval * MAX_JITTER_FRACTION) or None,
                 timezone=UTC,
             ),
