@@ -76,7 +76,7 @@ async def test_outage_shows_as_down_then_incident_closes(
 
     await eventually(recovered)
     timeline = await fetch_json(client, "/uptime/timeline/web?hours=1")
-    assert [p["status"] for p in timeline["periods"]] == ["up", "down", "up"]
+    assert [p["status"] for p in timeline["periods"]] == ["unknown", "up", "down", "up"]
 
 
 @pytest.mark.parametrize(

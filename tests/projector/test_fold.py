@@ -19,6 +19,7 @@ from uptime_daemon.projector.fold import (
     histogram_value,
     seconds_in_window,
     state_totals,
+    timeline,
 )
 from uptime_daemon.projector.summary import current_status, service_timeline, summarize
 
@@ -83,6 +84,19 @@ def test_time_weighted_seconds(
     assert got == pytest.approx(expected)
 
 
+def test_ten_minute_outage_in_a_day_is_99_3056_percent() -> None:
+    """Checked every 30 s for 24 h with one 10-minute outage: 1430 / 1440 minutes up."""
+    start_down = 6 * 3600
+    checks = every(0, start_down, UP, 30) + every(start_down, start_down + 600, DOWN, 30)
+    checks += every(start_down + 600, 86_400, UP, 30)
+    state = fold(checks, gap=70)
+    summary = summarize(state.services["svc"], now=T0 + timedelta(days=1), hours=24)
+    assert summary.uptime_ratio is not None
+    assert round(summary.uptime_ratio * 100, 4) == 99.3056
+    assert summary.seconds[DOWN] == pytest.approx(600)
+    assert summary.seconds[UNK] == pytest.approx(0)
+
+
 def test_window_clips_both_edges() -> None:
     """A window that starts mid-outage counts only the part inside it."""
     state = fold(every(0, 100, UP) + every(100, 200, DOWN) + every(200, 400, UP))
@@ -135,6 +149,7 @@ def test_timeline_merges_and_marks_unknown() -> None:
     assert [
         (p.state, (p.start - T0).total_seconds(), (p.end - T0).total_seconds()) for p in periods
     ] == [
+        (UNK, 220 - 3600, 0),
         (UP, 0, 80),
         (UNK, 80, 200),
         (DOWN, 200, 210),
@@ -147,7 +162,8 @@ def test_clock_stepping_back_never_counts_negative_time() -> None:
     service = fold([(100, UP), (50, DOWN), (120, DOWN)]).services["svc"]
     got = seconds_in_window(service, T0, T0 + timedelta(seconds=120))
     assert all(value >= 0 for value in got.values())
-    assert sum(got.values()) == pytest.approx(20)
+    assert got[UP] + got[DEG] + got[DOWN] == pytest.approx(20)
+    assert got[UNK] == pytest.approx(100)  # before the first check
 
 
 @given(st.floats(min_value=0.0001, max_value=200.0))
@@ -278,3 +294,25 @@ def test_state_totals_only_grow(
     for before, after in itertools.pairwise(service_totals):
         for a, b in zip(before, after, strict=True):
             assert b >= a - 1e-6
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    CHECKS,
+    st.floats(min_value=1, max_value=600),
+    st.floats(min_value=0, max_value=5000),
+    st.floats(min_value=0.01, max_value=30),
+)
+def test_states_add_up_to_the_window_length(
+    steps: list[tuple[float, TimeState, float]], gap: float, tail: float, hours: float
+) -> None:
+    """Up + degraded + down + unknown = window length, wherever the window starts."""
+    state, last = _fold_steps(steps, gap)
+    now = last + timedelta(seconds=tail)
+    start = now - timedelta(hours=hours)
+    got = seconds_in_window(state.services["svc"], start, now)
+    assert sum(got.values()) == pytest.approx(hours * 3600, abs=1e-6)
+    periods = timeline(state.services["svc"], start, now)
+    assert periods[0].start == start
+    assert periods[-1].end == now
+    assert all(a.end == b.start for a, b in itertools.pairwise(periods))

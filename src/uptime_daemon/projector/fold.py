@@ -251,28 +251,49 @@ def spans(service: ServiceProjection, now: datetime) -> Iterator[Period]:
 def seconds_in_window(
     service: ServiceProjection, start: datetime, now: datetime
 ) -> dict[TimeState, float]:
-    """Exact time-weighted seconds per state within ``[start, now)``."""
+    """Exact time-weighted seconds per state within ``[start, now)``.
+
+    Whatever no credible check covers — before the first check, silent gaps, the stale tail — is
+    ``unknown``, so the four figures always add up to the window's length.
+    """
     totals = dict.fromkeys(STATE_ORDER, 0.0)
     for period in spans(service, now):
+        if period.state is TimeState.UNKNOWN:
+            continue
         lo = max(period.start, start)
         hi = min(period.end, now)
         if hi > lo:
             totals[period.state] += (hi - lo).total_seconds()
+    known = totals[TimeState.UP] + totals[TimeState.DEGRADED] + totals[TimeState.DOWN]
+    totals[TimeState.UNKNOWN] = max(0.0, (now - start).total_seconds() - known)
     return totals
 
 
 def timeline(service: ServiceProjection, start: datetime, now: datetime) -> list[Period]:
-    """Contiguous state periods clipped to ``[start, now)``, adjacent equal states merged."""
+    """Contiguous state periods covering ``[start, now)``, adjacent equal states merged.
+
+    Any stretch no period covers (before the first check, or pruned) is ``unknown``, so the timeline
+    always spans the whole window.
+    """
     out: list[Period] = []
+
+    def extend(state: TimeState, lo: datetime, hi: datetime) -> None:
+        if out and out[-1].state is state and out[-1].end == lo:
+            out[-1] = Period(state, out[-1].start, hi)
+        else:
+            out.append(Period(state, lo, hi))
+
+    cursor = start
     for period in spans(service, now):
-        lo = max(period.start, start)
-        hi = min(period.end, now)
+        lo, hi = max(period.start, start), min(period.end, now)
         if hi <= lo:
             continue
-        if out and out[-1].state is period.state and out[-1].end == lo:
-            out[-1] = Period(period.state, out[-1].start, hi)
-        else:
-            out.append(Period(period.state, lo, hi))
+        if lo > cursor:
+            extend(TimeState.UNKNOWN, cursor, lo)
+        extend(period.state, lo, hi)
+        cursor = max(cursor, hi)
+    if cursor < now:
+        extend(TimeState.UNKNOWN, cursor, now)
     return out
 
 

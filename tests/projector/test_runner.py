@@ -1,0 +1,179 @@
+"""The projector on the real store: live == replay, snapshot restarts, resubscription, bad events."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from uptime_daemon import events
+from uptime_daemon.clock import SystemClock
+from uptime_daemon.config.model import CheckPolicy
+from uptime_daemon.errors import EventStoreUnavailable
+from uptime_daemon.projector import snapshot
+from uptime_daemon.projector.runner import Projector
+from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
+from uptime_daemon.status import ServiceState, step
+from uptime_daemon.store import CaughtUp, NewEvent, RecordedEvent
+from uptime_daemon.store.sqlite import SqliteEventStore
+
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
+    opened = await SqliteEventStore.open(tmp_path / "events.db")
+    yield opened
+    await opened.close()
+
+
+def projector(store: Any, path: Path | None = None) -> Projector:
+    return Projector(
+        store=store, clock=SystemClock(), default_gap_seconds=lambda _: 90.0, snapshot_path=path
+    )
+
+
+async def write_checks(store: SqliteEventStore, count: int, seed: int, start: datetime = T0) -> int:
+    """Append ``count`` realistic checks across three services; return the last position."""
+    rng = random.Random(seed)
+    states = {name: ServiceState.initial() for name in ("a", "b", "c")}
+    policy = CheckPolicy(interval_seconds=30, timeout_seconds=5, degraded_after_seconds=0.5)
+    position = 0
+    for i in range(count):
+        name = rng.choice(sorted(states))
+        ok = rng.random() > 0.3
+        seconds = rng.uniform(0.01, 1.0)
+        at = start + timedelta(seconds=10 * i)
+        outcome = step(states[name], ok=ok, response_seconds=seconds, at=at, policy=policy)
+        states[name] = outcome.state
+        probe = ProbeResult(
+            ok=ok, duration_seconds=seconds, failure=None if ok else FailureReason.TIMEOUT
+        )
+        event = events.status_changed(
+            service=name,
+            location="default",
+            kind=CheckKind.HTTP,
+            scheduled_at=at,
+            completed_at=at,
+            outcome=outcome,
+            probe=probe,
+            interval_seconds=30,
+            timeout_seconds=5,
+        )
+        position = await store.append(events.stream_name(name), [event])
+    return position
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def encoded(p: Projector) -> bytes:
+    return snapshot.encode(snapshot.Snapshot(p.position, p.state))
+
+
+async def test_live_fold_equals_replay_from_zero(store: SqliteEventStore) -> None:
+    """Events folded live as they arrive give byte-identical state to a replay from zero."""
+    await write_checks(store, 100, seed=1)
+    live = projector(store)
+    task = asyncio.create_task(live.run())
+    try:
+        await until(live.caught_up.is_set)
+        last = await write_checks(store, 150, seed=2, start=T0 + timedelta(hours=1))
+        await until(lambda: live.position == last)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    replay = projector(store)
+    assert await replay.catch_up() == 250
+    assert encoded(replay) == encoded(live)
+
+
+async def test_restart_from_snapshot_does_not_double_count(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    """A restart loads the snapshot, folds only newer events, and equals a full replay."""
+    path = tmp_path / "projection.json"
+    first = projector(store, path)
+    await write_checks(store, 80, seed=3)
+    await first.catch_up()
+    first.save_snapshot()
+    await write_checks(store, 40, seed=4, start=T0 + timedelta(hours=2))
+    restarted = projector(store, path)
+    restarted.load_snapshot()
+    assert await restarted.catch_up() == 40
+    full = projector(store)
+    await full.catch_up()
+    assert encoded(restarted) == encoded(full)
+
+
+class BrokenOnce:
+    """Fault injection: the first subscription dies after a few events, as a dropped connection does."""
+
+    def __init__(self, inner: SqliteEventStore) -> None:
+        self.inner = inner
+        self.subscriptions = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def subscribe(
+        self, *, after: int | None = None, stream_prefix: str | None = None
+    ) -> AsyncIterator[RecordedEvent | CaughtUp]:
+        self.subscriptions += 1
+        count = 0
+        async for item in self.inner.subscribe(after=after, stream_prefix=stream_prefix):
+            if self.subscriptions == 1 and count == 5:
+                raise EventStoreUnavailable("connection reset (injected)")
+            count += 1
+            yield item
+
+
+async def test_resubscribes_from_its_checkpoint_after_a_failure(store: SqliteEventStore) -> None:
+    """A broken subscription is resumed from the last folded position: nothing lost, nothing twice."""
+    last = await write_checks(store, 30, seed=5)
+    flaky = BrokenOnce(store)
+    live = projector(flaky)
+    with capture_logs() as logs:
+        task = asyncio.create_task(live.run())
+        try:
+            await until(lambda: live.position == last)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert flaky.subscriptions >= 2
+    assert any(e["event"] == "projector_subscription_lost" for e in logs)
+    replay = projector(store)
+    await replay.catch_up()
+    assert encoded(live) == encoded(replay)
+
+
+async def test_a_corrupt_event_is_logged_and_skipped(store: SqliteEventStore) -> None:
+    """One undecodable event does not stop the projection; it is counted and logged."""
+    await write_checks(store, 5, seed=6)
+    await store.append(
+        "service-uptime-a", [NewEvent(id=uuid.uuid4(), type="ServiceStatusChanged", data=b"{oops")]
+    )
+    last = await write_checks(store, 5, seed=7, start=T0 + timedelta(hours=1))
+    p = projector(store)
+    with capture_logs() as logs:
+        await p.catch_up()
+    assert p.position == last
+    assert p.decode_failures == 1
+    assert any(
+        e["event"] == "event_decode_failed" and e["stream"] == "service-uptime-a" for e in logs
+    )
