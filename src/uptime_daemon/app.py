@@ -39,7 +39,7 @@ from uptime_daemon.api.models import Component
 from uptime_daemon.clock import Clock, SystemClock
 from uptime_daemon.config.load import mask_url
 from uptime_daemon.config.model import Settings
-from uptime_daemon.errors import ConfigError, EventStoreError
+from uptime_daemon.errors import EventStoreError, EventStoreUnavailable
 from uptime_daemon.metrics import Metrics
 from uptime_daemon.probes import PROBERS
 from uptime_daemon.probes.base import ProbeContext
@@ -51,6 +51,7 @@ from uptime_daemon.runner import CheckReport, CheckRunner, UnknownService
 from uptime_daemon.scheduler import CheckScheduler
 from uptime_daemon.store import EventStore
 from uptime_daemon.store.instrumented import InstrumentedStore
+from uptime_daemon.store.kurrentdb import KurrentDBEventStore, connection_uri
 from uptime_daemon.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
 log = structlog.get_logger(__name__)
@@ -102,13 +103,21 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 
 async def open_store(settings: Settings) -> EventStore:
     """Open the configured event store adapter."""
-    url = settings.store.url
-    if url.startswith("sqlite:"):
-        return await SqliteEventStore.open(sqlite_path_from_url(url))
-    raise ConfigError(
-        f"store.url: {mask_url(url)!r}: the KurrentDB adapter is not part of this build yet; "
-        "use a sqlite:/// URL"
+    store = settings.store
+    if store.url.startswith("sqlite:"):
+        return await SqliteEventStore.open(sqlite_path_from_url(store.url))
+    uri = connection_uri(
+        store.url,
+        username=store.username,
+        password=None if store.password is None else store.password.get_secret_value(),
+        use_tls=store.use_tls,
+        verify_cert=store.verify_cert,
+        ca_file=store.ca_file,
     )
+    try:
+        return await KurrentDBEventStore.open(uri, timeout_seconds=store.operation_timeout_seconds)
+    except EventStoreUnavailable as exc:
+        raise EventStoreUnavailable(f"{mask_url(uri)}: {exc}") from exc
 
 
 def snapshot_path(settings: Settings) -> Path:

@@ -1,0 +1,329 @@
+"""The production event store: KurrentDB through ``kurrentdbclient.AsyncKurrentDBClient``.
+
+Client errors are translated at this boundary into our tree (``raise … from e``):
+``WrongCurrentVersionError`` → ``ConcurrencyConflict``, ``NotFoundError`` → ``StreamNotFound``,
+``StreamIsDeletedError`` → ``StreamDeleted``, anything else → ``EventStoreUnavailable``.
+
+Semantics the protocol fixes and KurrentDB provides or this adapter supplies:
+
+* ``read_all(after=p)`` and ``subscribe(after=p)`` are exclusive of ``p``. KurrentDB's ``$all`` read
+  from a position is inclusive, so the event at ``p`` is dropped here.
+* Subscriptions go to ``$all`` filtered server-side by stream-name prefix. Errors raised while
+  iterating are never retried by the client: they surface as ``EventStoreUnavailable`` and the
+  projector resubscribes from its own checkpoint.
+* ``set_stream_metadata`` merges into the stream's existing metadata so a soft delete's ``$tb`` or
+  an operator's ``$acl`` is never overwritten.
+* Appends are idempotent by event id on the server, which makes the client's own retries safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from kurrentdbclient import AsyncKurrentDBClient
+from kurrentdbclient import NewEvent as ClientEvent
+from kurrentdbclient import RecordedEvent as ClientRecordedEvent
+from kurrentdbclient import StreamState as ClientState
+from kurrentdbclient.exceptions import (
+    KurrentDBClientError,
+    NotFoundError,
+    ProgrammingError,
+    StreamIsDeletedError,
+    WrongCurrentVersionError,
+)
+
+from uptime_daemon.errors import (
+    ConcurrencyConflict,
+    EventStoreUnavailable,
+    StreamDeleted,
+    StreamNotFound,
+)
+from uptime_daemon.store import (
+    CaughtUp,
+    Expected,
+    NewEvent,
+    RecordedEvent,
+    StreamMetadata,
+    StreamState,
+)
+
+READ_ALL_LIMIT: Final = 2**62
+_STATES: Final = {
+    StreamState.ANY: ClientState.ANY,
+    StreamState.NO_STREAM: ClientState.NO_STREAM,
+    StreamState.STREAM_EXISTS: ClientState.EXISTS,
+}
+
+
+def connection_uri(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    use_tls: bool = False,
+    verify_cert: bool = True,
+    ca_file: str | None = None,
+) -> str:
+    """Build the client URI from our settings; values already in ``url`` win."""
+    parts = urlsplit(url)
+    query = {key.lower(): value for key, value in parse_qsl(parts.query)}
+    params = dict(parse_qsl(parts.query))
+    if "tls" not in query:
+        params["tls"] = "true" if use_tls else "false"
+    if not verify_cert and "tlsverifycert" not in query:
+        params["tlsVerifyCert"] = "false"
+    if ca_file and "tlscafile" not in query:
+        params["tlsCaFile"] = ca_file
+    netloc = parts.netloc
+    if username and "@" not in netloc:
+        credentials = quote(username, safe="")
+        if password:
+            credentials += ":" + quote(password, safe="")
+        netloc = f"{credentials}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(params), ""))
+
+
+def _client_expected(expected: Expected) -> int | ClientState:
+    return expected if isinstance(expected, int) else _STATES[expected]
+
+
+def _actual(error: WrongCurrentVersionError) -> int | None:
+    actual: Any = getattr(error, "actual_version", None)
+    return actual if isinstance(actual, int) and actual >= 0 else None
+
+
+def _recorded(event: ClientRecordedEvent) -> RecordedEvent:
+    recorded_at = event.recorded_at or datetime.now(UTC)
+    return RecordedEvent(
+        id=event.id,
+        type=event.type,
+        data=bytes(event.data),
+        metadata=bytes(event.metadata),
+        stream=event.stream_name,
+        revision=event.stream_position,
+        position=event.commit_position,
+        recorded_at=recorded_at,
+    )
+
+
+def _unavailable(error: Exception) -> EventStoreUnavailable:
+    return EventStoreUnavailable(f"kurrentdb: {type(error).__name__}: {error}"[:500])
+
+
+class KurrentDBEventStore:
+    """The ``EventStore`` protocol over one ``AsyncKurrentDBClient``."""
+
+    backend: Final = "kurrentdb"
+
+    def __init__(self, client: AsyncKurrentDBClient, *, timeout_seconds: float) -> None:
+        """Use ``open``."""
+        self._client = client
+        self._timeout = timeout_seconds
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, uri: str, *, timeout_seconds: float = 5.0, root_certificates: bytes | None = None
+    ) -> KurrentDBEventStore:
+        """Create the client and connect (single host: no RPC yet; cluster: gossip discovery)."""
+        try:
+            client = AsyncKurrentDBClient(uri, root_certificates=root_certificates)
+            await client.connect()
+        except (KurrentDBClientError, ValueError) as exc:
+            raise _unavailable(exc) from exc
+        return cls(client, timeout_seconds=timeout_seconds)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EventStoreUnavailable("store is closed")
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], expected: Expected = StreamState.ANY
+    ) -> int:
+        """Append through BatchAppend; the client retries, the server deduplicates by id."""
+        self._check_open()
+        batch = [
+            ClientEvent(
+                type=e.type,
+                data=e.data,
+                metadata=e.metadata,
+                content_type="application/json",
+                id=e.id,
+            )
+            for e in events
+        ]
+        try:
+            return await self._client.append_to_stream(
+                stream,
+                events=batch,
+                current_version=_client_expected(expected),
+                timeout=self._timeout,
+            )
+        except WrongCurrentVersionError as exc:
+            raise ConcurrencyConflict(stream, expected, _actual(exc)) from exc
+        except StreamIsDeletedError as exc:
+            raise StreamDeleted(stream) from exc
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        backwards: bool = False,
+        limit: int | None = None,
+        from_revision: int | None = None,
+    ) -> list[RecordedEvent]:
+        """One stream; ``$maxAge``/``$maxCount``/soft delete are applied by the server."""
+        self._check_open()
+        try:
+            found = await self._client.get_stream(
+                stream,
+                stream_position=from_revision,
+                backwards=backwards,
+                limit=limit or READ_ALL_LIMIT,
+                timeout=self._timeout,
+            )
+        except NotFoundError as exc:
+            raise StreamNotFound(stream) from exc
+        except StreamIsDeletedError as exc:
+            raise StreamDeleted(stream) from exc
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+        return [_recorded(e) for e in found]
+
+    async def read_all(
+        self,
+        *,
+        after: int | None = None,
+        stream_prefix: str | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """``$all`` forwards, exclusive of ``after``, filtered by stream-name prefix on the server."""
+        self._check_open()
+        wanted = limit or READ_ALL_LIMIT
+        filters: dict[str, Any] = {}
+        if stream_prefix:
+            filters = {
+                "filter_include": [stream_prefix],
+                "filter_by_stream_name": True,
+                "filter_by_prefix": True,
+            }
+        try:
+            response = await self._client.read_all(
+                commit_position=after or None,
+                limit=wanted + 1 if after else wanted,
+                timeout=self._timeout,
+                **filters,
+            )
+            found = [_recorded(e) async for e in response]
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+        if after and found and found[0].position <= after:
+            found = found[1:]
+        return found[:wanted]
+
+    async def subscribe(
+        self, *, after: int | None = None, stream_prefix: str | None = None
+    ) -> AsyncIterator[RecordedEvent | CaughtUp]:
+        """A filtered ``$all`` catch-up subscription; ``CaughtUp`` once, then live events."""
+        self._check_open()
+        filters: dict[str, Any] = {}
+        if stream_prefix:
+            filters = {
+                "filter_include": [stream_prefix],
+                "filter_by_stream_name": True,
+                "filter_by_prefix": True,
+            }
+        position = after
+        caught_up = False
+        try:
+            subscription = await self._client.subscribe_to_all(
+                commit_position=after or None, include_caught_up=True, **filters
+            )
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+        try:
+            async for item in subscription:
+                if getattr(item, "is_caught_up", False):
+                    if not caught_up:
+                        caught_up = True
+                        yield CaughtUp(position)
+                    continue
+                if getattr(item, "is_checkpoint", False):
+                    continue
+                event = _recorded(item)
+                position = event.position
+                yield event
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            await subscription.stop()
+
+    async def set_stream_metadata(
+        self, stream: str, *, max_age_seconds: int | None = None, max_count: int | None = None
+    ) -> None:
+        """Merge ``$maxAge``/``$maxCount`` into the stream's metadata."""
+        self._check_open()
+        try:
+            current, _ = await self._client.get_stream_metadata(stream, timeout=self._timeout)
+            merged = dict(current)
+            for key, value in (("$maxAge", max_age_seconds), ("$maxCount", max_count)):
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            await self._client.set_stream_metadata(stream, metadata=merged, timeout=self._timeout)
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+
+    async def get_stream_metadata(self, stream: str) -> StreamMetadata:
+        """``$maxAge``/``$maxCount`` and the rest of the stream's metadata."""
+        self._check_open()
+        try:
+            current, _ = await self._client.get_stream_metadata(stream, timeout=self._timeout)
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+        extra = {k: v for k, v in current.items() if k not in {"$maxAge", "$maxCount"}}
+        return StreamMetadata(
+            max_age_seconds=current.get("$maxAge"), max_count=current.get("$maxCount"), extra=extra
+        )
+
+    async def delete_stream(self, stream: str, expected: Expected = StreamState.ANY) -> None:
+        """Soft delete (``Streams.Delete``); never a tombstone."""
+        self._check_open()
+        try:
+            await self._client.delete_stream(
+                stream, current_version=_client_expected(expected), timeout=self._timeout
+            )
+        except NotFoundError as exc:
+            raise StreamNotFound(stream) from exc
+        except WrongCurrentVersionError as exc:
+            raise ConcurrencyConflict(stream, expected, _actual(exc)) from exc
+        except StreamIsDeletedError as exc:
+            raise StreamDeleted(stream) from exc
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+
+    async def ping(self) -> float:
+        """One ``$all`` read of the newest position."""
+        self._check_open()
+        started = time.perf_counter()
+        try:
+            await self._client.get_commit_position(timeout=self._timeout)
+        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
+            raise _unavailable(exc) from exc
+        return time.perf_counter() - started
+
+    async def close(self) -> None:
+        """Close the client (a closed client cannot be reused)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(KurrentDBClientError, ProgrammingError, AttributeError):
+            await self._client.close()
