@@ -71,6 +71,21 @@ class DaemonProcess:
                     )
                 self._cond.wait(min(remaining, 0.5))
 
+    def wait_until(
+        self, condition: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
+    ) -> None:
+        """Wait until ``condition(all log lines so far)`` holds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not condition(self.lines):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.proc.poll() is not None:
+                    output = "".join(self.raw[-40:])
+                    pytest.fail(
+                        f"condition not met (exit={self.proc.poll()}); last output:\n{output}"
+                    )
+                self._cond.wait(min(remaining, 0.5))
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the daemon and return its exit code."""
         if self.proc.poll() is None:

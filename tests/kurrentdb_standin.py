@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -605,6 +606,43 @@ class StandInServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+
+
+class ThreadedStandIn:
+    """The stand-in on its own event loop thread, for tests whose thread blocks on a subprocess."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="standin", daemon=True)
+        self._thread.start()
+        self.server = StandInServer()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self._call(self.server.start())
+
+    def stop(self) -> None:
+        self._call(self.server.stop(0))
+
+    def records(self, stream: str) -> list[Record]:
+        async def snapshot() -> list[Record]:
+            found = self.server.log.streams.get(stream)
+            return list(found.records) if found else []
+
+        result: list[Record] = self._call(snapshot())
+        return result
+
+    def close(self) -> None:
+        self._call(self.server.stop(0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
 
 
 async def _serve_forever(port: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from uptime_daemon.probes import PROBERS
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.http import make_client_session
 from uptime_daemon.runner import CheckRunner
+from uptime_daemon.store.spool import OutageBuffer, Spool
 from uptime_daemon.store.sqlite import SqliteEventStore
 
 SEED_KEYS = ["serviceName", "status", "timestamp", "duration", "metadata", "eventId"]
@@ -57,15 +59,21 @@ def settings_for(target: TestServer) -> Settings:
     )
 
 
-def runner_for(
-    settings: Settings, store: SqliteEventStore, session: aiohttp.ClientSession
+async def runner_for(
+    settings: Settings, store: SqliteEventStore, session: aiohttp.ClientSession, spool_dir: Path
 ) -> CheckRunner:
     clock = SystemClock()
     context = ProbeContext(
         session=session, clock=clock, store=store, self_base_url="http://127.0.0.1:9"
     )
+    spool = await Spool.open(spool_dir / f"spool-{uuid.uuid4().hex}.db", max_events=100)
     return CheckRunner(
-        settings=settings, store=store, probers=PROBERS, context=context, clock=clock
+        settings=settings,
+        store=store,
+        appender=OutageBuffer(store, spool),
+        probers=PROBERS,
+        context=context,
+        clock=clock,
     )
 
 
@@ -75,7 +83,7 @@ async def test_first_check_creates_the_stream_then_appends_the_seed_event(
     """StreamCreated once, then a ServiceStatusChanged whose stored JSON has the seed fields first."""
     store = await SqliteEventStore.open(tmp_path / "e.db")
     try:
-        runner = runner_for(settings_for(target), store, session)
+        runner = await runner_for(settings_for(target), store, session, tmp_path)
         report = await runner.run_check("web")
         await runner.run_check("web")
         events = await store.read_stream("service-uptime-web")
@@ -101,7 +109,7 @@ async def test_retrying_the_same_scheduled_check_does_not_double_count(
     """A re-run for the same scheduled time maps to the same event id: stored once."""
     store = await SqliteEventStore.open(tmp_path / "e.db")
     try:
-        runner = runner_for(settings_for(target), store, session)
+        runner = await runner_for(settings_for(target), store, session, tmp_path)
         at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
         first = await runner.run_check("web", at)
         second = await runner.run_check("web", at)
@@ -119,8 +127,10 @@ async def test_restart_continues_the_streak(
     settings = settings_for(target)
     store = await SqliteEventStore.open(tmp_path / "e.db")
     try:
-        await runner_for(settings, store, session).run_check("web")
-        after_restart = await runner_for(settings, store, session).run_check("web")
+        await (await runner_for(settings, store, session, tmp_path)).run_check("web")
+        after_restart = await (await runner_for(settings, store, session, tmp_path)).run_check(
+            "web"
+        )
     finally:
         await store.close()
     assert after_restart.outcome.changed is False
@@ -134,7 +144,7 @@ async def test_down_after_two_failures_then_up(
     """The stored statuses follow the status machine as the target fails and recovers."""
     store = await SqliteEventStore.open(tmp_path / "e.db")
     try:
-        runner = runner_for(settings_for(target), store, session)
+        runner = await runner_for(settings_for(target), store, session, tmp_path)
         statuses = [(await runner.run_check("web")).outcome.status.value]
         target.state["code"] = 500  # type: ignore[attr-defined]
         statuses += [(await runner.run_check("web")).outcome.status.value for _ in range(2)]
@@ -145,17 +155,17 @@ async def test_down_after_two_failures_then_up(
     assert statuses == ["up", "up", "down", "up"]
 
 
-async def test_an_unreachable_store_is_reported_not_raised(
+async def test_an_unreachable_store_spools_the_event(
     tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
 ) -> None:
-    """With the store gone, the check still runs and says where its event could not go."""
+    """With the store gone, the check still runs and its event waits in the outage spool."""
     store = await SqliteEventStore.open(tmp_path / "e.db")
-    runner = runner_for(settings_for(target), store, session)
+    runner = await runner_for(settings_for(target), store, session, tmp_path)
     await store.close()
     with capture_logs() as logs:
         report = await runner.run_check("web")
     assert report.result.ok
     assert report.position is None
-    assert report.store_error is not None
-    assert "EventStoreUnavailable" in report.store_error
-    assert any(e["event"] == "event_append_failed" for e in logs)
+    assert report.spooled is True
+    assert report.store_error is None
+    assert any(e["event"] == "store_unavailable_spooling" for e in logs)

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from uptime_daemon import __version__
 from uptime_daemon.api import create_web_app
 from uptime_daemon.api.keys import (
+    BUFFER,
     CLOCK,
     COMPONENTS,
     PROJECTOR,
@@ -52,6 +53,7 @@ from uptime_daemon.scheduler import CheckScheduler
 from uptime_daemon.store import EventStore
 from uptime_daemon.store.instrumented import InstrumentedStore
 from uptime_daemon.store.kurrentdb import KurrentDBEventStore, connection_uri
+from uptime_daemon.store.spool import OutageBuffer, Spool
 from uptime_daemon.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
 log = structlog.get_logger(__name__)
@@ -187,6 +189,7 @@ def build_app(
 
     app[COMPONENTS] = component_health
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_spool_ctx)
     app.cleanup_ctx.append(_projector_ctx)
     app.cleanup_ctx.append(_checks_ctx)
     return app
@@ -200,6 +203,34 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await inner.close()
     log.info("store_closed")
+
+
+def spool_path(settings: Settings) -> Path:
+    """Where the outage spool lives unless configured: beside the SQLite file."""
+    if settings.store.spool_path is not None:
+        return Path(settings.store.spool_path)
+    if settings.store.url.startswith("sqlite:"):
+        database = sqlite_path_from_url(settings.store.url)
+        return database.with_name(database.name + ".spool")
+    return Path("var/uptime-daemon/spool.db")
+
+
+async def _spool_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The outage spool and its flusher; at shutdown, flush what can be flushed in bounded time."""
+    settings = app[SETTINGS]
+    spool = await Spool.open(spool_path(settings), max_events=settings.store.spool_max_events)
+    buffer = OutageBuffer(app[STORE], spool)
+    app[BUFFER] = buffer
+    app[METRICS].watch_spool(lambda: spool.depth, lambda: spool.dropped)
+    task = asyncio.create_task(buffer.run(), name="spool-flusher")
+    app[SUPERVISOR].watch(task)
+    yield
+    if spool.depth:
+        await buffer.drain(settings.server.shutdown_timeout_seconds)
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    await spool.close()
 
 
 async def _projector_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -244,6 +275,7 @@ async def _checks_ctx(app: web.Application) -> AsyncIterator[None]:
         runner = CheckRunner(
             settings=settings,
             store=store,
+            appender=app[BUFFER],
             probers=PROBERS,
             context=context,
             clock=clock,

@@ -8,9 +8,12 @@ scrape time instead, so they are never double-booked.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from uptime_daemon.results import ProbeResult
 
@@ -18,6 +21,18 @@ PROBE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 LATENESS_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 APPEND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 RESULT_OK: Final = "ok"
+
+
+class _CounterFunction(Collector):
+    """A counter whose value is read from a callable at scrape time."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation)
+        family.add_metric([], float(self._read()))
+        yield family
 
 
 class Metrics:
@@ -73,6 +88,15 @@ class Metrics:
             "uptime_build_info", "Build information; always 1.", ["version"], registry=registry
         )
         build.labels(version=version).set(1)
+
+    def watch_spool(self, depth: Callable[[], int], dropped: Callable[[], int]) -> None:
+        """Expose the outage spool: its depth now, and drops since start."""
+        Gauge(
+            "uptime_spool_events", "Events waiting in the outage spool.", registry=self.registry
+        ).set_function(lambda: float(depth()))
+        self.registry.register(
+            _CounterFunction("uptime_spool_dropped_events", "Events dropped: spool full.", dropped)
+        )
 
     def observe_probe(
         self, service: str, kind: str, result: ProbeResult, *, changed_to: str | None

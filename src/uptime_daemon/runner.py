@@ -20,11 +20,17 @@ import structlog
 from uptime_daemon import events
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Service, Settings
-from uptime_daemon.errors import ConcurrencyConflict, EventStoreError, StreamNotFound
+from uptime_daemon.errors import (
+    ConcurrencyConflict,
+    EventStoreError,
+    EventStoreUnavailable,
+    StreamNotFound,
+)
 from uptime_daemon.probes.base import ProbeContext, ProbeFn
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
 from uptime_daemon.status import Outcome, ServiceState, step
 from uptime_daemon.store import EventStore, StreamState
+from uptime_daemon.store.spool import OutageBuffer
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +47,10 @@ class CheckReport:
     payload: Mapping[str, Any]
     """The ``ServiceStatusChanged`` event data exactly as stored."""
     position: int | None
-    """Commit position of the stored event; ``None`` when the store refused it."""
+    """Commit position of the stored event; ``None`` when spooled or refused."""
     store_error: str | None = None
+    spooled: bool = False
+    """The store was unreachable: the event waits in the outage spool and will be appended in order."""
 
     def to_json(self) -> dict[str, Any]:
         """API shape: the stored event plus where it landed."""
@@ -51,6 +59,7 @@ class CheckReport:
             "stored": self.position is not None,
             "position": self.position,
             "storeError": self.store_error,
+            "spooled": self.spooled,
             "event": dict(self.payload),
         }
 
@@ -84,6 +93,7 @@ class CheckRunner:
         *,
         settings: Settings,
         store: EventStore,
+        appender: OutageBuffer,
         probers: Mapping[CheckKind, ProbeFn],
         context: ProbeContext,
         clock: Clock,
@@ -93,6 +103,7 @@ class CheckRunner:
         self._on_check = on_check
         self._settings = settings
         self._store = store
+        self._appender = appender
         self._probers = probers
         self._context = context
         self._clock = clock
@@ -122,16 +133,16 @@ class CheckRunner:
             return
         service = self._settings.services[name]
         stream = events.stream_name(name)
+        created = events.stream_created(name, self._clock.now(), service.description)
         try:
-            await self._store.append(
-                stream,
-                [events.stream_created(name, self._clock.now(), service.description)],
-                StreamState.NO_STREAM,
-            )
-            log.info("stream_created", stream=stream)
+            if await self._appender.append(stream, [created], StreamState.NO_STREAM) is not None:
+                log.info("stream_created", stream=stream)
         except ConcurrencyConflict:
             pass  # present already: another run or another daemon created it
-        self._states[name] = await self._restore_state(stream)
+        try:
+            self._states[name] = await self._restore_state(stream)
+        except EventStoreUnavailable:
+            self._states[name] = ServiceState.initial()  # the store is down: no history to resume
         self._prepared.add(name)
 
     async def _restore_state(self, stream: str) -> ServiceState:
@@ -185,8 +196,10 @@ class CheckRunner:
             timeout_seconds=service.timeout_seconds,
         )
         position: int | None = None
+        spooled = False
         try:
-            position = await self._store.append(events.stream_name(name), [event])
+            position = await self._appender.append(events.stream_name(name), [event])
+            spooled = position is None
         except EventStoreError as exc:
             store_error = f"{type(exc).__name__}: {exc}"
             log.error("event_append_failed", error=store_error)  # noqa: TRY400 - no traceback for an outage
@@ -200,6 +213,7 @@ class CheckRunner:
             payload=orjson.loads(event.data),
             position=position,
             store_error=store_error,
+            spooled=spooled,
         )
         if self._on_check is not None:
             self._on_check(report)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from uptime_daemon.api import models, views
 from uptime_daemon.api.endpoint import Api, json_response
-from uptime_daemon.api.keys import CLOCK, COMPONENTS, PROJECTOR, SETTINGS, STARTED, STORE
+from uptime_daemon.api.keys import BUFFER, CLOCK, COMPONENTS, PROJECTOR, SETTINGS, STARTED, STORE
 from uptime_daemon.config.load import mask_url
 from uptime_daemon.errors import EventStoreError
 
@@ -86,6 +86,8 @@ async def store_health(request: web.Request, _query: None) -> models.StoreHealth
         last_append_position=store.last_append_position,
         appends=store.appends,
         append_failures=store.append_failures,
+        spooled_events=request.app[BUFFER].spool.depth,
+        spool_dropped_events=request.app[BUFFER].spool.dropped,
     )
 
 

@@ -13,6 +13,7 @@ from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Settings
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.store.instrumented import InstrumentedStore
+from uptime_daemon.store.spool import OutageBuffer
 
 CheckTrigger = Callable[[str | None], Awaitable[list[Mapping[str, Any]]]]
 """Run checks now (one service, or all for ``None``); raises ``LookupError`` for an unknown service."""
@@ -33,6 +34,7 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", InstrumentedStore)
 PROJECTOR = web.AppKey("projector", Projector)
+BUFFER = web.AppKey("outage_buffer", OutageBuffer)
 RUN_CHECKS: web.AppKey[CheckTrigger] = web.AppKey("run_checks")
 COMPONENTS: web.AppKey[ComponentProbe] = web.AppKey("components")
 STARTED = web.AppKey("started", Started)

@@ -123,6 +123,8 @@ class StoreHealth(ApiModel):
     last_append_position: int | None
     appends: int
     append_failures: int
+    spooled_events: int = Field(description="Events waiting in the outage spool.")
+    spool_dropped_events: int = Field(description="Events dropped because the spool was full.")
 
 
 class ServiceStatusBrief(ApiModel):
@@ -266,6 +268,9 @@ class CheckResult(ApiModel):
     stored: bool
     position: int | None
     store_error: str | None
+    spooled: bool = Field(
+        description="The store was unreachable; the event waits in the outage spool."
+    )
     event: dict[str, Any] = Field(
         description="The ServiceStatusChanged event data exactly as stored."
     )

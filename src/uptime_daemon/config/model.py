@@ -60,6 +60,10 @@ class StoreSettings(_Model):
     """PEM file of the CA that signed the cluster's certificates."""
     operation_timeout_seconds: Seconds = 5.0
     """Deadline for one store operation before it counts as unavailable."""
+    spool_path: str | None = None
+    """Outage spool file; default: beside the SQLite file, else ``var/uptime-daemon/spool.db``."""
+    spool_max_events: int = Field(default=100_000, ge=1, le=100_000_000)
+    """Events kept while the store is unreachable (~1 KB each); past it, new ones are dropped and counted."""
 
     @field_validator("url")
     @classmethod
