@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,22 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "replay", help="rebuild the projection snapshot from the whole log (daemon stopped)"
     )
+    export = commands.add_parser("export", help="write the uptime log as JSON lines")
+    export.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    importer = commands.add_parser(
+        "import", help="append events from a JSON-lines export (idempotent)"
+    )
+    importer.add_argument("path", type=Path, help="a file written by export")
+    migrate = commands.add_parser("migrate", help="copy the uptime log to another store, resumably")
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="kurrentdb://… (KURRENTDB_USERNAME/PASSWORD apply)",
+    )
+    migrate.add_argument(
+        "--restart", action="store_true", help="ignore the checkpoint and copy from the start"
+    )
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_commands.add_parser(
@@ -79,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command != "run":
+        from uptime_daemon.logging import configure_logging  # noqa: PLC0415
+
+        # Commands print their results on stdout (export writes data there): logs go to stderr.
+        configure_logging(settings.log.level, "console", stream=sys.stderr)
     if args.command == "config":
         print(orjson.dumps(masked_settings(settings), option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -88,6 +110,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_summary(settings, args.hours, as_json=args.json))
     if args.command == "replay":
         return asyncio.run(_replay(settings))
+    if args.command in {"export", "import", "migrate"}:
+        return asyncio.run(_transfer(settings, args))
     return _run(settings)
 
 
@@ -214,3 +238,56 @@ async def _replay(settings: Settings) -> int:
         f"replayed {folded} events into {len(projector.state.services)} services; snapshot at position {projector.position}"
     )
     return 0
+
+
+async def _transfer(settings: Settings, args: argparse.Namespace) -> int:
+    """``export`` / ``import`` / ``migrate``; errors end with one line and status 1."""
+    from uptime_daemon import transfer  # noqa: PLC0415
+    from uptime_daemon.app import open_store  # noqa: PLC0415
+    from uptime_daemon.config.load import mask_url  # noqa: PLC0415
+    from uptime_daemon.store.kurrentdb import KurrentDBEventStore, connection_uri  # noqa: PLC0415
+    from uptime_daemon.store.sqlite import sqlite_path_from_url  # noqa: PLC0415
+
+    store = await open_store(settings)
+    try:
+        if args.command == "export":
+            if args.output is None:
+                done = await transfer.export_jsonl(store, sys.stdout)
+            else:
+                with args.output.open("w", encoding="utf-8") as out:
+                    done = await transfer.export_jsonl(store, out)
+            print(f"exported {done.events} events", file=sys.stderr)
+            return 0
+        if args.command == "import":
+            with args.path.open(encoding="utf-8") as lines:
+                done = await transfer.import_jsonl(store, lines)
+            print(
+                f"imported {done.events} events in {done.appends} appends (already present ones unchanged)"
+            )
+            return 0
+        if not settings.store.url.startswith("sqlite:"):
+            print(
+                "uptime-daemon: migrate copies from the embedded SQLite store; store.url is not sqlite",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        uri = connection_uri(
+            args.to,
+            username=os.environ.get("KURRENTDB_USERNAME"),
+            password=os.environ.get("KURRENTDB_PASSWORD"),
+        )
+        target = await KurrentDBEventStore.open(
+            uri, timeout_seconds=settings.store.operation_timeout_seconds
+        )
+        try:
+            checkpoint = transfer.checkpoint_path(sqlite_path_from_url(settings.store.url), uri)
+            done = await transfer.migrate(store, target, checkpoint, restart=args.restart)
+        finally:
+            await target.close()
+        print(f"migrated {done.events} events to {mask_url(uri)} (checkpoint {checkpoint})")
+        return 0  # noqa: TRY300 - one exit per command; the except below is for all of them
+    except (transfer.TransferError, OSError) as exc:
+        print(f"uptime-daemon: {args.command} failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await store.close()
