@@ -26,7 +26,7 @@ class DaemonProcess:
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self._cond = threading.Condition()
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "uptime_daemon", "--config", str(config), "run"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

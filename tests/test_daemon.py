@@ -81,7 +81,7 @@ def test_port_in_use_is_a_clear_error(daemon_factory: Callable[..., DaemonProces
     port = first.url.rsplit(":", 1)[1]
     config = first.config.parent / "second.toml"
     config.write_text(first.config.read_text().replace("port = 0", f"port = {port}"))
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "uptime_daemon", "--config", str(config), "run"],
         capture_output=True,
         text=True,
@@ -106,7 +106,7 @@ def _free_port() -> int:
 
 def _start_target(port: int, directory: Path) -> subprocess.Popen[bytes]:
     """A real HTTP target in its own process (``python -m http.server``)."""
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",

@@ -135,7 +135,7 @@ def test_cli_output_stays_clean_when_the_daemon_logs(tmp_path: Path) -> None:
     (tmp_path / "e.db.projection.json").write_text("{corrupt")
     config = tmp_path / "c.toml"
     config.write_text(f'[store]\nurl = "sqlite:///{database}"\n')
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "uptime_daemon", "--config", str(config), "summary", "--json"],
         capture_output=True,
         text=True,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, Final
@@ -38,10 +39,12 @@ from uptime_daemon.api.keys import (
 )
 from uptime_daemon.api.models import Component
 from uptime_daemon.clock import Clock, SystemClock
+from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.config.load import mask_url
 from uptime_daemon.config.model import Settings
-from uptime_daemon.errors import EventStoreError, EventStoreUnavailable
+from uptime_daemon.errors import ConfigError, EventStoreError, EventStoreUnavailable
 from uptime_daemon.metrics import Metrics
+from uptime_daemon.notify import SystemdNotifier
 from uptime_daemon.probes import PROBERS
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.database import connection_test
@@ -178,7 +181,7 @@ def build_app(
         registry=registry, live_health_interval_seconds=settings.server.live_health_interval_seconds
     )
     app[METRICS] = Metrics(registry, version=__version__)
-    app[SETTINGS] = settings
+    app[SETTINGS] = LiveSettings(settings)
     app[CLOCK] = clock or SystemClock()
     app[STARTED] = Started(monotonic=time.monotonic(), version=__version__)
     app[BASE_URL] = base_url
@@ -196,7 +199,7 @@ def build_app(
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings = app[SETTINGS].current
     inner = await open_store(settings)
     app[STORE] = InstrumentedStore(inner, now=app[CLOCK].now, on_append=app[METRICS].observe_append)
     log.info("store_opened", backend=inner.backend, url=mask_url(settings.store.url))
@@ -217,7 +220,7 @@ def spool_path(settings: Settings) -> Path:
 
 async def _spool_ctx(app: web.Application) -> AsyncIterator[None]:
     """The outage spool and its flusher; at shutdown, flush what can be flushed in bounded time."""
-    settings = app[SETTINGS]
+    settings = app[SETTINGS].current
     spool = await Spool.open(spool_path(settings), max_events=settings.store.spool_max_events)
     buffer = OutageBuffer(app[STORE], spool)
     app[BUFFER] = buffer
@@ -235,7 +238,7 @@ async def _spool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _projector_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load the snapshot, follow the store in a supervised task, snapshot again on the way out."""
-    settings = app[SETTINGS]
+    settings = app[SETTINGS].current
     projector = Projector(
         store=app[STORE],
         clock=app[CLOCK],
@@ -258,7 +261,7 @@ async def _projector_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _checks_ctx(app: web.Application) -> AsyncIterator[None]:
     """HTTP client session, check runner and scheduler: one unit, torn down scheduler first."""
-    settings, clock, store = app[SETTINGS], app[CLOCK], app[STORE]
+    settings, clock, store = app[SETTINGS].current, app[CLOCK], app[STORE]
     session = make_client_session()
     try:
         context = ProbeContext(
@@ -315,6 +318,63 @@ async def _checks_ctx(app: web.Application) -> AsyncIterator[None]:
         await session.close()
 
 
+async def _ready_and_watchdog(app: web.Application, notifier: SystemdNotifier) -> None:
+    """READY=1 once serving and caught up; then WATCHDOG=1 at half the manager's interval, forever."""
+    if not notifier.enabled:
+        await asyncio.Event().wait()
+    await app[PROJECTOR].caught_up.wait()
+    notifier.ready(f"serving {len(app[SETTINGS].current.services)} services")
+    log.info("systemd_ready")
+    interval = notifier.watchdog_interval_seconds
+    if interval is None:
+        await asyncio.Event().wait()
+        return
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(interval)
+
+
+RESTART_ONLY: Final = ("server", "store", "projector", "scheduler")
+"""Settings a reload cannot change in place (sockets, files, pools): kept, with a warning."""
+
+
+async def reload_settings(app: web.Application, load: Callable[[], Settings]) -> bool:
+    """Re-read the config: services are added, removed or re-timed; projection state is untouched.
+
+    An invalid file is rejected and the running configuration kept (logged, and
+    ``uptime_config_last_reload_successful`` drops to 0).
+    """
+    live, metrics = app[SETTINGS], app[METRICS]
+    old = live.current
+    try:
+        new = load()
+    except ConfigError as exc:
+        log.error("config_reload_failed", error=str(exc))  # noqa: TRY400 - the message is the point
+        metrics.observe_reload(ok=False)
+        return False
+    pinned = [key for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)]
+    if pinned:
+        log.warning("config_reload_needs_restart", sections=pinned)
+        new = new.model_copy(update={key: getattr(old, key) for key in pinned})
+    live.current = new
+    app[CHECK_RUNNER].replace_settings(new)
+    if new.scheduler.enabled:
+        app[SCHEDULER].reschedule(new.services)
+    logging.getLogger().setLevel(new.log.level.upper())
+    metrics.observe_reload(ok=True)
+    log.info(
+        "config_reloaded",
+        added=sorted(new.services.keys() - old.services.keys()),
+        removed=sorted(old.services.keys() - new.services.keys()),
+        changed=sorted(
+            n
+            for n in new.services.keys() & old.services.keys()
+            if new.services[n] != old.services[n]
+        ),
+    )
+    return True
+
+
 async def components(app: web.Application) -> list[Component]:
     """Health of the daemon's own parts, for readiness and ``/health/comprehensive``."""
     found: list[Component] = []
@@ -340,7 +400,7 @@ async def components(app: web.Application) -> list[Component]:
     else:
         found.append(Component(name="projector", ok=False, detail="catching up"))
     scheduler = app.get(SCHEDULER)
-    if not app[SETTINGS].scheduler.enabled:
+    if not app[SETTINGS].current.scheduler.enabled:
         found.append(Component(name="scheduler", ok=True, detail="disabled by configuration"))
     elif scheduler is not None and scheduler.running:
         found.append(
@@ -351,8 +411,10 @@ async def components(app: web.Application) -> list[Component]:
     return found
 
 
-async def serve(settings: Settings, *, clock: Clock | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT; return the process exit code."""
+async def serve(
+    settings: Settings, *, clock: Clock | None = None, reload: Callable[[], Settings] | None = None
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads via ``reload``; return the exit code."""
     sock = bind_socket(settings.server.host, settings.server.port)
     base_url = self_base_url(sock)
     supervisor = Supervisor()
@@ -366,10 +428,22 @@ async def serve(settings: Settings, *, clock: Clock | None = None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, supervisor.request_stop, signal.Signals(signum).name)
+    reloads: set[asyncio.Task[bool]] = set()
+    if reload is not None:
+
+        def on_hangup() -> None:
+            task = asyncio.create_task(reload_settings(app, reload), name="reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await runner.setup()
         site = web.SockSite(runner, sock, shutdown_timeout=settings.server.shutdown_timeout_seconds)
         await site.start()
+        notifier = SystemdNotifier()
+        watchdog = asyncio.create_task(_ready_and_watchdog(app, notifier), name="systemd-watchdog")
+        supervisor.watch(watchdog)
         log.info(
             "daemon_started",
             version=__version__,
@@ -380,11 +454,15 @@ async def serve(settings: Settings, *, clock: Clock | None = None) -> int:
         )
         await supervisor.stop.wait()
         log.info("daemon_stopping", reason=supervisor.reason)
+        notifier.stopping()
+        watchdog.cancel()
+        with suppress(asyncio.CancelledError):
+            await watchdog
         if SCHEDULER in app:
             # Finish in-flight checks while the server can still answer our own self-probes.
             await app[SCHEDULER].stop(settings.server.shutdown_timeout_seconds)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await runner.cleanup()
         with suppress(OSError):

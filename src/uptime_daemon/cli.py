@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(resolve_config_path(config=args.config, env=args.env))
+        args.config_path = resolve_config_path(config=args.config, env=args.env)
+        settings = load_settings(args.config_path)
     except ConfigError as exc:
         print(f"uptime-daemon: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -112,15 +113,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_replay(settings))
     if args.command in {"export", "import", "migrate"}:
         return asyncio.run(_transfer(settings, args))
-    return _run(settings)
+    return _run(settings, args.config_path)
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, path: Path) -> int:
     from uptime_daemon.app import serve  # noqa: PLC0415 - keep `config validate` light
     from uptime_daemon.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.log.level, settings.log.format)
-    return asyncio.run(serve(settings))
+    return asyncio.run(serve(settings, reload=functools.partial(load_settings, path)))
 
 
 async def _check(settings: Settings, only: str | None) -> int:

@@ -15,11 +15,10 @@ from typing import Any, Final, TextIO
 import orjson
 import structlog
 
+from uptime_daemon.redact import redact
+
 _SECRET_KEYS: Final = re.compile(
     r"pass(word)?|secret|token|authorization|api[_-]?key", re.IGNORECASE
-)
-_URL_CREDENTIALS: Final = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@"
 )
 _QUIET_LOGGERS: Final = ("apscheduler", "aiohttp.access", "grpc", "asyncio")
 
@@ -31,8 +30,8 @@ def mask_secrets(
     for key, value in event_dict.items():
         if _SECRET_KEYS.search(key) and value is not None:
             event_dict[key] = "***"
-        elif isinstance(value, str) and "@" in value:
-            event_dict[key] = _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", value)
+        elif isinstance(value, str):
+            event_dict[key] = redact(value)
     return event_dict
 
 

@@ -84,6 +84,18 @@ class Metrics:
             "1 when the last event-store operation succeeded, else 0.",
             registry=registry,
         )
+        self.reload_ok = Gauge(
+            "uptime_config_last_reload_successful",
+            "1 when the last configuration reload (SIGHUP) succeeded, 0 when it was rejected.",
+            registry=registry,
+        )
+        self.reload_ok.set(1)
+        self.reload_time = Gauge(
+            "uptime_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (start-up or reload).",
+            registry=registry,
+        )
+        self.reload_time.set_to_current_time()
         build = Gauge(
             "uptime_build_info", "Build information; always 1.", ["version"], registry=registry
         )
@@ -116,6 +128,12 @@ class Metrics:
             self.events_appended.inc(events)
         else:
             self.append_failures.inc()
+
+    def observe_reload(self, *, ok: bool) -> None:
+        """Record the outcome of a configuration reload."""
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_time.set_to_current_time()
 
     def observe_lateness(self, seconds: float) -> None:
         """Record how late a check started."""

@@ -190,7 +190,7 @@ def test_masked_settings_hide_every_secret(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "uptime_daemon", *args],
         capture_output=True,
         text=True,

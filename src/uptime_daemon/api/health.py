@@ -23,7 +23,7 @@ STORE_PING_TIMEOUT_SECONDS: Final = 2.0
 async def health(request: web.Request, _query: None) -> models.Liveness:
     """The process answers. Cheap: touches nothing else."""
     app = request.app
-    settings = app[SETTINGS]
+    settings = app[SETTINGS].current
     return models.Liveness(
         status="ok",
         service="uptime-daemon",
@@ -78,7 +78,7 @@ async def store_health(request: web.Request, _query: None) -> models.StoreHealth
         error = f"{type(exc).__name__}: {exc}"
     return models.StoreHealth(
         backend=store.backend,
-        url=mask_url(request.app[SETTINGS].store.url),
+        url=mask_url(request.app[SETTINGS].current.store.url),
         connected=error is None,
         round_trip_ms=None if round_trip is None else round(round_trip * 1000, 3),
         error=error,
@@ -100,7 +100,7 @@ async def store_health(request: web.Request, _query: None) -> models.StoreHealth
 )
 async def comprehensive(request: web.Request, _query: None) -> models.ComprehensiveHealth:
     """One answer to "is everything fine?"."""
-    settings, state = request.app[SETTINGS], request.app[PROJECTOR].state
+    settings, state = request.app[SETTINGS].current, request.app[PROJECTOR].state
     now = request.app[CLOCK].now()
     components = await request.app[COMPONENTS]()
     services = [

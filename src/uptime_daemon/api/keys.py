@@ -10,7 +10,7 @@ from aiohttp import web
 
 from uptime_daemon.api.models import Component
 from uptime_daemon.clock import Clock
-from uptime_daemon.config.model import Settings
+from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.store.instrumented import InstrumentedStore
 from uptime_daemon.store.spool import OutageBuffer
@@ -30,7 +30,7 @@ class Started:
     version: str
 
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", LiveSettings)
 CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", InstrumentedStore)
 PROJECTOR = web.AppKey("projector", Projector)

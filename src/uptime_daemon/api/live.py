@@ -56,7 +56,7 @@ def _change_message(position: int, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _health_message(app: web.Application) -> dict[str, Any]:
-    settings, projector = app[SETTINGS], app[PROJECTOR]
+    settings, projector = app[SETTINGS].current, app[PROJECTOR]
     now = app[CLOCK].now()
     services = [
         views.brief(settings, projector.state, name, now).model_dump(mode="json", by_alias=True)

@@ -50,7 +50,7 @@ def _event(event: StoredEvent) -> models.RecordedEvent:
 )
 async def list_streams(request: web.Request, _query: None) -> models.StreamList:
     """Every service's uptime stream and the system streams that exist, with their heads."""
-    settings, store = request.app[SETTINGS], request.app[STORE]
+    settings, store = request.app[SETTINGS].current, request.app[STORE]
     names = [
         f"{UPTIME_STREAM_PREFIX}{name}"
         for name in views.service_names(settings, request.app[PROJECTOR].state)

@@ -20,7 +20,7 @@ def _hours(request: web.Request, query: models.WindowQuery) -> int:
 
 def _known(request: web.Request) -> str:
     name = request.match_info["name"]
-    projector, settings = request.app[PROJECTOR], request.app[SETTINGS]
+    projector, settings = request.app[PROJECTOR], request.app[SETTINGS].current
     if name not in settings.services and name not in projector.state.services:
         raise not_found("unknown_service", f"no service named {name!r}", "name")
     return name
@@ -37,7 +37,7 @@ def _known(request: web.Request) -> str:
 async def summary(request: web.Request, query: models.WindowQuery) -> models.UptimeSummary:
     """Time-weighted uptime (exact), check counts, response times and incidents per service."""
     hours = _hours(request, query)
-    settings, state = request.app[SETTINGS], request.app[PROJECTOR].state
+    settings, state = request.app[SETTINGS].current, request.app[PROJECTOR].state
     now = request.app[CLOCK].now()
     services = [
         views.service_uptime(settings, state, name, hours=hours, now=now)
@@ -63,7 +63,7 @@ async def service(request: web.Request, query: models.WindowQuery) -> models.Ser
     hours = _hours(request, query)
     name = _known(request)
     return views.service_uptime(
-        request.app[SETTINGS],
+        request.app[SETTINGS].current,
         request.app[PROJECTOR].state,
         name,
         hours=hours,
@@ -100,7 +100,7 @@ async def timeline(request: web.Request, query: models.WindowQuery) -> models.Ti
 )
 async def check(request: web.Request, query: models.CheckQuery) -> models.CheckResults:
     """Probe now (one service or all), store the events, return them."""
-    if query.service is not None and query.service not in request.app[SETTINGS].services:
+    if query.service is not None and query.service not in request.app[SETTINGS].current.services:
         raise not_found("unknown_service", f"no service named {query.service!r}", "service")
     reports = await request.app[RUN_CHECKS](query.service)
     return models.CheckResults.model_validate({"checks": reports})

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from uptime_daemon.config.model import Defaults, Settings
 from uptime_daemon.errors import ConfigError
+from uptime_daemon.redact import redact
 
 ENVIRONMENTS: Final = ("dev", "staging", "test", "mainnet")
 ENV_SELECTOR: Final = "UPTIME_ENV"
@@ -186,7 +187,21 @@ def mask_url(url: str) -> str:
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
-    """The effective settings as JSON-ready data with every secret masked."""
-    data = settings.model_dump(mode="json")
-    data["store"]["url"] = mask_url(data["store"]["url"])
-    return data
+    """The effective settings as JSON-ready data with every secret masked.
+
+    Secret fields dump as ``**********``; credentials embedded in any URL (store or service) as
+    ``user:***@host``.
+    """
+    masked = _redact_strings(settings.model_dump(mode="json"))
+    assert isinstance(masked, dict)  # noqa: S101 - a dict in, a dict out
+    return masked
+
+
+def _redact_strings(value: object) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(item) for item in value]
+    return value

@@ -7,6 +7,7 @@ import ssl
 import aiohttp
 from aiohttp import http_exceptions
 
+from uptime_daemon.redact import redact
 from uptime_daemon.results import FailureReason
 
 TARGET_ERRORS = (
@@ -52,6 +53,6 @@ def classify(exc: BaseException) -> FailureReason:  # noqa: PLR0911 - one answer
 
 def describe(exc: BaseException) -> str:
     """A short detail line: the exception's class and first line, never longer than 200 chars."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = redact(str(exc).splitlines()[0]) if str(exc) else ""
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return detail[:200]
