@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from uptime_daemon import __version__
-from uptime_daemon.api import docs, health, live, streams, uptime
+from uptime_daemon.api import docs, health, live, page, streams, uptime
 from uptime_daemon.api.endpoint import Endpoint, openapi
 from uptime_daemon.api.errors import error_middleware
 
 __all__ = ["create_web_app", "openapi_document"]
 
-_APIS = (health.api, uptime.api, streams.api)
+_APIS = (health.api, uptime.api, streams.api, page.api)
 
 
 def endpoints() -> list[Endpoint]:
@@ -30,6 +30,19 @@ def endpoints() -> list[Endpoint]:
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of this build."""
     document = openapi(endpoints(), title="uptime-daemon", version=__version__)
+    document["paths"]["/"] = {
+        "get": {
+            "summary": "Status page (HTML; its data is /status/data, live over /ws/health)",
+            "tags": ["status page"],
+            "operationId": "get_status_page",
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
     document["paths"]["/metrics"] = {
         "get": {
             "summary": "Prometheus metrics",
@@ -77,5 +90,6 @@ def create_web_app(
         app.add_routes(api.routes)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     live.setup(app, health_interval_seconds=live_health_interval_seconds)
+    page.setup(app)
     docs.setup(app, openapi_document())
     return app

@@ -282,6 +282,53 @@ class CheckResults(ApiModel):
     checks: list[CheckResult]
 
 
+# --- status page ---------------------------------------------------------------------------------
+
+
+class DayBar(ApiModel):
+    """One day of the 90-day bar: time-weighted seconds per state (UTC days)."""
+
+    date: str = Field(description="YYYY-MM-DD (UTC).")
+    up: float
+    degraded: float
+    down: float
+    unknown: float
+    uptime_ratio: float | None = Field(
+        description="up / (up + degraded + down); null when nothing was observed."
+    )
+
+
+class PageService(ApiModel):
+    """Everything the status page shows for one service."""
+
+    service: str
+    kind: str | None
+    configured: bool
+    status: StatusName
+    since: Timestamp | None
+    uptime_24h: float | None = Field(alias="uptime24h")
+    uptime_7d: float | None = Field(alias="uptime7d")
+    uptime_30d: float | None = Field(alias="uptime30d")
+    days: list[DayBar]
+    response_ms_hourly: list[float | None] = Field(
+        description="Average response time per hour, last 24 h, oldest first."
+    )
+    incidents: list[Incident] = Field(
+        description="The most recent incidents (newest first), at most 5."
+    )
+
+
+class StatusPage(ApiModel):
+    """``GET /status/data``: the status page's data in one answer."""
+
+    generated_at: Timestamp
+    status: Literal["ok", "degraded", "down"]
+    position: int | None = Field(description="Commit position the projection has folded up to.")
+    projector_lag_seconds: float
+    components: list[Component]
+    services: list[PageService]
+
+
 # --- streams -------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,13 @@ from datetime import datetime, timedelta
 
 from uptime_daemon.api import models
 from uptime_daemon.config.model import Settings
-from uptime_daemon.projector.fold import HOUR_SECONDS, ProjectionState, ServiceProjection, TimeState
+from uptime_daemon.projector.fold import (
+    HOUR_SECONDS,
+    ProjectionState,
+    ServiceProjection,
+    TimeState,
+    seconds_in_window,
+)
 from uptime_daemon.projector.summary import current_status, service_timeline, summarize
 
 
@@ -134,3 +140,66 @@ def brief(
 def max_hours(state: ProjectionState) -> int:
     """The longest window the projection can answer: its retention."""
     return int(state.retention_seconds // HOUR_SECONDS)
+
+
+PAGE_DAYS = 90
+PAGE_INCIDENTS = 5
+
+
+def page_service(
+    settings: Settings, state: ProjectionState, name: str, *, now: datetime
+) -> models.PageService:
+    """The status page's figures for one service: uptimes, 90 daily bars, 24 h response times."""
+    projection = _projection(state, name)
+    today = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
+    days = []
+    for back in range(PAGE_DAYS - 1, -1, -1):
+        start = today - timedelta(days=back)
+        end = min(start + timedelta(days=1), now)
+        seconds = seconds_in_window(projection, start, end)
+        known = seconds[TimeState.UP] + seconds[TimeState.DEGRADED] + seconds[TimeState.DOWN]
+        days.append(
+            models.DayBar(
+                date=start.date().isoformat(),
+                up=seconds[TimeState.UP],
+                degraded=seconds[TimeState.DEGRADED],
+                down=seconds[TimeState.DOWN],
+                unknown=seconds[TimeState.UNKNOWN],
+                uptime_ratio=seconds[TimeState.UP] / known if known else None,
+            )
+        )
+    current_hour = int(now.timestamp()) // HOUR_SECONDS
+    hourly: list[float | None] = []
+    for hour in range(current_hour - 23, current_hour + 1):
+        bucket = projection.buckets.get(hour)
+        samples = sum(bucket.histogram.values()) if bucket else 0
+        hourly.append(
+            round(bucket.response_sum_seconds / samples * 1000, 3) if bucket and samples else None
+        )
+    ratios = {
+        hours: summarize(projection, now=now, hours=hours).uptime_ratio
+        for hours in (24, 24 * 7, 24 * 30)
+    }
+    incidents = summarize(projection, now=now, hours=max_hours(state)).incidents[-PAGE_INCIDENTS:]
+    return models.PageService(
+        service=name,
+        kind=_kind(settings, name),
+        configured=name in settings.services,
+        status=current_status(projection, now).value,
+        since=projection.since,
+        uptime_24h=ratios[24],
+        uptime_7d=ratios[24 * 7],
+        uptime_30d=ratios[24 * 30],
+        days=days,
+        response_ms_hourly=hourly,
+        incidents=[
+            models.Incident(
+                start=i.start,
+                end=i.end,
+                ongoing=i.end is None,
+                duration_seconds=i.duration_seconds,
+                seconds_in_window=i.seconds_in_window,
+            )
+            for i in reversed(incidents)
+        ],
+    )

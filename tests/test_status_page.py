@@ -1,0 +1,186 @@
+"""The status page in a real headless Chromium: lists services, turns red live, works at phone width."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, DaemonProcess
+
+CHROMIUM = shutil.which("chromium") or ""
+CHROMEDRIVER = shutil.which("chromedriver") or ""
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="chromium and chromium-driver (Debian packages) not installed",
+)
+SCREENSHOT = ROOT / "docs/screenshots/status-page.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_target(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)  # waiting for the listener, bounded
+    proc.kill()
+    pytest.fail("target did not start")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through chromedriver; nothing downloaded, no network but loopback."""
+    from selenium import webdriver  # noqa: PLC0415
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,1400",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _until(condition: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("the page never got there")
+        time.sleep(0.05)  # polling the DOM, bounded by the deadline
+
+
+def _status(driver: Any, service: str) -> str | None:
+    value = driver.execute_script(
+        "const li = document.querySelector(`#services > li[data-service='${arguments[0]}']`);"
+        "return li ? li.dataset.status : null;",
+        service,
+    )
+    return None if value is None else str(value)
+
+
+def test_page_lists_services_and_turns_red_live(
+    daemon_factory: Callable[..., DaemonProcess], browser: Any, tmp_path: Path
+) -> None:
+    """Services are listed; a target taken down shows as down without a reload, within one check interval."""
+    port = _free_port()
+    target = _start_target(port, tmp_path)
+    try:
+        daemon = daemon_factory(
+            "[scheduler]\njitter_seconds = 0\n"
+            f'[services.web]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\ninterval_seconds = 1\n'
+            "failures_before_down = 2\n"
+            '[services.database]\nkind = "database"\ninterval_seconds = 1\n'
+        )
+        browser.get(f"{daemon.url}/")
+        _until(lambda: _status(browser, "web") == "up" and _status(browser, "database") == "up")
+        assert "All services are up" in browser.find_element("id", "overall").text
+        assert browser.find_element("id", "live").text == "live"
+        browser.execute_script("window.__noReload = 42;")
+        assert browser.save_screenshot(str(tmp_path / "status.png"))
+        assert (tmp_path / "status.png").stat().st_size > 10_000
+
+        target.kill()
+        target.wait(timeout=10)
+        down = daemon.wait_for_log(
+            lambda e: e.get("event") == "service_status_changed" and e.get("status") == "down"
+        )
+        noticed = time.monotonic()
+        _until(lambda: _status(browser, "web") == "down", within=1.0)  # one check interval
+        assert time.monotonic() - noticed < 1.0
+        assert down["service"] == "web"
+        assert browser.execute_script("return window.__noReload;") == 42
+        pill = browser.find_element("css selector", "li[data-service='web'] .pill")
+        assert pill.text.strip().endswith("Down")  # said in words, not only in red
+        assert "1 service down" in browser.find_element("id", "overall").text
+        browser.execute_script("return fetch('/status/data').then(r => r.json()).then(render);")
+        uptime = browser.find_element("css selector", "li[data-service='web'] .u24").text
+        assert uptime.endswith("%"), uptime  # real figures, not a placeholder
+        assert 0 < float(uptime.rstrip("%")) < 100
+        if os.environ.get(
+            "UPDATE_SCREENSHOTS"
+        ):  # the README's picture: an outage as on-call sees it
+            browser.execute_script("return fetch('/status/data').then(r => r.json()).then(render);")
+            browser.save_screenshot(str(SCREENSHOT))
+        assert daemon.stop() == 0
+    finally:
+        target.kill()
+        target.wait(timeout=10)
+
+
+def test_page_fits_a_phone_and_fetches_nothing_external(
+    daemon_factory: Callable[..., DaemonProcess], browser: Any
+) -> None:
+    """At 375 px nothing scrolls sideways; every resource the page loaded came from the daemon."""
+    daemon = daemon_factory('[services.database]\nkind = "database"\ninterval_seconds = 1\n')
+    browser.set_window_size(375, 800)
+    browser.get(f"{daemon.url}/")
+    _until(lambda: _status(browser, "database") == "up")
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - window.innerWidth;"
+    )
+    assert overflow <= 0
+    origins = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin);"
+    )
+    assert origins
+    assert set(origins) == {daemon.url.rstrip("/")}
+    assert daemon.stop() == 0
+
+
+def test_page_reconnects_after_the_daemon_restarts(
+    daemon_factory: Callable[..., DaemonProcess], browser: Any
+) -> None:
+    """When the daemon restarts on the same port, the open page reconnects and goes live again."""
+    port = _free_port()
+    body = '[services.database]\nkind = "database"\ninterval_seconds = 1\n'
+    first = daemon_factory(body, env={"HTTP_PORT": str(port)})
+    browser.get(f"{first.url}/")
+    _until(lambda: browser.find_element("id", "live").text == "live")
+    browser.execute_script("window.__noReload = 7;")
+    assert first.stop() == 0
+    _until(lambda: browser.find_element("id", "live").text == "reconnecting")
+    second = daemon_factory(body, env={"HTTP_PORT": str(port)})
+    _until(lambda: browser.find_element("id", "live").text == "live", within=20)
+    assert browser.execute_script("return window.__noReload;") == 7
+    _until(lambda: _status(browser, "database") == "up")
+    assert second.stop() == 0
