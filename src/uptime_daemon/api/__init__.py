@@ -14,6 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from uptime_daemon import __version__
 from uptime_daemon.api import docs, health, live, page, streams, uptime
+from uptime_daemon.api.access import CHECK_BUCKET, TokenBucket, access_middleware
 from uptime_daemon.api.endpoint import Endpoint, openapi
 from uptime_daemon.api.errors import error_middleware
 
@@ -85,7 +86,10 @@ def create_web_app(
     *, registry: CollectorRegistry, live_health_interval_seconds: float = 10.0
 ) -> web.Application:
     """An application with every route and the JSON error middleware; keys are set by the caller."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware, access_middleware], client_max_size=64 * 1024
+    )
+    app[CHECK_BUCKET] = TokenBucket(capacity=0)
     for api in _APIS:
         app.add_routes(api.routes)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))

@@ -154,7 +154,13 @@ def openapi(endpoints: list[Endpoint], *, title: str, version: str) -> dict[str,
             ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
         operation["responses"]["200"] = ok
         error_ref = refs[(ErrorBody, "serialization")]
-        for status in endpoint.errors:
+        errors = set(endpoint.errors)
+        if endpoint.path not in {"/health", "/health/ready"}:
+            errors.add(401)  # any read endpoint can be protected (server.auth.protect_reads)
+            operation["security"] = [{}, {"bearer": []}]
+        if endpoint.method == "post":
+            errors |= {403, 429}
+        for status in sorted(errors):
             operation["responses"][str(status)] = {
                 "description": _ERROR_TEXT.get(status, "Error"),
                 "content": {JSON: {"schema": error_ref}},
@@ -164,7 +170,17 @@ def openapi(endpoints: list[Endpoint], *, title: str, version: str) -> dict[str,
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": schemas.get("$defs", {})},
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "read or operator token",
+                },
+                "metricsBasic": {"type": "http", "scheme": "basic"},
+            },
+        },
     }
 
 
@@ -173,6 +189,7 @@ _ERROR_TEXT: Final = {
     401: "Missing or wrong bearer token",
     403: "Token lacks the role",
     404: "Unknown service or stream",
+    429: "Rate limited; Retry-After says when to try again",
     503: "Not ready",
 }
 

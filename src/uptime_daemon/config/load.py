@@ -117,10 +117,26 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
             store[key] = _parse_bool(variable, value)
     if (port := environ.get("HTTP_PORT")) is not None:
         server["port"] = _parse_port(port)
+    _apply_auth_environment(server, environ)
     if store:
         data["store"] = store
     if server:
         data["server"] = server
+
+
+def _apply_auth_environment(server: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Tokens and the metrics password can come from the environment instead of the file."""
+    auth = dict(server.get("auth", {})) if isinstance(server.get("auth"), Mapping) else {}
+    for variable, key in (
+        ("UPTIME_READ_TOKENS", "read_tokens"),
+        ("UPTIME_OPERATOR_TOKENS", "operator_tokens"),
+    ):
+        if (tokens := environ.get(variable)) is not None:
+            auth[key] = [token.strip() for token in tokens.split(",") if token.strip()]
+    if (password := environ.get("UPTIME_METRICS_PASSWORD")) is not None:
+        auth["metrics_password"] = password
+    if auth:
+        server["auth"] = auth
 
 
 def _store_url_from_env(url: str) -> tuple[str, bool | None]:

@@ -30,6 +30,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+class AuthSettings(_Model):
+    """Who may do what. Empty token lists leave an endpoint open (the default bind is loopback)."""
+
+    read_tokens: tuple[SecretStr, ...] = ()
+    """Bearer tokens for the read endpoints that are protected (``/streams``, and all of them with
+    ``protect_reads``). ``UPTIME_READ_TOKENS`` (comma-separated) overrides."""
+    operator_tokens: tuple[SecretStr, ...] = ()
+    """Bearer tokens that may also run checks (``POST /uptime/check``) and read everything.
+    ``UPTIME_OPERATOR_TOKENS`` overrides."""
+    protect_reads: bool = False
+    """Require a read or operator token everywhere except ``/health``, ``/health/ready`` and ``/metrics``."""
+    metrics_username: str | None = None
+    metrics_password: SecretStr | None = None
+    """Basic auth for ``/metrics`` (Prometheus ``basic_auth``); ``UPTIME_METRICS_PASSWORD`` overrides."""
+    checks_per_minute: int = Field(default=30, ge=1, le=100_000)
+    """Rate limit of ``POST /uptime/check`` (each call may probe every service)."""
+
+    @model_validator(mode="after")
+    def _metrics_pair(self) -> AuthSettings:
+        if (self.metrics_username is None) != (self.metrics_password is None):
+            raise ValueError("set both metrics_username and metrics_password, or neither")
+        return self
+
+
 class ServerSettings(_Model):
     """The HTTP server: API, metrics, live feed and status page."""
 
@@ -41,6 +65,7 @@ class ServerSettings(_Model):
     """Upper bound on a graceful stop: in-flight probes, spool flush and checkpoint together."""
     live_health_interval_seconds: Seconds = 10.0
     """How often ``/ws/health`` clients get a ``health_status`` message."""
+    auth: AuthSettings = AuthSettings()
 
 
 class StoreSettings(_Model):
