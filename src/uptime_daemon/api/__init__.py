@@ -76,7 +76,15 @@ def openapi_document() -> dict[str, Any]:
                     "schema": {"type": "integer", "minimum": 0},
                 }
             ],
-            "responses": {"101": {"description": "Switching protocols"}},
+            "responses": {
+                "101": {"description": "Switching protocols"},
+                "400": {
+                    "description": "Not a WebSocket upgrade, or a bad ?from=",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    },
+                },
+            },
         }
     }
     return document

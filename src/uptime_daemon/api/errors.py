@@ -38,7 +38,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.content_type == "application/json" or exc.status < 400:  # noqa: PLR2004
             raise
-        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        for header in (
+            "Allow",
+            "WWW-Authenticate",
+            "Retry-After",
+        ):  # RFC 9110: a 405 lists what is allowed
+            if header in exc.headers:
+                response.headers[header] = exc.headers[header]
+        return response
     except Exception:
         log.exception("request_failed", method=request.method, path=request.path)
         return json_error(500, "internal_error", "internal error; see the daemon's log")

@@ -41,7 +41,13 @@ class ApiModel(BaseModel):
 class WindowQuery(ApiModel):
     """A look-back window in whole hours (the upper bound is the projection's retention)."""
 
-    hours: int = Field(default=24, ge=1, le=8760, description="Window length in hours, ending now.")
+    hours: int = Field(
+        default=24,
+        ge=1,
+        le=87_600,
+        description="Window length in hours, ending now; longer than the retention is clamped to it "
+        "(the answer's window.hours says what was used).",
+    )
 
 
 class CheckQuery(ApiModel):

@@ -5,17 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from uptime_daemon.api import models, views
-from uptime_daemon.api.endpoint import Api, bad_request, not_found
+from uptime_daemon.api.endpoint import Api, not_found
 from uptime_daemon.api.keys import CLOCK, PROJECTOR, RUN_CHECKS, SETTINGS
 
 api = Api()
 
 
 def _hours(request: web.Request, query: models.WindowQuery) -> int:
-    limit = views.max_hours(request.app[PROJECTOR].state)
-    if query.hours > limit:
-        raise bad_request("hours", f"at most {limit} (the projection's retention)")
-    return query.hours
+    """The window, clamped to what the projection retains (``window.hours`` says what was used)."""
+    return min(query.hours, views.max_hours(request.app[PROJECTOR].state))
 
 
 def _known(request: web.Request) -> str:
