@@ -8,10 +8,11 @@ scrape time instead, so they are never double-booked.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -21,6 +22,13 @@ PROBE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 LATENESS_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 APPEND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 RESULT_OK: Final = "ok"
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the loop (tests)
+        return 0.0
 
 
 class _CounterFunction(Collector):
@@ -96,6 +104,10 @@ class Metrics:
             registry=registry,
         )
         self.reload_time.set_to_current_time()
+        ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes, ...
+        Gauge(
+            "uptime_event_loop_tasks", "asyncio tasks alive in the daemon's event loop.", registry=registry
+        ).set_function(_task_count)
         build = Gauge(
             "uptime_build_info", "Build information; always 1.", ["version"], registry=registry
         )

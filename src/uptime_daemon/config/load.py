@@ -7,6 +7,7 @@ endpoints, the seeds' variable names) → validation into the frozen ``Settings`
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,7 +93,7 @@ def _merge_defaults(services: object, defaults: Defaults, source: str) -> object
     merged: dict[str, object] = {}
     for name, table in services.items():
         if not isinstance(table, Mapping):
-            raise ConfigError(f"{source}: services.{name}: must be a table")
+            raise ConfigError(f"{source}: services.{_key(str(name))}: must be a table")
         merged[name] = {**base, **table}
     return merged
 
@@ -176,7 +177,7 @@ def _format(exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> 
         # A discriminated union puts the tag in the path (services.x.http.url): drop it.
         if len(location) >= 3 and location[0] == "services" and location[2] in _SERVICE_KINDS:  # noqa: PLR2004
             del location[2]
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
         message = _MESSAGES.get(message, message)
         if error["type"] == "union_tag_not_found":
             message = "missing key 'kind' (http, websocket or database)"
@@ -185,9 +186,17 @@ def _format(exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> 
         if location and location[-1] == "[key]":
             location.pop()
             message = "invalid name: use lowercase letters, digits and '-' (at most 64)"
-        path = ".".join(location) or "(top level)"
+        path = ".".join(_key(part) for part in location) or "(top level)"
         problems.append(f"{path}: {message}")
     return f"{source}: " + "; ".join(problems)
+
+
+_PLAIN_KEY: Final = re.compile(r"^[A-Za-z0-9_\-\[\]]+$")
+
+
+def _key(part: str) -> str:
+    """A key path element as typed, or quoted when it holds anything unusual (so errors stay one line)."""
+    return part if _PLAIN_KEY.match(part) else repr(part)
 
 
 def mask_url(url: str) -> str:
