@@ -97,7 +97,7 @@ class DaemonProcess:
             self.proc.wait(timeout=10)
             pytest.fail(f"daemon did not stop within {timeout} s of signal {sig}")
         self._reader.join(timeout=10)
-        if self.proc.stdout is not None:
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
             self.proc.stdout.close()
         return code
 
@@ -127,5 +127,4 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 
     yield start
     for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.stop(signal.SIGKILL)
+        daemon.stop(signal.SIGKILL)  # no-op signal for one that already exited; closes its pipe

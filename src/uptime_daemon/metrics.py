@@ -106,7 +106,9 @@ class Metrics:
         self.reload_time.set_to_current_time()
         ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes, ...
         Gauge(
-            "uptime_event_loop_tasks", "asyncio tasks alive in the daemon's event loop.", registry=registry
+            "uptime_event_loop_tasks",
+            "asyncio tasks alive in the daemon's event loop.",
+            registry=registry,
         ).set_function(_task_count)
         build = Gauge(
             "uptime_build_info", "Build information; always 1.", ["version"], registry=registry

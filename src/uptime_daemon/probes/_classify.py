@@ -20,8 +20,8 @@ TARGET_ERRORS = (
 """What a misbehaving target can make aiohttp raise; anything else is our bug and propagates."""
 
 
-def classify(exc: BaseException) -> FailureReason:  # noqa: PLR0911 - one answer per family
-    """The failure reason for an exception a probe caught."""
+def classify(exc: BaseException, *, tls: bool = False) -> FailureReason:  # noqa: C901, PLR0911 - one answer per family
+    """The failure reason for an exception a probe caught; ``tls`` says the URL was https/wss."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return FailureReason.DNS
     if isinstance(
@@ -31,6 +31,12 @@ def classify(exc: BaseException) -> FailureReason:  # noqa: PLR0911 - one answer
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, ConnectionRefusedError):
             return FailureReason.CONNECTION_REFUSED
+        if tls and isinstance(
+            exc.os_error, ConnectionResetError | ConnectionAbortedError | ssl.SSLError
+        ):
+            # A refused connect is ECONNREFUSED; a reset on a TLS connection came after the TCP
+            # handshake, i.e. during the TLS one (a peer that does not speak TLS).
+            return FailureReason.TLS
         return FailureReason.CONNECTION_ERROR
     if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
         return FailureReason.TIMEOUT

@@ -214,4 +214,5 @@ async def probe_http(
                 None, status, http_status=response.status, tls_days_left=days, phases=phases
             )
     except TARGET_ERRORS as exc:
-        return result(classify(exc), describe(exc))
+        tls = resolve_url(service.url, ctx).startswith("https:")
+        return result(classify(exc, tls=tls), describe(exc))

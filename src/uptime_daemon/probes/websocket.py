@@ -142,4 +142,4 @@ async def probe_websocket(
             FailureReason.HANDSHAKE, f"handshake refused: {exc.status} {exc.message}"[:200]
         )
     except TARGET_ERRORS as exc:
-        return result(classify(exc), describe(exc))
+        return result(classify(exc, tls=url.scheme == "wss"), describe(exc))
