@@ -102,14 +102,15 @@ class DaemonProcess:
         return code
 
 
-def write_config(directory: Path, body: str) -> Path:
-    """A config file on an ephemeral port and a store in ``directory``, plus ``body``."""
+def write_config(directory: Path, body: str, store: str | None = None) -> Path:
+    """A config file on an ephemeral port and a store in ``directory`` (or ``store``), plus ``body``."""
     path = directory / "daemon.toml"
     path.write_text(
         'environment = "test"\n'
         '[server]\nhost = "127.0.0.1"\nport = 0\nshutdown_timeout_seconds = 5\n'
-        f'[store]\nurl = "sqlite:///{directory / "events.db"}"\n'
-        '[log]\nlevel = "debug"\nformat = "json"\n' + body,
+        + (store or f'[store]\nurl = "sqlite:///{directory / "events.db"}"\n')
+        + '[log]\nlevel = "debug"\nformat = "json"\n'
+        + body,
         encoding="utf-8",
     )
     return path
@@ -120,8 +121,10 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     """Start daemons on demand; any still running at the end are stopped."""
     started: list[DaemonProcess] = []
 
-    def start(body: str = "", env: dict[str, str] | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(write_config(tmp_path, body), env)
+    def start(
+        body: str = "", env: dict[str, str] | None = None, store: str | None = None
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(write_config(tmp_path, body, store), env)
         started.append(daemon)
         return daemon
 

@@ -381,11 +381,12 @@ async def components(app: web.Application) -> list[Component]:
     try:
         async with asyncio.timeout(2.0):
             round_trip = await app[STORE].ping()
-        found.append(
-            Component(
-                name="store", ok=True, detail=f"{app[STORE].backend}, {round_trip * 1000:.1f} ms"
-            )
-        )
+        failing = app[STORE].last_append_error
+        if failing is None:
+            detail = f"{app[STORE].backend}, {round_trip * 1000:.1f} ms"
+            found.append(Component(name="store", ok=True, detail=detail))
+        else:  # answers reads but refuses writes: a full or read-only disk, for instance
+            found.append(Component(name="store", ok=False, detail=f"appends failing: {failing}"))
     except (TimeoutError, EventStoreError) as exc:
         found.append(
             Component(name="store", ok=False, detail=f"unreachable: {str(exc) or 'timeout'}")

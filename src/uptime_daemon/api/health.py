@@ -86,6 +86,7 @@ async def store_health(request: web.Request, _query: None) -> models.StoreHealth
         last_append_position=store.last_append_position,
         appends=store.appends,
         append_failures=store.append_failures,
+        last_append_error=store.last_append_error,
         spooled_events=request.app[BUFFER].spool.depth,
         spool_dropped_events=request.app[BUFFER].spool.dropped,
     )

@@ -48,6 +48,8 @@ class InstrumentedStore:
         self.append_failures = 0
         self.last_append_at: datetime | None = None
         self.last_append_position: int | None = None
+        self.last_append_error: str | None = None
+        """Why the most recent append failed; ``None`` once one succeeds again."""
 
     @property
     def backend(self) -> str:
@@ -61,12 +63,14 @@ class InstrumentedStore:
         started = perf_counter()
         try:
             position = await self.inner.append(stream, events, expected)
-        except EventStoreError:
+        except EventStoreError as exc:
             self.append_failures += 1
+            self.last_append_error = f"{type(exc).__name__}: {exc}"
             if self._on_append is not None:
                 self._on_append(perf_counter() - started, len(events), ok=False)
             raise
         self.appends += 1
+        self.last_append_error = None
         self.last_append_at = self._now()
         self.last_append_position = position
         if self._on_append is not None:
