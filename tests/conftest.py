@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -100,6 +101,39 @@ class DaemonProcess:
         if self.proc.stdout is not None and not self.proc.stdout.closed:
             self.proc.stdout.close()
         return code
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_http_target(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A real HTTP target in its own process (``python -m http.server``), listening when this returns."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)  # waiting for the listener, bounded by the deadline
+    proc.kill()
+    pytest.fail("target did not start")
 
 
 def write_config(directory: Path, body: str, store: str | None = None) -> Path:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonProcess, free_port, start_http_target
 
 SELF_SERVICES = """
 [defaults]
@@ -98,38 +96,6 @@ def _completed(service: str, entry: dict[str, object]) -> bool:
     return entry.get("event") == "probe_completed" and entry.get("service") == service
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_target(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    """A real HTTP target in its own process (``python -m http.server``)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)  # polling for a listener, bounded by the deadline
-    proc.kill()
-    pytest.fail("target did not start")
-
-
 def test_self_monitoring_writes_the_seed_events(
     daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
@@ -165,8 +131,8 @@ def test_killed_target_goes_down_then_comes_back(
     daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     """Kill the target: down after failures_before_down checks; restart it: back up."""
-    port = _free_port()
-    target = _start_target(port, tmp_path)
+    port = free_port()
+    target = start_http_target(port, tmp_path)
     try:
         daemon = daemon_factory(
             f"""
@@ -198,7 +164,7 @@ failures_before_down = 2
         ]
         assert down["reason"] == "connection_refused"
         assert len(failures) == 2  # the transition happened exactly at the second failure
-        target = _start_target(port, tmp_path)
+        target = start_http_target(port, tmp_path)
         back = daemon.wait_for_log(
             lambda e: changed_to("up")(e) and e.get("previous_status") == "down"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -85,12 +86,17 @@ def test_thirty_second_store_outage_loses_and_duplicates_nothing(
     standin.stop()
     stopped = time.monotonic()
     before = len(_checks(daemon.lines, "http"))
-    daemon.wait_until(lambda lines: len(_checks(lines, "http")) >= before + 30, timeout=60)
+    seconds = int(
+        os.environ.get("UPTIME_OUTAGE_SECONDS", "30")
+    )  # docs/reliability.md ran it at 120
+    daemon.wait_until(
+        lambda lines: len(_checks(lines, "http")) >= before + seconds, timeout=seconds * 2
+    )
     outage = time.monotonic() - stopped
     standin.start()
     daemon.wait_for_log(lambda e: e.get("event") == "spool_drained", timeout=60)
     assert daemon.stop() == 0
-    assert outage >= 29
+    assert outage >= seconds - 1
     checks = _checks(daemon.lines, "http")
     stored = [
         orjson.loads(r.data)
@@ -103,3 +109,5 @@ def test_thirty_second_store_outage_loses_and_duplicates_nothing(
     assert scheduled == sorted(scheduled)
     assert len(set(scheduled)) == len(scheduled)
     assert any(e.get("event") == "store_unavailable_spooling" for e in daemon.lines)
+    figure = f"outage {outage:.0f} s: {len(checks)} checks, {len(stored)} events stored, each once, in order"
+    print(figure)  # noqa: T201 - the figure docs/reliability.md quotes

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import ROOT, DaemonProcess
+from tests.conftest import ROOT, DaemonProcess, free_port
 
 PROMETHEUS = shutil.which("prometheus") or ""
 PROMTOOL = shutil.which("promtool") or ""
@@ -32,12 +32,6 @@ def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
     request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback test URL
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return bytes(response.read())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 SLOW_TARGET = """
@@ -57,7 +51,7 @@ def target() -> Iterator[Callable[[float], tuple[int, subprocess.Popen[bytes]]]]
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(delay: float = 0.0, port: int | None = None) -> tuple[int, subprocess.Popen[bytes]]:
-        port = port or _free_port()
+        port = port or free_port()
         proc = subprocess.Popen([sys.executable, "-c", SLOW_TARGET, str(port), str(delay)])
         procs.append(proc)
         deadline = time.monotonic() + 10
@@ -203,7 +197,7 @@ def test_secrets_never_leave_the_process(
 ) -> None:
     """Tokens, passwords and URL credentials appear in no log line, API answer, stored event or config dump."""
     port, _ = target(0.0)
-    dead = _free_port()
+    dead = free_port()
     body = (
         f'[services.tok]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\nbearer_token = "tok-SECRET-1"\ninterval_seconds = 0.5\n'
         f'[services.creds]\nkind = "http"\nurl = "http://user:pw-SECRET-2@127.0.0.1:{dead}/"\ninterval_seconds = 0.5\n'
@@ -325,7 +319,7 @@ def test_real_prometheus_sees_a_target_go_down_and_come_back(
     daemon = daemon_factory(
         f'[services.web]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\ninterval_seconds = 0.5\ntimeout_seconds = 0.4\n'
     )
-    prom_port = _free_port()
+    prom_port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, DaemonProcess
+from tests.conftest import ROOT, DaemonProcess, free_port, start_http_target
 
 CHROMIUM = shutil.which("chromium") or ""
 CHROMEDRIVER = shutil.which("chromedriver") or ""
@@ -23,37 +20,6 @@ pytestmark = pytest.mark.skipif(
     reason="chromium and chromium-driver (Debian packages) not installed",
 )
 SCREENSHOT = ROOT / "docs/screenshots/status-page.png"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_target(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)  # waiting for the listener, bounded
-    proc.kill()
-    pytest.fail("target did not start")
 
 
 @pytest.fixture
@@ -102,8 +68,8 @@ def test_page_lists_services_and_turns_red_live(
     daemon_factory: Callable[..., DaemonProcess], browser: Any, tmp_path: Path
 ) -> None:
     """Services are listed; a target taken down shows as down without a reload, within one check interval."""
-    port = _free_port()
-    target = _start_target(port, tmp_path)
+    port = free_port()
+    target = start_http_target(port, tmp_path)
     try:
         daemon = daemon_factory(
             "[scheduler]\njitter_seconds = 0\n"
@@ -171,7 +137,7 @@ def test_page_reconnects_after_the_daemon_restarts(
     daemon_factory: Callable[..., DaemonProcess], browser: Any
 ) -> None:
     """When the daemon restarts on the same port, the open page reconnects and goes live again."""
-    port = _free_port()
+    port = free_port()
     body = '[services.database]\nkind = "database"\ninterval_seconds = 1\n'
     first = daemon_factory(body, env={"HTTP_PORT": str(port)})
     browser.get(f"{first.url}/")

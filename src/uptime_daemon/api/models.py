@@ -129,7 +129,9 @@ class StoreHealth(ApiModel):
     last_append_position: int | None
     appends: int
     append_failures: int
-    last_append_error: str | None = Field(description="Why the latest append failed; null once one succeeds.")
+    last_append_error: str | None = Field(
+        description="Why the latest append failed; null once one succeeds."
+    )
     spooled_events: int = Field(description="Events waiting in the outage spool.")
     spool_dropped_events: int = Field(description="Events dropped because the spool was full.")
 

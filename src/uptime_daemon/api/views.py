@@ -14,7 +14,12 @@ from uptime_daemon.projector.fold import (
     TimeState,
     seconds_in_window,
 )
-from uptime_daemon.projector.summary import current_status, service_timeline, summarize
+from uptime_daemon.projector.summary import (
+    IncidentView,
+    current_status,
+    service_timeline,
+    summarize,
+)
 
 
 def service_names(settings: Settings, state: ProjectionState) -> list[str]:
@@ -39,6 +44,16 @@ def _ms(seconds: float | None) -> float | None:
 
 def _window(hours: int, now: datetime) -> models.Window:
     return models.Window(hours=hours, start=now - timedelta(hours=hours), end=now)
+
+
+def _incident(incident: IncidentView) -> models.Incident:
+    return models.Incident(
+        start=incident.start,
+        end=incident.end,
+        ongoing=incident.end is None,
+        duration_seconds=incident.duration_seconds,
+        seconds_in_window=incident.seconds_in_window,
+    )
 
 
 def service_uptime(
@@ -79,16 +94,7 @@ def service_uptime(
             p99_ms=_ms(summary.response.p99),
             relative_error=summary.response.relative_error,
         ),
-        incidents=[
-            models.Incident(
-                start=incident.start,
-                end=incident.end,
-                ongoing=incident.end is None,
-                duration_seconds=incident.duration_seconds,
-                seconds_in_window=incident.seconds_in_window,
-            )
-            for incident in summary.incidents
-        ],
+        incidents=[_incident(incident) for incident in summary.incidents],
         mttr_seconds=summary.mttr_seconds,
         mtbf_seconds=summary.mtbf_seconds,
         longest_outage_seconds=summary.longest_outage_seconds,
@@ -192,14 +198,5 @@ def page_service(
         uptime_30d=ratios[24 * 30],
         days=days,
         response_ms_hourly=hourly,
-        incidents=[
-            models.Incident(
-                start=i.start,
-                end=i.end,
-                ongoing=i.end is None,
-                duration_seconds=i.duration_seconds,
-                seconds_in_window=i.seconds_in_window,
-            )
-            for i in reversed(incidents)
-        ],
+        incidents=[_incident(i) for i in reversed(incidents)],
     )
