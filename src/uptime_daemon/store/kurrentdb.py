@@ -53,6 +53,11 @@ from uptime_daemon.store import (
 )
 
 READ_ALL_LIMIT: Final = 2**62
+RECONNECT_OPTIONS: Final = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
 _STATES: Final = {
     StreamState.ANY: ClientState.ANY,
     StreamState.NO_STREAM: ClientState.NO_STREAM,
@@ -133,6 +138,10 @@ class KurrentDBEventStore:
         """Create the client and connect (single host: no RPC yet; cluster: gossip discovery)."""
         try:
             client = AsyncKurrentDBClient(uri, root_certificates=root_certificates)
+            # gRPC's reconnect backoff grows to 120 s and is shared by every channel to the same
+            # address, so after a long outage the store would stay "unreachable" for up to two
+            # minutes after it came back. Cap it: recovery within seconds, light retry load.
+            client.grpc_options += RECONNECT_OPTIONS
             await client.connect()
         except (KurrentDBClientError, ValueError) as exc:
             raise _unavailable(exc) from exc
