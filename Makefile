@@ -26,8 +26,8 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -35,8 +35,12 @@ test: $(VENV)/.test-deps system-deps lint
 	$(BIN)/pytest
 
 format: $(VENV)/.test-deps
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+# Figures, not tests: prints one JSON line per figure (see docs/reliability.md).
+bench: $(VENV)/.test-deps system-deps
+	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

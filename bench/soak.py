@@ -63,7 +63,10 @@ def sample(pid: int, base: str) -> dict[str, float]:
         "rss_mib": round(rss_kb / 1024, 1),
         "open_fds": len(os.listdir(f"/proc/{pid}/fd")),
         "tasks": metric(metrics, "uptime_event_loop_tasks"),
-        "probes_total": sum(float(v) for v in re.findall(r"^uptime_probes_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)),
+        "probes_total": sum(
+            float(v)
+            for v in re.findall(r"^uptime_probes_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.MULTILINE)
+        ),
     }
 
 
@@ -78,7 +81,8 @@ def main() -> None:
     target = subprocess.Popen([sys.executable, "-c", TARGET, str(target_port)])
     wait_for(f"http://127.0.0.1:{target_port}/")
     services = "".join(
-        f'[services.s{i}]\nkind = "http"\nurl = "http://127.0.0.1:{target_port}/s{i}"\n' for i in range(args.services)
+        f'[services.s{i}]\nkind = "http"\nurl = "http://127.0.0.1:{target_port}/s{i}"\n'
+        for i in range(args.services)
     )
     config = work / "soak.toml"
     config.write_text(
@@ -102,28 +106,56 @@ def main() -> None:
         if wrk:
             out = subprocess.run(
                 [wrk, "-t2", "-c16", "-d30s", "--latency", f"{base}/uptime/summary?hours=24"],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             ).stdout
             rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
             p50 = re.search(r"50%\s+([\d.]+\w+)", out)
             p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-            print(json.dumps({
-                "figure": "api_under_probing", "endpoint": "/uptime/summary?hours=24", "services": args.services,
-                "requests_per_second": float(rps.group(1)) if rps else None,
-                "p50": p50.group(1) if p50 else None, "p99": p99.group(1) if p99 else None,
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "figure": "api_under_probing",
+                        "endpoint": "/uptime/summary?hours=24",
+                        "services": args.services,
+                        "requests_per_second": float(rps.group(1)) if rps else None,
+                        "p50": p50.group(1) if p50 else None,
+                        "p99": p99.group(1) if p99 else None,
+                    }
+                ),
+                flush=True,
+            )
         while time.monotonic() - started < args.minutes * 60:
             time.sleep(min(60, args.minutes * 60 - (time.monotonic() - started)))
-            print(json.dumps({"figure": "soak_sample", "minute": round((time.monotonic() - started) / 60, 1),
-                              **sample(daemon.pid, base)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "figure": "soak_sample",
+                        "minute": round((time.monotonic() - started) / 60, 1),
+                        **sample(daemon.pid, base),
+                    }
+                ),
+                flush=True,
+            )
         end = sample(daemon.pid, base)
-        print(json.dumps({
-            "figure": "soak_end", "minutes": args.minutes, "services": args.services, **end,
-            "rss_growth_mib": round(end["rss_mib"] - start["rss_mib"], 1),
-            "fd_growth": end["open_fds"] - start["open_fds"],
-            "task_growth": end["tasks"] - start["tasks"],
-            "probes_per_second": round((end["probes_total"] - start["probes_total"]) / (args.minutes * 60), 1),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "figure": "soak_end",
+                    "minutes": args.minutes,
+                    "services": args.services,
+                    **end,
+                    "rss_growth_mib": round(end["rss_mib"] - start["rss_mib"], 1),
+                    "fd_growth": end["open_fds"] - start["open_fds"],
+                    "task_growth": end["tasks"] - start["tasks"],
+                    "probes_per_second": round(
+                        (end["probes_total"] - start["probes_total"]) / (args.minutes * 60), 1
+                    ),
+                }
+            ),
+            flush=True,
+        )
     finally:
         daemon.terminate()
         code = daemon.wait(timeout=60)
