@@ -65,7 +65,9 @@ def sample(pid: int, base: str) -> dict[str, float]:
         "tasks": metric(metrics, "uptime_event_loop_tasks"),
         "probes_total": sum(
             float(v)
-            for v in re.findall(r"^uptime_probes_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.MULTILINE)
+            for v in re.findall(
+                r"^uptime_probes_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.MULTILINE
+            )
         ),
     }
 
