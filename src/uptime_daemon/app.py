@@ -256,6 +256,13 @@ async def _projector_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
+    # The last in-flight checks may have appended after the subscription's last delivery: fold them
+    # too, so the shutdown checkpoint covers everything written (bounded; the next start would anyway).
+    try:
+        async with asyncio.timeout(settings.server.shutdown_timeout_seconds):
+            await projector.catch_up()
+    except (TimeoutError, EventStoreError) as exc:
+        log.warning("projector_final_catch_up_incomplete", error=str(exc) or "timeout")
     projector.save_snapshot()
 
 
