@@ -20,7 +20,7 @@ class TestSqliteContract(EventStoreContract):
 
     @pytest.fixture
     async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteEventStore]:
-        store = await SqliteEventStore.open(tmp_path / "events.db", now=clock.now)
+        store = await SqliteEventStore.open(tmp_path / "events.db", clock_now=clock.now)
         yield store
         await store.close()
 
