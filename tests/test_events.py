@@ -3,64 +3,86 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 import pytest
 
 from uptime_daemon import events
+from uptime_daemon.errors import UptimeDaemonError
 from uptime_daemon.results import CheckKind, FailureReason, Phase, ProbeResult
-from uptime_daemon.status import Grade, Outcome, ServiceState, Status
+from uptime_daemon.status import INITIAL, Grade, Outcome, Status
 
 SCHEDULED = datetime(2024, 1, 15, 10, 30, 0, 0, tzinfo=UTC)
 COMPLETED = SCHEDULED + timedelta(milliseconds=45)
+EVENT_ID_FORMAT = re.compile(r"^evt_\d{13}_[0-9a-f]{6}$")
 
-
-def _event(probe: ProbeResult, outcome: Outcome) -> dict[str, object]:
-    event = events.status_changed(
-        service="http",
-        location="default",
-        kind=CheckKind.HTTP,
-        scheduled_at=SCHEDULED,
-        completed_at=COMPLETED,
-        outcome=outcome,
-        probe=probe,
-        interval_seconds=30,
-        timeout_seconds=10,
-    )
-    assert event.type == "ServiceStatusChanged"
-    assert event.id == events.event_id("http", "default", SCHEDULED)
-    return dict(orjson.loads(event.data))
-
-
-OUTCOME = Outcome(
+HELD_UP = Outcome(
     status=Status.UP,
     previous_status=Status.UP,
     changed=False,
     streak_seconds=5.0,
     grade=Grade.EXCELLENT,
-    state=ServiceState.initial(),
+    state=INITIAL,
 )
+WENT_DOWN = Outcome(
+    status=Status.DOWN,
+    previous_status=Status.UP,
+    changed=True,
+    streak_seconds=0.0,
+    grade=Grade.FAILED,
+    state=INITIAL,
+)
+FAST_OK = ProbeResult(ok=True, duration_seconds=0.0451, detail="200 OK", http_status=200)
+
+
+def encode(
+    probe: ProbeResult = FAST_OK,
+    outcome: Outcome = HELD_UP,
+    *,
+    service: str = "http",
+    location: str = "default",
+    kind: CheckKind = CheckKind.HTTP,
+    completed_at: datetime = COMPLETED,
+) -> bytes:
+    event = events.status_changed(
+        service=service,
+        location=location,
+        kind=kind,
+        scheduled_at=SCHEDULED,
+        completed_at=completed_at,
+        outcome=outcome,
+        probe=probe,
+        interval_seconds=30,
+        timeout_seconds=10,
+    )
+    assert event.type == events.EVENT_TYPE_STATUS_CHANGED == "ServiceStatusChanged"
+    assert event.id == events.event_id(service, location, SCHEDULED)
+    return event.data
+
+
+# --- encoding ---------------------------------------------------------------------------------
 
 
 def test_status_changed_matches_the_seed_schema_exactly() -> None:
-    """Every field, every value, seed fields first and in the seed's order."""
+    """Every field and value; seed fields first, in the seeds' order, in the stored bytes."""
     probe = ProbeResult(
         ok=True,
         duration_seconds=0.0451,
         detail="200 OK",
         http_status=200,
-        phases={Phase.CONNECT: 0.0012345678},
+        phases={Phase.CONNECT: 0.0012345678, Phase.FIRST_BYTE: 0.04},
     )
-    data = _event(probe, OUTCOME)
-    uid = events.event_id("http", "default", SCHEDULED)
-    assert data == {
+    data = encode(probe)
+    short = events.event_id("http", "default", SCHEDULED).hex[:6]
+    expected = {
         "serviceName": "http",
         "status": "up",
         "timestamp": "2024-01-15T10:30:00.045Z",
         "duration": 5000,
         "metadata": {"responseTime": 45, "performanceGrade": "excellent"},
-        "eventId": f"evt_1705314600045_{uid.hex[:6]}",
+        "eventId": f"evt_1705314600045_{short}",
         "schemaVersion": 1,
         "previousStatus": "up",
         "changed": False,
@@ -74,55 +96,139 @@ def test_status_changed_matches_the_seed_schema_exactly() -> None:
             "reason": None,
             "detail": "200 OK",
             "httpStatus": 200,
-            "phases": {"connect": 0.001235},
+            "phases": {"connect": 0.001235, "first_byte": 0.04},
         },
     }
-    assert list(data)[:6] == [
-        "serviceName",
-        "status",
-        "timestamp",
-        "duration",
-        "metadata",
-        "eventId",
-    ]
-    assert re.fullmatch(r"evt_\d{13}_[0-9a-f]{6}", str(data["eventId"]))
-
-
-def test_failed_probe_records_reason_and_extras() -> None:
-    """A failure carries its closed reason; TLS days and close codes appear only when known."""
-    probe = ProbeResult(
-        ok=False,
-        duration_seconds=1.0,
-        failure=FailureReason.CLOSED,
-        detail="closed 1011",
-        close_code=1011,
-        tls_days_left=12.3456,
+    parsed = orjson.loads(data)
+    assert parsed == expected
+    assert list(parsed) == list(expected)  # the whole key order, not only the key set
+    assert data.startswith(
+        b'{"serviceName":"http","status":"up","timestamp":"2024-01-15T10:30:00.045Z",'
+        b'"duration":5000,"metadata":{"responseTime":45,"performanceGrade":"excellent"},'
+        b'"eventId":"evt_1705314600045_'
     )
-    data = _event(probe, OUTCOME)
-    assert data["probe"] == {
-        "kind": "http",
-        "ok": False,
-        "reason": "closed",
-        "detail": "closed 1011",
-        "httpStatus": None,
-        "tlsDaysLeft": 12.35,
-        "closeCode": 1011,
-    }
 
 
-def test_stream_created_is_the_seed_event() -> None:
-    """``StreamCreated`` is byte-for-byte the seeds' shape."""
-    event = events.stream_created("http", SCHEDULED)
-    assert event.type == "StreamCreated"
-    assert orjson.loads(event.data) == {
-        "streamName": "service-uptime-http",
-        "description": "Service uptime tracking for http",
-        "tags": ["uptime", "monitoring", "http"],
-        "owner": "system",
-        "createdAt": "2024-01-15T10:30:00.000Z",
-        "data": {},
-    }
-    assert event.id == events.stream_created("http", SCHEDULED + timedelta(days=1)).id
+def test_first_event_has_no_previous_status() -> None:
+    """``previousStatus`` is JSON null on a stream's first check."""
+    first = Outcome(
+        status=Status.DOWN,
+        previous_status=None,
+        changed=True,
+        streak_seconds=0.0,
+        grade=Grade.FAILED,
+        state=INITIAL,
+    )
+    probe = ProbeResult(ok=False, duration_seconds=2.5, failure=FailureReason.TIMEOUT)
+    data = orjson.loads(encode(probe, first))
+    assert data["previousStatus"] is None
+    assert b'"previousStatus":null,"changed":true' in encode(probe, first)
+    assert (data["status"], data["duration"], data["metadata"]) == (
+        "down",
+        0,
+        {"responseTime": 2500, "performanceGrade": "failed"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("probe", "kind", "expected"),
+    [
+        pytest.param(
+            ProbeResult(
+                ok=False,
+                duration_seconds=1.0,
+                failure=FailureReason.CLOSED,
+                detail="closed 1011",
+                close_code=1011,
+                tls_days_left=12.3456,
+            ),
+            CheckKind.WEBSOCKET,
+            {
+                "kind": "websocket",
+                "ok": False,
+                "reason": "closed",
+                "detail": "closed 1011",
+                "httpStatus": None,
+                "tlsDaysLeft": 12.35,
+                "closeCode": 1011,
+            },
+            id="websocket-extras-when-known",
+        ),
+        pytest.param(
+            ProbeResult(
+                ok=False,
+                duration_seconds=0.01,
+                failure=FailureReason.HTTP_STATUS,
+                detail="503 Service Unavailable",
+                http_status=503,
+            ),
+            CheckKind.HTTP,
+            {
+                "kind": "http",
+                "ok": False,
+                "reason": "http_status",
+                "detail": "503 Service Unavailable",
+                "httpStatus": 503,
+            },
+            id="http-failure",
+        ),
+        pytest.param(
+            ProbeResult(ok=True, duration_seconds=0.01, detail="round trip"),
+            CheckKind.DATABASE,
+            {
+                "kind": "database",
+                "ok": True,
+                "reason": None,
+                "detail": "round trip",
+                "httpStatus": None,
+            },
+            id="database-no-extras",
+        ),
+    ],
+)
+def test_probe_object(probe: ProbeResult, kind: CheckKind, expected: dict[str, Any]) -> None:
+    """The probe records its closed reason; TLS days, close codes and phases appear only when known."""
+    assert orjson.loads(encode(probe, kind=kind))["probe"] == expected
+
+
+def test_store_metadata() -> None:
+    """Both event types carry the same small producer record as store metadata."""
+    created = events.stream_created("http", SCHEDULED)
+    changed = events.status_changed(
+        service="http",
+        location="default",
+        kind=CheckKind.HTTP,
+        scheduled_at=SCHEDULED,
+        completed_at=COMPLETED,
+        outcome=HELD_UP,
+        probe=FAST_OK,
+        interval_seconds=30,
+        timeout_seconds=10,
+    )
+    expected = {"schemaVersion": 1, "producer": "uptime-daemon"}
+    assert orjson.loads(created.metadata) == orjson.loads(changed.metadata) == expected
+
+
+@pytest.mark.parametrize(
+    ("completed_at", "millis"),
+    [
+        pytest.param(COMPLETED, "1705314600045", id="whole-millis"),
+        pytest.param(
+            SCHEDULED + timedelta(microseconds=999_900), "1705314600999", id="truncated-not-rounded"
+        ),
+        pytest.param(
+            datetime(2033, 5, 18, 3, 33, 20, tzinfo=UTC), "2000000000000", id="far-future"
+        ),
+    ],
+)
+def test_event_id_field_format(completed_at: datetime, millis: str) -> None:
+    """``evt_{unix ms}_{6 hex}``; the ms agree with ``timestamp`` (both truncate)."""
+    data = orjson.loads(encode(completed_at=completed_at))
+    assert EVENT_ID_FORMAT.fullmatch(data["eventId"])
+    unix_ms, short = data["eventId"].removeprefix("evt_").split("_")
+    assert unix_ms == millis
+    assert data["timestamp"][-5:-1] == "." + millis[-3:]
+    assert short == events.event_id("http", "default", SCHEDULED).hex[:6]
 
 
 @pytest.mark.parametrize(
@@ -135,7 +241,7 @@ def test_stream_created_is_the_seed_event() -> None:
         pytest.param(
             ("http", "default", SCHEDULED),
             ("http", "default", SCHEDULED + timedelta(milliseconds=1)),
-            id="time",
+            id="scheduled-at",
         ),
     ],
 )
@@ -147,111 +253,246 @@ def test_event_ids_are_deterministic_and_distinct(
     assert events.event_id(*a) != events.event_id(*b)
 
 
-def test_round_trip() -> None:
-    """What we write decodes to the same facts."""
-    probe = ProbeResult(ok=False, duration_seconds=0.2, failure=FailureReason.TIMEOUT, detail="t")
-    outcome = Outcome(
-        status=Status.DOWN,
-        previous_status=Status.UP,
-        changed=True,
-        streak_seconds=0.0,
-        grade=Grade.FAILED,
-        state=ServiceState.initial(),
-    )
-    event = events.status_changed(
-        service="db",
-        location="x",
-        kind=CheckKind.DATABASE,
-        scheduled_at=SCHEDULED,
-        completed_at=COMPLETED,
-        outcome=outcome,
-        probe=probe,
-        interval_seconds=30,
-        timeout_seconds=10,
-    )
-    decoded = events.decode_status_changed(event.data)
-    assert decoded.service == "db"
-    assert decoded.status is Status.DOWN
-    assert decoded.previous_status is Status.UP
-    assert decoded.changed is True
-    assert decoded.timestamp == COMPLETED
-    assert decoded.scheduled_at == SCHEDULED
-    assert decoded.response_seconds == 0.2
-    assert decoded.reason == "timeout"
-    assert decoded.gap_seconds == 70
-
-
-@pytest.mark.parametrize(
-    "seed",
-    [
-        pytest.param(
-            {
-                "serviceName": "http",
-                "status": "up",
-                "timestamp": "2024-01-15T10:30:00.000Z",
-                "duration": 5000,
-                "metadata": {"responseTime": 45, "performanceGrade": "excellent"},
-                "eventId": "evt_1234567890_abcdef",
-            },
-            id="stream-inventory-shape",
-        ),
-        pytest.param(
-            {
-                "serviceName": "http",
-                "status": "up",
-                "timestamp": "2024-01-15T10:30:00.000Z",
-                "responseTime": 45,
-                "performanceGrade": "excellent",
-            },
-            id="flat-write-example",
-        ),
-    ],
-)
-def test_seed_events_decode(seed: dict[str, object]) -> None:
-    """The seeds' own events (no schemaVersion) upcast and decode."""
-    decoded = events.decode_status_changed(orjson.dumps(seed))
-    assert decoded.status is Status.UP
-    assert decoded.response_seconds == 0.045
-    assert decoded.grade is Grade.EXCELLENT
-    assert decoded.location == "default"
-    assert decoded.gap_seconds is None
-
-
-GOOD = orjson.loads(
-    events.status_changed(
+def test_event_id_ignores_completion_and_outcome() -> None:
+    """A retried check completes later with other results, yet is the same stored event."""
+    first = events.status_changed(
         service="http",
         location="default",
         kind=CheckKind.HTTP,
         scheduled_at=SCHEDULED,
         completed_at=COMPLETED,
-        outcome=OUTCOME,
-        probe=ProbeResult(ok=True, duration_seconds=0.01),
+        outcome=HELD_UP,
+        probe=FAST_OK,
         interval_seconds=30,
         timeout_seconds=10,
-    ).data
-)
+    )
+    retry = events.status_changed(
+        service="http",
+        location="default",
+        kind=CheckKind.HTTP,
+        scheduled_at=SCHEDULED,
+        completed_at=COMPLETED + timedelta(seconds=3),
+        outcome=WENT_DOWN,
+        probe=ProbeResult(ok=False, duration_seconds=3, failure=FailureReason.TIMEOUT),
+        interval_seconds=30,
+        timeout_seconds=10,
+    )
+    assert first.id == retry.id
+    same_instant_elsewhere = SCHEDULED.astimezone(timezone(timedelta(hours=2)))
+    assert events.event_id("http", "default", same_instant_elsewhere) == first.id
+
+
+def test_stream_created_is_the_seed_event() -> None:
+    """``StreamCreated`` is the seeds' shape, key for key and in order."""
+    event = events.stream_created("http", SCHEDULED)
+    assert event.type == events.EVENT_TYPE_STREAM_CREATED == "StreamCreated"
+    assert event.data == (
+        b'{"streamName":"service-uptime-http","description":"Service uptime tracking for http",'
+        b'"tags":["uptime","monitoring","http"],"owner":"system",'
+        b'"createdAt":"2024-01-15T10:30:00.000Z","data":{}}'
+    )
+
+
+def test_stream_created_description_and_id() -> None:
+    """A configured description replaces the default; the id depends on the stream alone."""
+    described = events.stream_created("api", SCHEDULED, "Public API")
+    assert orjson.loads(described.data) == {
+        "streamName": "service-uptime-api",
+        "description": "Public API",
+        "tags": ["uptime", "monitoring", "api"],
+        "owner": "system",
+        "createdAt": "2024-01-15T10:30:00.000Z",
+        "data": {},
+    }
+    later = events.stream_created("api", SCHEDULED + timedelta(days=1))
+    assert described.id == later.id  # two daemons creating the same stream write the same event
+    assert described.id != events.stream_created("http", SCHEDULED).id
 
 
 @pytest.mark.parametrize(
-    ("data", "field"),
+    ("stream", "service"),
+    [
+        pytest.param("service-uptime-http", "http", id="ours"),
+        pytest.param("service-uptime-my-api-2", "my-api-2", id="dashed-name"),
+        pytest.param("service-uptime-", None, id="prefix-only"),
+        pytest.param("system-health-check", None, id="system-stream"),
+        pytest.param("connection-test", None, id="other"),
+    ],
+)
+def test_stream_names(stream: str, service: str | None) -> None:
+    """``service_from_stream`` inverts ``stream_name`` and rejects every other stream."""
+    assert events.service_from_stream(stream) == service
+    if service is not None:
+        assert events.stream_name(service) == stream
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def test_round_trip() -> None:
+    """What we write decodes to the same facts."""
+    probe = ProbeResult(ok=False, duration_seconds=0.2, failure=FailureReason.TIMEOUT, detail="t")
+    data = encode(probe, WENT_DOWN, service="db", location="x", kind=CheckKind.DATABASE)
+    assert events.decode_status_changed(data) == events.StatusChangedV1(
+        service="db",
+        status=Status.DOWN,
+        timestamp=COMPLETED,
+        duration_seconds=0.0,
+        response_seconds=0.2,
+        grade=Grade.FAILED,
+        previous_status=Status.UP,
+        changed=True,
+        location="x",
+        scheduled_at=SCHEDULED,
+        probe_ok=False,
+        reason=FailureReason.TIMEOUT,
+        gap_seconds=70.0,
+    )
+
+
+def test_round_trip_of_a_first_healthy_check() -> None:
+    """No previous status and no failure reason decode as ``None``."""
+    first = Outcome(
+        status=Status.UP,
+        previous_status=None,
+        changed=True,
+        streak_seconds=0.0,
+        grade=Grade.EXCELLENT,
+        state=INITIAL,
+    )
+    decoded = events.decode_status_changed(encode(FAST_OK, first))
+    assert (decoded.previous_status, decoded.reason, decoded.probe_ok) == (None, None, True)
+    assert decoded.response_seconds == 0.045  # stored as whole milliseconds
+
+
+SEED_INVENTORY = {
+    "serviceName": "http",
+    "status": "up",
+    "timestamp": "2024-01-15T10:30:00.000Z",
+    "duration": 5000,
+    "metadata": {"responseTime": 45, "performanceGrade": "excellent"},
+    "eventId": "evt_1234567890_abcdef",
+}
+SEED_FLAT_WRITE = {
+    "serviceName": "http",
+    "status": "up",
+    "timestamp": "2024-01-15T10:30:00.000Z",
+    "responseTime": 45,
+    "performanceGrade": "excellent",
+}
+
+
+@pytest.mark.parametrize(
+    ("seed", "duration_seconds"),
+    [
+        pytest.param(SEED_INVENTORY, 5.0, id="stream-inventory-shape"),
+        pytest.param(SEED_FLAT_WRITE, 0.0, id="flat-write-example"),
+    ],
+)
+def test_seed_events_decode(seed: dict[str, Any], duration_seconds: float) -> None:
+    """The seeds' own events (no schemaVersion) upcast to v1 with neutral defaults."""
+    assert events.decode_status_changed(orjson.dumps(seed)) == events.StatusChangedV1(
+        service="http",
+        status=Status.UP,
+        timestamp=SCHEDULED,
+        duration_seconds=duration_seconds,
+        response_seconds=0.045,
+        grade=Grade.EXCELLENT,
+        previous_status=None,
+        changed=False,
+        location="default",
+        scheduled_at=SCHEDULED,
+        probe_ok=True,
+        reason=None,
+        gap_seconds=None,
+    )
+
+
+def test_seed_down_event_infers_a_failed_probe() -> None:
+    """A seed ``down`` event had a failed probe; its reason was never recorded."""
+    seed = {
+        **SEED_INVENTORY,
+        "status": "down",
+        "metadata": {"responseTime": 0, "performanceGrade": "failed"},
+    }
+    decoded = events.decode_status_changed(orjson.dumps(seed))
+    assert (decoded.status, decoded.probe_ok, decoded.reason) == (Status.DOWN, False, None)
+
+
+def test_upcaster_chain() -> None:
+    """Every version below the current one has an upcaster; upcasting never mutates its input."""
+    assert sorted(events.UPCASTERS) == list(range(events.SCHEMA_VERSION))
+    seed = dict(SEED_FLAT_WRITE)
+    upcast = events.upcast(seed)
+    assert seed == SEED_FLAT_WRITE
+    assert upcast["schemaVersion"] == events.SCHEMA_VERSION
+    assert upcast["metadata"] == {"responseTime": 45, "performanceGrade": "excellent"}
+    assert "responseTime" not in upcast
+
+
+GOOD: dict[str, Any] = orjson.loads(encode())
+
+
+def _with(**changes: Any) -> bytes:
+    return orjson.dumps({**GOOD, **changes})
+
+
+def _without(key: str, source: dict[str, Any] = GOOD) -> bytes:
+    return orjson.dumps({k: v for k, v in source.items() if k != key})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
     [
         pytest.param(b"nope", "not JSON", id="not-json"),
         pytest.param(b"[1]", "not a JSON object", id="array"),
-        pytest.param(orjson.dumps({**GOOD, "status": "sideways"}), "'status'", id="bad-status"),
+        pytest.param(_with(status="sideways"), "'status'", id="bad-status"),
+        pytest.param(_with(timestamp="yesterday"), "'timestamp'", id="bad-timestamp"),
+        pytest.param(_without("scheduledAt"), "'scheduledAt'", id="no-scheduled-at"),
+        pytest.param(_with(duration=True), "'duration'", id="bool-duration"),
+        pytest.param(_with(duration=-5), "'duration'", id="negative-duration"),
+        pytest.param(_with(serviceName=None), "'serviceName'", id="null-service"),
+        pytest.param(_without("serviceName"), "'serviceName'", id="no-service"),
+        pytest.param(_with(metadata=[45]), "'metadata'", id="metadata-not-object"),
         pytest.param(
-            orjson.dumps({**GOOD, "timestamp": "yesterday"}), "'timestamp'", id="bad-timestamp"
+            _with(metadata={"responseTime": "x", "performanceGrade": "good"}),
+            "'metadata.responseTime'",
+            id="bad-response-time",
         ),
-        pytest.param(orjson.dumps({**GOOD, "duration": True}), "'duration'", id="bool-duration"),
-        pytest.param(orjson.dumps({**GOOD, "serviceName": None}), "'serviceName'", id="no-service"),
         pytest.param(
-            orjson.dumps({**GOOD, "metadata": {"responseTime": "x"}}), "'responseTime'", id="bad-rt"
+            _with(metadata={"responseTime": 4, "performanceGrade": "great"}),
+            "'metadata.performanceGrade'",
+            id="bad-grade",
+        ),
+        pytest.param(_with(previousStatus="sideways"), "'previousStatus'", id="bad-previous"),
+        pytest.param(_with(changed="yes"), "'changed'", id="changed-not-bool"),
+        pytest.param(_with(location=7), "'location'", id="location-not-text"),
+        pytest.param(_with(probe=None), "'probe'", id="no-probe"),
+        pytest.param(_with(probe={"reason": None}), "'probe.ok'", id="probe-without-ok"),
+        pytest.param(
+            _with(probe={"ok": False, "reason": "gremlins"}), "'probe.reason'", id="unknown-reason"
+        ),
+        pytest.param(_without("timeoutMs"), "'timeoutMs'", id="interval-without-timeout"),
+        pytest.param(_with(intervalMs=-1), "'intervalMs'", id="negative-interval"),
+        pytest.param(_with(schemaVersion=99), "'schemaVersion'", id="future-version"),
+        pytest.param(_with(schemaVersion=-1), "'schemaVersion'", id="negative-version"),
+        pytest.param(_with(schemaVersion="1"), "'schemaVersion'", id="text-version"),
+        pytest.param(_with(schemaVersion=True), "'schemaVersion'", id="bool-version"),
+        pytest.param(
+            _without("metadata", SEED_INVENTORY),
+            "'metadata.responseTime'",
+            id="seed-no-measurement",
         ),
         pytest.param(
-            orjson.dumps({**GOOD, "schemaVersion": 99}), "'schemaVersion'", id="future-version"
+            orjson.dumps({**SEED_FLAT_WRITE, "status": "sideways"}),
+            "'status'",
+            id="seed-bad-status",
         ),
     ],
 )
-def test_malformed_events_name_the_field(data: bytes, field: str) -> None:
-    """Bad data raises EventDecodeError naming what is wrong."""
-    with pytest.raises(events.EventDecodeError, match=field):
+def test_malformed_events_name_the_field(data: bytes, message: str) -> None:
+    """Bad data raises EventDecodeError naming what is wrong; it is a ValueError and one of ours."""
+    with pytest.raises(events.EventDecodeError, match=re.escape(message)) as caught:
         events.decode_status_changed(data)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, UptimeDaemonError)

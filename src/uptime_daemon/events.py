@@ -2,18 +2,21 @@
 
 ``ServiceStatusChanged`` carries the seeds' fields first (``serviceName, status, timestamp, duration,
 metadata{responseTime, performanceGrade}, eventId``), then ours (``schemaVersion, previousStatus,
-changed, location, scheduledAt, intervalMs, timeoutMs, probe{…}``). The store event id is a UUIDv5 of
-(service, location, scheduledAt): a retried append of the same check is a no-op, never a double count.
+changed, location, scheduledAt, intervalMs, timeoutMs, probe{…}``). ``intervalMs``/``timeoutMs`` record
+the check policy in force when the check ran, so the projector's gap rule (2 × interval + timeout,
+DESIGN §3) replays exactly even after the configuration changes.
 
-Any change to a payload bumps ``SCHEMA_VERSION`` and adds an upcaster to ``UPCASTERS``; old events
-stay readable forever. Events without ``schemaVersion`` are the seeds' own (version 0).
+The store event id is a UUIDv5 of (service, location, scheduledAt): a retried append of the same check
+is a no-op, never a double count. Any change to a payload bumps ``SCHEMA_VERSION`` and adds an
+upcaster to ``UPCASTERS``; old events stay readable forever. Events without ``schemaVersion`` are the
+seeds' own (version 0).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 from uuid import UUID, uuid5
 
@@ -21,7 +24,7 @@ import orjson
 
 from uptime_daemon.clock import parse_iso, to_iso_millis
 from uptime_daemon.errors import UptimeDaemonError
-from uptime_daemon.results import CheckKind, ProbeResult
+from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
 from uptime_daemon.status import Grade, Outcome, Status
 from uptime_daemon.store import UPTIME_STREAM_PREFIX, NewEvent
 
@@ -30,15 +33,21 @@ EVENT_TYPE_STATUS_CHANGED: Final = "ServiceStatusChanged"
 SCHEMA_VERSION: Final = 1
 EVENT_ID_NAMESPACE: Final = UUID("6f0b5a52-39a4-4e0e-9b0c-7d1f3a1e2c55")
 """Fixed forever: changing it would change every event id and break idempotent re-appends."""
-_METADATA: Final = orjson.dumps({"schemaVersion": SCHEMA_VERSION, "producer": "uptime-daemon"})
+PRODUCER: Final = "uptime-daemon"
+EVENT_METADATA: Final = orjson.dumps({"schemaVersion": SCHEMA_VERSION, "producer": PRODUCER})
+"""The store metadata of every event we write. Informational only: decoding reads the version from
+the payload (the seeds' events have no metadata at all), but a human browsing the store, or another
+tool reading it, can tell our events from anyone else's without parsing the payload."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
 
 
 class EventDecodeError(UptimeDaemonError, ValueError):
-    """A stored event does not have the shape its type and version promise."""
+    """A stored event does not have the shape its type and version promise; the message names the field."""
 
 
 def stream_name(service: str) -> str:
-    """``service-uptime-{service}``."""
+    """``service-uptime-{service}``: one stream per service, as in the seeds."""
     return f"{UPTIME_STREAM_PREFIX}{service}"
 
 
@@ -50,12 +59,26 @@ def service_from_stream(stream: str) -> str | None:
 
 
 def event_id(service: str, location: str, scheduled_at: datetime) -> UUID:
-    """The store id of one scheduled check: deterministic, so retries deduplicate."""
+    """The store id of one scheduled check: deterministic, so retries and duplicate writers deduplicate.
+
+    Keyed on the *scheduled* time, not the completion time: a retry of the same run completes later
+    but is still the same check.
+    """
     return uuid5(EVENT_ID_NAMESPACE, f"{service}:{location}:{to_iso_millis(scheduled_at)}")
 
 
+def _unix_millis(moment: datetime) -> int:
+    """Whole milliseconds since the epoch, truncated like ``to_iso_millis`` so both agree."""
+    return (moment - _EPOCH) // _MILLISECOND
+
+
 def stream_created(service: str, created_at: datetime, description: str | None = None) -> NewEvent:
-    """The first event of ``service-uptime-{service}`` (appended with expected state "no stream")."""
+    """The first event of ``service-uptime-{service}`` (appended with expected state "no stream").
+
+    Its id depends only on the stream name, so two daemons creating the same stream write the same
+    event and the second append is a harmless no-op or conflict. An unset (or empty) ``description``
+    gets the seeds' default text.
+    """
     name = stream_name(service)
     data = {
         "streamName": name,
@@ -69,8 +92,26 @@ def stream_created(service: str, created_at: datetime, description: str | None =
         id=uuid5(EVENT_ID_NAMESPACE, f"stream-created:{name}"),
         type=EVENT_TYPE_STREAM_CREATED,
         data=orjson.dumps(data),
-        metadata=_METADATA,
+        metadata=EVENT_METADATA,
     )
+
+
+def _probe_payload(kind: CheckKind, probe: ProbeResult) -> dict[str, Any]:
+    """The ``probe`` object: always its five core keys, the protocol extras only when known."""
+    data: dict[str, Any] = {
+        "kind": kind.value,
+        "ok": probe.ok,
+        "reason": None if probe.failure is None else probe.failure.value,
+        "detail": probe.detail,
+        "httpStatus": probe.http_status,
+    }
+    if probe.tls_days_left is not None:
+        data["tlsDaysLeft"] = round(probe.tls_days_left, 2)
+    if probe.close_code is not None:
+        data["closeCode"] = probe.close_code
+    if probe.phases:
+        data["phases"] = {str(phase): round(seconds, 6) for phase, seconds in probe.phases.items()}
+    return data
 
 
 def status_changed(
@@ -85,23 +126,11 @@ def status_changed(
     interval_seconds: float,
     timeout_seconds: float,
 ) -> NewEvent:
-    """One completed check, seed fields first."""
+    """One completed check, seed fields first (orjson keeps this insertion order in the bytes).
+
+    Seconds become the seeds' integer milliseconds here and nowhere else.
+    """
     uid = event_id(service, location, scheduled_at)
-    probe_data: dict[str, Any] = {
-        "kind": kind.value,
-        "ok": probe.ok,
-        "reason": None if probe.failure is None else probe.failure.value,
-        "detail": probe.detail,
-        "httpStatus": probe.http_status,
-    }
-    if probe.tls_days_left is not None:
-        probe_data["tlsDaysLeft"] = round(probe.tls_days_left, 2)
-    if probe.close_code is not None:
-        probe_data["closeCode"] = probe.close_code
-    if probe.phases:
-        probe_data["phases"] = {
-            str(phase): round(seconds, 6) for phase, seconds in probe.phases.items()
-        }
     data = {
         "serviceName": service,
         "status": outcome.status.value,
@@ -111,7 +140,7 @@ def status_changed(
             "responseTime": round(probe.duration_seconds * 1000),
             "performanceGrade": outcome.grade.value,
         },
-        "eventId": f"evt_{round(completed_at.timestamp() * 1000)}_{uid.hex[:6]}",
+        "eventId": f"evt_{_unix_millis(completed_at)}_{uid.hex[:6]}",
         "schemaVersion": SCHEMA_VERSION,
         "previousStatus": None
         if outcome.previous_status is None
@@ -121,29 +150,33 @@ def status_changed(
         "scheduledAt": to_iso_millis(scheduled_at),
         "intervalMs": round(interval_seconds * 1000),
         "timeoutMs": round(timeout_seconds * 1000),
-        "probe": probe_data,
+        "probe": _probe_payload(kind, probe),
     }
     return NewEvent(
-        id=uid, type=EVENT_TYPE_STATUS_CHANGED, data=orjson.dumps(data), metadata=_METADATA
+        id=uid, type=EVENT_TYPE_STATUS_CHANGED, data=orjson.dumps(data), metadata=EVENT_METADATA
     )
 
 
 @dataclass(frozen=True, slots=True)
 class StatusChangedV1:
-    """A decoded ``ServiceStatusChanged``, whatever version it was written in."""
+    """A decoded ``ServiceStatusChanged``, whatever version it was written in (upcast to v1)."""
 
     service: str
     status: Status
     timestamp: datetime
+    """When the check completed."""
     duration_seconds: float
+    """How long ``status`` had held at ``timestamp``."""
     response_seconds: float
     grade: Grade
     previous_status: Status | None
+    """``None`` on a stream's first check, and on seed events (which do not record it)."""
     changed: bool
     location: str
     scheduled_at: datetime
     probe_ok: bool
-    reason: str | None
+    """The raw probe outcome, which may differ from ``status`` (a blip, a recovery not yet confirmed)."""
+    reason: FailureReason | None
     gap_seconds: float | None
     """2 × interval + timeout when the event records them (ours do; the seeds' do not)."""
 
@@ -153,115 +186,146 @@ def payload(data: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise EventDecodeError(f"not JSON: {exc}") from exc
+        raise EventDecodeError(f"event data is not JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise EventDecodeError("event data is not a JSON object")
+        raise EventDecodeError(f"event data is not a JSON object: {type(value).__name__}")
     return value
 
 
 def upcast_v0_v1(raw: dict[str, Any]) -> dict[str, Any]:
-    """The seeds' events: no version, ``responseTime``/``performanceGrade`` nested or flat."""
-    metadata = raw.get("metadata")
-    if not isinstance(metadata, dict):
-        metadata = {
-            "responseTime": raw.get("responseTime", 0),
-            "performanceGrade": raw.get(
-                "performanceGrade", "failed" if raw.get("status") == "down" else "good"
-            ),
-        }
-    return {
-        **raw,
-        "duration": raw.get("duration", 0),
-        "metadata": metadata,
-        "schemaVersion": 1,
-        "previousStatus": raw.get("previousStatus"),
-        "changed": raw.get("changed", False),
-        "location": raw.get("location", "default"),
-        "scheduledAt": raw.get("scheduledAt", raw.get("timestamp")),
-        "probe": raw.get("probe", {"ok": raw.get("status") != "down", "reason": None}),
-    }
+    """The seeds' events (no ``schemaVersion``) in v1 shape, filling only what can be known.
+
+    Two shapes exist: the stream inventory's (``metadata{responseTime, performanceGrade}``,
+    ``duration``, ``eventId``) and the write example's flat one (``responseTime``/``performanceGrade``
+    at the top level, no ``duration``). Measurements are never invented: a seed event without a
+    response time or a grade stays without one and fails to decode, naming the field. What the seeds
+    never recorded gets a neutral default: no transition information (``changed`` false, no previous
+    status), location ``default``, scheduled when it completed, a zero streak, and a probe outcome
+    inferred from the status.
+    """
+    flat = ("responseTime", "performanceGrade")
+    v1 = {key: value for key, value in raw.items() if key not in flat}
+    if "metadata" not in raw:
+        v1["metadata"] = {key: raw[key] for key in flat if key in raw}
+    v1.setdefault("duration", 0)
+    v1["schemaVersion"] = 1
+    v1.setdefault("previousStatus", None)
+    v1.setdefault("changed", False)
+    v1.setdefault("location", "default")
+    v1.setdefault("scheduledAt", raw.get("timestamp"))
+    v1.setdefault("probe", {"ok": raw.get("status") != Status.DOWN.value, "reason": None})
+    return v1
 
 
 UPCASTERS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {0: upcast_v0_v1}
-"""Version ``n`` → a function producing version ``n + 1``."""
+"""Version ``n`` → a function producing version ``n + 1``; one entry for every version below
+``SCHEMA_VERSION``."""
 
 
-E = TypeVar("E", Status, Grade)
+_E = TypeVar("_E", Status, Grade, FailureReason)
 
 
-def _invalid(name: str, expected: str, value: object) -> EventDecodeError:
-    return EventDecodeError(f"field {name!r}: expected {expected}, got {value!r}")
+class _Fields:
+    """Typed reads from one JSON object; errors name the field by its full path (``probe.ok``)."""
+
+    __slots__ = ("_prefix", "_raw")
+
+    def __init__(self, raw: dict[str, Any], prefix: str = "") -> None:
+        self._raw = raw
+        self._prefix = prefix
+
+    def _invalid(self, name: str, expected: str, value: object) -> EventDecodeError:
+        return EventDecodeError(
+            f"field {self._prefix + name!r}: expected {expected}, got {value!r}"
+        )
+
+    def has(self, name: str) -> bool:
+        return self._raw.get(name) is not None
+
+    def text(self, name: str) -> str:
+        value = self._raw.get(name)
+        if not isinstance(value, str):
+            raise self._invalid(name, "a string", value)
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self._raw.get(name)
+        if not isinstance(value, bool):
+            raise self._invalid(name, "true or false", value)
+        return value
+
+    def millis(self, name: str) -> float:
+        """A non-negative millisecond count, returned as seconds."""
+        value = self._raw.get(name)
+        # JSON true is a Python int; it is not a number of milliseconds.
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise self._invalid(name, "a non-negative number of milliseconds", value)
+        return value / 1000
+
+    def version(self) -> int:
+        """``schemaVersion``; absent means the seeds' version 0."""
+        value = self._raw.get("schemaVersion", 0)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._invalid("schemaVersion", "an integer", value)
+        if not 0 <= value <= SCHEMA_VERSION:
+            raise self._invalid("schemaVersion", f"a version from 0 to {SCHEMA_VERSION}", value)
+        return value
+
+    def object(self, name: str) -> _Fields:
+        value = self._raw.get(name)
+        if not isinstance(value, dict):
+            raise self._invalid(name, "an object", value)
+        return _Fields(value, f"{self._prefix}{name}.")
+
+    def enum(self, name: str, enum: type[_E]) -> _E:
+        value = self._raw.get(name)
+        if isinstance(value, str) and value in {member.value for member in enum}:
+            return enum(value)
+        raise self._invalid(name, "one of " + ", ".join(member.value for member in enum), value)
+
+    def time(self, name: str) -> datetime:
+        text = self.text(name)
+        try:
+            return parse_iso(text)
+        except ValueError:
+            raise self._invalid(name, "an ISO-8601 timestamp", text) from None
 
 
-def _text(raw: dict[str, Any], name: str) -> str:
-    value = raw.get(name)
-    if not isinstance(value, str):
-        raise _invalid(name, "a string", value)
-    return value
-
-
-def _number(raw: dict[str, Any], name: str) -> float:
-    value = raw.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):  # JSON true is not a number
-        raise _invalid(name, "a number", value)
-    return float(value)
-
-
-def _object(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    value = raw.get(name)
-    if not isinstance(value, dict):
-        raise _invalid(name, "an object", value)
-    return value
-
-
-def _enum(raw: dict[str, Any], name: str, enum: type[E]) -> E:
-    value = raw.get(name)
-    if isinstance(value, str) and value in {member.value for member in enum}:
-        return enum(value)
-    raise _invalid(name, "one of " + ", ".join(e.value for e in enum), value)
-
-
-def _time(raw: dict[str, Any], name: str) -> datetime:
-    text = _text(raw, name)
-    try:
-        return parse_iso(text)
-    except ValueError:
-        raise _invalid(name, "an ISO-8601 timestamp", text) from None
-
-
-def decode_status_changed(data: bytes) -> StatusChangedV1:
-    """Decode any version of ``ServiceStatusChanged``; ``EventDecodeError`` names the bad field."""
-    raw = payload(data)
-    version = raw.get("schemaVersion", 0)
-    if (
-        not isinstance(version, int)
-        or isinstance(version, bool)
-        or not 0 <= version <= SCHEMA_VERSION
-    ):
-        raise EventDecodeError(f"field 'schemaVersion': unsupported {version!r}")
+def upcast(raw: dict[str, Any]) -> dict[str, Any]:
+    """Any known version of the payload, brought to ``SCHEMA_VERSION`` one upcaster at a time."""
+    version = _Fields(raw).version()
     while version < SCHEMA_VERSION:
         raw = UPCASTERS[version](raw)
         version += 1
-    metadata = _object(raw, "metadata")
-    probe = _object(raw, "probe")
-    previous = raw.get("previousStatus")
-    interval, timeout = raw.get("intervalMs"), raw.get("timeoutMs")
+    return raw
+
+
+def decode_status_changed(data: bytes) -> StatusChangedV1:
+    """Decode any version of ``ServiceStatusChanged``; ``EventDecodeError`` names the bad field.
+
+    Strict on purpose: a corrupt event is reported (the projector counts and logs it) rather than
+    folded in as a plausible-looking wrong value.
+    """
+    event = _Fields(upcast(payload(data)))
+    metadata = event.object("metadata")
+    probe = event.object("probe")
     gap = None
-    if isinstance(interval, int | float) and isinstance(timeout, int | float):
-        gap = (2 * interval + timeout) / 1000
-    reason = probe.get("reason")
+    if event.has("intervalMs") or event.has("timeoutMs"):
+        gap = 2 * event.millis("intervalMs") + event.millis("timeoutMs")
     return StatusChangedV1(
-        service=_text(raw, "serviceName"),
-        status=_enum(raw, "status", Status),
-        timestamp=_time(raw, "timestamp"),
-        duration_seconds=_number(raw, "duration") / 1000,
-        response_seconds=_number(metadata, "responseTime") / 1000,
-        grade=_enum(metadata, "performanceGrade", Grade),
-        previous_status=None if previous is None else _enum(raw, "previousStatus", Status),
-        changed=bool(raw.get("changed", False)),
-        location=str(raw.get("location", "default")),
-        scheduled_at=_time(raw, "scheduledAt"),
-        probe_ok=bool(probe.get("ok", raw.get("status") != "down")),
-        reason=reason if isinstance(reason, str) else None,
+        service=event.text("serviceName"),
+        status=event.enum("status", Status),
+        timestamp=event.time("timestamp"),
+        duration_seconds=event.millis("duration"),
+        response_seconds=metadata.millis("responseTime"),
+        grade=metadata.enum("performanceGrade", Grade),
+        previous_status=event.enum("previousStatus", Status)
+        if event.has("previousStatus")
+        else None,
+        changed=event.flag("changed"),
+        location=event.text("location"),
+        scheduled_at=event.time("scheduledAt"),
+        probe_ok=probe.flag("ok"),
+        reason=probe.enum("reason", FailureReason) if probe.has("reason") else None,
         gap_seconds=gap,
     )

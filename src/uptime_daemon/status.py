@@ -2,8 +2,13 @@
 
 ``failures_before_down`` consecutive failed probes turn ``up``/``degraded`` into ``down`` (one blip is
 not an outage); ``successes_before_up`` consecutive good probes bring ``down`` back. A successful
-probe slower than ``degraded_after_seconds`` is ``degraded``. The very first check has no history to
-debounce against, so it decides directly.
+probe slower than ``degraded_after_seconds`` is ``degraded``; switching between ``up`` and
+``degraded`` is immediate, because latency is measured on every successful probe and needs no
+debouncing. The very first check has no history to debounce against, so it decides directly: a
+daemon that starts against a dead service reports ``down`` at once instead of inventing an ``up``.
+
+The time of a check (``at``) is a parameter, never read from a clock, so the same inputs always give
+the same outputs: the runner, the tests and a replay all agree.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
 from uptime_daemon.config.model import CheckPolicy, GradeThresholds
 
 
 class Status(StrEnum):
-    """A service's status after the status machine."""
+    """A service's status after the status machine (what events and the API report)."""
 
     UP = "up"
     DEGRADED = "degraded"
@@ -24,7 +30,7 @@ class Status(StrEnum):
 
 
 class Grade(StrEnum):
-    """Performance grade of one probe."""
+    """Performance grade of one probe, the seeds' ``performanceGrade``."""
 
     EXCELLENT = "excellent"
     GOOD = "good"
@@ -34,7 +40,11 @@ class Grade(StrEnum):
 
 
 def grade(ok: bool, response_seconds: float, thresholds: GradeThresholds) -> Grade:
-    """Failed probes are ``failed``; successful ones are graded by response time."""
+    """Grade one probe: failed probes are ``failed``; successful ones by response time.
+
+    Each threshold is inclusive (a probe of exactly ``excellent_seconds`` is excellent), so a
+    configured limit reads as "at most this long".
+    """
     if not ok:
         return Grade.FAILED
     if response_seconds <= thresholds.excellent_seconds:
@@ -53,42 +63,61 @@ class ServiceState:
     status: Status | None
     """``None`` before the first check."""
     since: datetime | None
-    """When the current status began."""
+    """When the current status began (``None`` before the first check)."""
     consecutive_failures: int = 0
+    """Failed probes in a row up to now; 0 after any successful probe."""
     consecutive_successes: int = 0
+    """Successful probes in a row up to now; 0 after any failed probe."""
 
     @classmethod
     def initial(cls) -> ServiceState:
-        """Before any check."""
-        return cls(status=None, since=None)
+        """Before any check: the next check decides the status directly."""
+        return INITIAL
 
     @classmethod
     def restored(cls, status: Status, since: datetime) -> ServiceState:
-        """Seed from the last stored event after a restart (streak counters start afresh)."""
+        """Seed from the last stored event after a restart.
+
+        The status and its start carry over, so the streak (``duration``) continues instead of
+        restarting at every deploy; the counters start afresh because the stored events record
+        statuses, not debouncing progress (at worst a recovery or outage is confirmed one probe later).
+        """
         return cls(status=status, since=since)
+
+
+INITIAL: Final = ServiceState(status=None, since=None)
+"""The state of a service that has never been checked."""
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The machine's verdict on one check."""
+    """The machine's verdict on one check: everything the event payload needs, plus the next state."""
 
     status: Status
     previous_status: Status | None
+    """The status before this check; ``None`` on the first check ever."""
     changed: bool
+    """``status != previous_status``: marks transitions, so timelines and incidents come from the log."""
     streak_seconds: float
-    """How long ``status`` has held up to this check; 0 at a transition."""
+    """How long ``status`` has held up to this check; 0 at a transition, never negative."""
     grade: Grade
     state: ServiceState
+    """Feed this to the next ``step`` for the same service."""
 
 
-def _healthy(ok_status_slow: bool) -> Status:
-    return Status.DEGRADED if ok_status_slow else Status.UP
+def _healthy(slow: bool) -> Status:
+    """The status a successful probe earns by its latency alone."""
+    return Status.DEGRADED if slow else Status.UP
 
 
 def step(
     state: ServiceState, *, ok: bool, response_seconds: float, at: datetime, policy: CheckPolicy
 ) -> Outcome:
-    """Apply one probe outcome at ``at``."""
+    """Apply one probe outcome observed at ``at`` (the check's completion time).
+
+    ``at`` may go backwards (a wall clock stepped back): the status logic does not depend on it, and
+    the streak is clamped at 0 rather than reported negative.
+    """
     slow = (
         ok
         and policy.degraded_after_seconds is not None
@@ -100,7 +129,8 @@ def step(
     if previous is None:
         status = _healthy(slow) if ok else Status.DOWN
     elif previous is Status.DOWN:
-        status = _healthy(slow) if ok and successes >= policy.successes_before_up else Status.DOWN
+        recovered = ok and successes >= policy.successes_before_up
+        status = _healthy(slow) if recovered else Status.DOWN
     elif not ok:
         status = Status.DOWN if failures >= policy.failures_before_down else previous
     else:
