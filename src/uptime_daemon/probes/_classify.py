@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from typing import Final
 
 import aiohttp
 from aiohttp import http_exceptions
@@ -10,14 +11,20 @@ from aiohttp import http_exceptions
 from uptime_daemon.redact import redact
 from uptime_daemon.results import FailureReason
 
-TARGET_ERRORS = (
+DETAIL_CHARS: Final = 200
+
+TARGET_ERRORS: Final = (
     aiohttp.ClientError,
     OSError,
     ssl.SSLError,
     http_exceptions.HttpProcessingError,
-    ValueError,
+    aiohttp.WebSocketError,
 )
-"""What a misbehaving target can make aiohttp raise; anything else is our bug and propagates."""
+"""What a misbehaving target can make aiohttp raise; anything else is our bug and propagates.
+
+``OSError`` includes ``TimeoutError``, but the caller's ``asyncio.timeout`` reaches the probe as
+``CancelledError`` (a ``BaseException``) and only becomes ``TimeoutError`` outside it.
+"""
 
 
 def classify(exc: BaseException, *, tls: bool = False) -> FailureReason:  # noqa: C901, PLR0911 - one answer per family
@@ -43,7 +50,11 @@ def classify(exc: BaseException, *, tls: bool = False) -> FailureReason:  # noqa
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         return FailureReason.HANDSHAKE
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return FailureReason.HTTP_STATUS
+        return FailureReason.HTTP_STATUS  # the last answer was a redirect nobody asked us to accept
+    if isinstance(exc, aiohttp.WebSocketError):
+        if exc.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+            return FailureReason.BODY_TOO_LARGE
+        return FailureReason.PROTOCOL
     if isinstance(
         exc,
         aiohttp.ClientResponseError
@@ -58,7 +69,12 @@ def classify(exc: BaseException, *, tls: bool = False) -> FailureReason:  # noqa
 
 
 def describe(exc: BaseException) -> str:
-    """A short detail line: the exception's class and first line, never longer than 200 chars."""
-    text = redact(str(exc).splitlines()[0]) if str(exc) else ""
-    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return detail[:200]
+    """A short detail line: the exception's class and first line, credentials in URLs masked."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause = exc.certificate_error
+        reason = getattr(cause, "verify_message", None) or str(cause)
+        text = f"certificate rejected: {reason}"
+    else:
+        lines = str(exc).splitlines()
+        text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return redact(text)[:DETAIL_CHARS]

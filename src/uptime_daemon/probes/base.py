@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
-
-from uptime_daemon.probes.tls import CertificateCache
 
 if TYPE_CHECKING:
     import aiohttp
@@ -25,8 +23,6 @@ class ProbeContext:
     store: EventStore
     self_base_url: str
     """``http://127.0.0.1:PORT`` of this daemon; relative target URLs are resolved against it."""
-    certificates: CertificateCache = field(default_factory=CertificateCache)
-    """Certificate expiry per TLS target, shared by every probe of this daemon."""
 
 
 class ProbeFn(Protocol):

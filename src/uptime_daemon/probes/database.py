@@ -1,9 +1,13 @@
 """The database probe: a write/read round trip on a temporary system stream of the event store.
 
 The stream (``system-health-check`` by default) carries ``$maxAge``/``$maxCount`` metadata so it
-stays temporary; the metadata is (re)applied when it differs, which costs one read per check. The
-start-up ``connection_test`` appends to ``connection-test``, reads it back and soft-deletes it. These
-fixed names are never tombstoned: a tombstoned name can never be written again.
+stays temporary. The probe keeps no state between checks: it reads the metadata on every check and
+writes it only when it differs from the service's settings (first check, or after a config change),
+so a store that lost it, or another daemon that set other values, is corrected on the next check.
+
+The start-up ``connection_test`` appends to ``connection-test``, reads it back and soft-deletes it.
+These fixed names are never tombstoned: a tombstoned name can never be written again, while appending
+to a soft-deleted stream revives it, so the test can run on every start.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import orjson
 from uptime_daemon.clock import Clock, to_iso_millis
 from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService
 from uptime_daemon.errors import EventStoreError
+from uptime_daemon.probes._classify import describe
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.results import FailureReason, Phase, ProbeResult
 from uptime_daemon.store import EventStore, NewEvent, StreamState
@@ -23,34 +28,47 @@ from uptime_daemon.store import EventStore, NewEvent, StreamState
 HEALTH_CHECK_EVENT: Final = "HealthCheckPerformed"
 CONNECTION_TEST_STREAM: Final = "connection-test"
 CONNECTION_TEST_EVENT: Final = "ConnectionTested"
+READ_BACK_WINDOW: Final = 16
+"""When the stream's last event is not ours (other daemons share the stream), look this far back."""
+
+
+class _Mismatch(Exception):
+    """The store did not return what was just written."""
 
 
 async def _round_trip(
     store: EventStore, stream: str, event_type: str, clock: Clock
 ) -> dict[Phase, float]:
-    """Append one event, read the stream's head back, check it is ours; return phase timings."""
+    """Append one event, read it back from the stream's end; return the write and read times."""
     event = NewEvent(
         id=uuid.uuid4(),
         type=event_type,
-        data=orjson.dumps({"checkedAt": to_iso_millis(clock.now())}),
+        data=orjson.dumps({"timestamp": to_iso_millis(clock.now())}),
     )
     started = clock.monotonic()
     await store.append(stream, [event], StreamState.ANY)
     written = clock.monotonic()
-    head = await store.read_stream(stream, backwards=True, limit=1)
-    if not head or head[0].id != event.id:
-        raise _Mismatch(f"read back {head[0].id if head else 'nothing'}, wrote {event.id}")
+    recent = await store.read_stream(stream, backwards=True, limit=1)
+    if not recent or recent[0].id != event.id:
+        recent = await store.read_stream(stream, backwards=True, limit=READ_BACK_WINDOW)
+        if all(recorded.id != event.id for recorded in recent):
+            raise _Mismatch(f"event {event.id} written to {stream} but not read back")
     return {Phase.WRITE: written - started, Phase.READ: clock.monotonic() - written}
 
 
-class _Mismatch(Exception):
-    """The store returned something other than what was just written."""
+def _store_error(exc: Exception, duration_seconds: float) -> ProbeResult:
+    return ProbeResult(
+        ok=False,
+        duration_seconds=duration_seconds,
+        failure=FailureReason.STORE_ERROR,
+        detail=describe(exc),  # the class name first; credentials in a store URL are masked
+    )
 
 
 async def probe_database(
     service: HttpService | WebSocketService | DatabaseService, ctx: ProbeContext
 ) -> ProbeResult:
-    """Write then read back one event on the health-check stream."""
+    """Write then read back one ``HealthCheckPerformed`` event on the health-check stream."""
     if not isinstance(service, DatabaseService):
         raise TypeError(f"probe_database got a {type(service).__name__}")
     started = ctx.clock.monotonic()
@@ -65,16 +83,11 @@ async def probe_database(
             )
         phases = await _round_trip(ctx.store, service.stream, HEALTH_CHECK_EVENT, ctx.clock)
     except (EventStoreError, _Mismatch) as exc:
-        return ProbeResult(
-            ok=False,
-            duration_seconds=ctx.clock.monotonic() - started,
-            failure=FailureReason.STORE_ERROR,
-            detail=f"{type(exc).__name__}: {exc}"[:200],
-        )
+        return _store_error(exc, ctx.clock.monotonic() - started)
     return ProbeResult(
         ok=True,
         duration_seconds=ctx.clock.monotonic() - started,
-        detail=f"wrote and read back {service.stream}",
+        detail=f"wrote and read back {service.stream} on {ctx.store.backend}",
         phases=phases,
     )
 
@@ -84,17 +97,14 @@ async def connection_test(store: EventStore, clock: Clock) -> ProbeResult:
     started = clock.monotonic()
     try:
         phases = await _round_trip(store, CONNECTION_TEST_STREAM, CONNECTION_TEST_EVENT, clock)
-        await store.delete_stream(CONNECTION_TEST_STREAM)
+        await store.delete_stream(
+            CONNECTION_TEST_STREAM, StreamState.ANY
+        )  # soft: never a tombstone
     except (EventStoreError, _Mismatch) as exc:
-        return ProbeResult(
-            ok=False,
-            duration_seconds=clock.monotonic() - started,
-            failure=FailureReason.STORE_ERROR,
-            detail=f"{type(exc).__name__}: {exc}"[:200],
-        )
+        return _store_error(exc, clock.monotonic() - started)
     return ProbeResult(
         ok=True,
         duration_seconds=clock.monotonic() - started,
-        detail="append, read back and soft delete of connection-test succeeded",
+        detail=f"wrote, read back and soft-deleted {CONNECTION_TEST_STREAM} on {store.backend}",
         phases=phases,
     )

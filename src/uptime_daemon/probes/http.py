@@ -1,18 +1,15 @@
-"""The HTTP(S) probe, and the one client session every probe shares.
+"""The HTTP(S) probe: one request through the shared session, a streamed and capped body, assertions.
 
-The session uses a fresh connection per probe (``force_close``), as real probes must: connect and
-TLS timings are real and a dead listener is noticed. Phase timings come from an aiohttp
-``TraceConfig`` whose state travels in each request's own ``trace_request_ctx``, so concurrent probes
-never mix them. The body is streamed and capped; a 1 GB answer is never buffered.
+Success means an accepted status and every body assertion holding. The body is read only when the
+status is accepted, in chunks, and never past ``max_body_bytes``: a 1 GB answer costs one chunk (none
+when its Content-Length already says too much). ``make_client_session`` lives in ``session.py`` and
+is re-exported here for the composition root.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import orjson
@@ -20,79 +17,30 @@ import orjson
 from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService
 from uptime_daemon.probes._classify import TARGET_ERRORS, classify, describe
 from uptime_daemon.probes.base import ProbeContext
+from uptime_daemon.probes.session import (
+    PhaseTimer,
+    ProbeResponse,
+    certificate_days_left,
+    make_client_session,
+    tls_setting,
+)
 from uptime_daemon.results import FailureReason, Phase, ProbeResult
 
+__all__ = ["check_body", "json_equal", "make_client_session", "probe_http", "resolve_url"]
+
 CHUNK_BYTES: Final = 64 * 1024
+DETAIL_CHARS: Final = 200
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
 _MISSING: Final = object()
 
 
-@dataclass(slots=True)
-class _Timings:
-    """Per-request trace state (monotonic seconds)."""
-
-    clock: Any
-    marks: dict[str, float] = field(default_factory=dict)
-
-    def mark(self, name: str) -> None:
-        self.marks[name] = self.clock()
-
-    def phases(self) -> dict[Phase, float]:
-        out: dict[Phase, float] = {}
-        m = self.marks
-        for phase, start, end in (
-            (Phase.DNS, "dns_start", "dns_end"),
-            (Phase.CONNECT, "connect_start", "connect_end"),
-            (Phase.FIRST_BYTE, "request_start", "headers"),
-        ):
-            if start in m and end in m:
-                out[phase] = max(0.0, m[end] - m[start])
-        return out
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    trace = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
-
-    def on(name: str) -> Callable[[object, SimpleNamespace, object], Awaitable[None]]:
-        async def hook(_session: object, ctx: SimpleNamespace, _params: object) -> None:
-            timings = ctx.trace_request_ctx
-            if isinstance(timings, _Timings):
-                timings.mark(name)
-
-        return hook
-
-    trace.on_request_start.append(on("request_start"))
-    trace.on_dns_resolvehost_start.append(on("dns_start"))
-    trace.on_dns_resolvehost_end.append(on("dns_end"))
-    trace.on_connection_create_start.append(on("connect_start"))
-    trace.on_connection_create_end.append(on("connect_end"))
-    trace.on_request_end.append(on("headers"))
-    return trace
-
-
-def make_client_session(
-    resolver: aiohttp.abc.AbstractResolver | None = None,
-) -> aiohttp.ClientSession:
-    """The shared probe session: fresh connection per probe, no pool limit, phase tracing."""
-    connector = aiohttp.TCPConnector(
-        force_close=True, limit=0, ttl_dns_cache=10, resolver=resolver, enable_cleanup_closed=False
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        trace_configs=[_trace_config()],
-        timeout=aiohttp.ClientTimeout(total=None),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=True,
-        raise_for_status=False,
-    )
-
-
 def resolve_url(url: str, ctx: ProbeContext, scheme: str = "http") -> str:
-    """Relative URLs (``/health``) point at this daemon's own server."""
+    """Relative URLs (``/health``) point at this daemon's own server; ``scheme="ws"`` for WebSockets."""
     if not url.startswith("/"):
         return url
-    base = ctx.self_base_url
+    base = ctx.self_base_url.rstrip("/")
     if scheme == "ws":
-        base = "ws" + base.removeprefix("http")
+        base = "ws" + base.removeprefix("http")  # http → ws, https → wss
     return base + url
 
 
@@ -108,10 +56,23 @@ def _lookup(document: object, path: str) -> object:
     return current
 
 
+def json_equal(actual: object, expected: object) -> bool:
+    """JSON equality: like ``==``, except that ``true`` is not ``1`` (Python's bool is an int)."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return type(actual) is type(expected) and actual == expected
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        return actual.keys() == expected.keys() and all(
+            json_equal(actual[key], expected[key]) for key in expected
+        )
+    if isinstance(actual, list) and isinstance(expected, list | tuple):
+        return len(actual) == len(expected) and all(map(json_equal, actual, expected))
+    return actual == expected
+
+
 def check_body(service: HttpService, body: bytes) -> str | None:
     """The first failed body assertion, described; ``None`` when all hold."""
     if service.body_contains is not None and service.body_contains.encode() not in body:
-        return f"body does not contain {service.body_contains!r}"
+        return f"body does not contain {service.body_contains!r}"[:DETAIL_CHARS]
     if not service.json_assertions:
         return None
     try:
@@ -121,9 +82,11 @@ def check_body(service: HttpService, body: bytes) -> str | None:
     for assertion in service.json_assertions:
         value = _lookup(document, assertion.path)
         if value is _MISSING:
-            return f"{assertion.path}: missing"
-        if value != assertion.equals:
-            return f"{assertion.path}: expected {assertion.equals!r}, got {value!r}"[:200]
+            return f"json {assertion.path}: missing"[:DETAIL_CHARS]
+        if not json_equal(value, assertion.equals):
+            return f"json {assertion.path}: expected {assertion.equals!r}, got {value!r}"[
+                :DETAIL_CHARS
+            ]
     return None
 
 
@@ -137,82 +100,95 @@ def _headers(service: HttpService) -> dict[str, str]:
     return headers
 
 
+async def _read_capped(response: aiohttp.ClientResponse, limit: int, *, keep: bool) -> bytes | None:
+    """The body (empty unless ``keep``), or ``None`` as soon as it is known to exceed ``limit``."""
+    if response.content_length is not None and response.content_length > limit:
+        return None
+    body = bytearray()
+    size = 0
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            return None
+        if keep:
+            body += chunk
+    return bytes(body)
+
+
+async def _judge(
+    service: HttpService, response: aiohttp.ClientResponse, timer: PhaseTimer, ctx: ProbeContext
+) -> tuple[FailureReason | None, str]:
+    """Status first (a wrong one needs no body), then the capped body and its assertions."""
+    status_line = f"{response.status} {response.reason or ''}".strip()
+    if not service.status_accepted(response.status):
+        return (
+            FailureReason.HTTP_STATUS,
+            f"{status_line}, expected {', '.join(service.accepted_status)}",
+        )
+    if service.method == "HEAD" or response.status in _NO_BODY_STATUSES:
+        return None, status_line
+    body_started = ctx.clock.monotonic()
+    keep = service.body_contains is not None or bool(service.json_assertions)
+    body = await _read_capped(response, service.max_body_bytes, keep=keep)
+    timer.add(Phase.BODY, ctx.clock.monotonic() - body_started)
+    if body is None:
+        return (
+            FailureReason.BODY_TOO_LARGE,
+            f"{status_line}, body exceeds {service.max_body_bytes} bytes",
+        )
+    problem = check_body(service, body)
+    if problem is not None:
+        return FailureReason.ASSERTION, problem
+    return None, status_line
+
+
 async def probe_http(
     service: HttpService | WebSocketService | DatabaseService, ctx: ProbeContext
 ) -> ProbeResult:
     """One request; success means an accepted status and every body assertion holding."""
     if not isinstance(service, HttpService):
         raise TypeError(f"probe_http got a {type(service).__name__}")
-    timings = _Timings(ctx.clock.monotonic)
+    url = resolve_url(service.url, ctx)
+    timer = PhaseTimer(ctx.clock.monotonic)
     started = ctx.clock.monotonic()
+    http_status: int | None = None
+    days_left: float | None = None
 
-    def result(
-        failure: FailureReason | None,
-        detail: str,
-        *,
-        http_status: int | None = None,
-        tls_days_left: float | None = None,
-        phases: dict[Phase, float] | None = None,
-    ) -> ProbeResult:
+    def result(failure: FailureReason | None, detail: str) -> ProbeResult:
         return ProbeResult(
             ok=failure is None,
             duration_seconds=ctx.clock.monotonic() - started,
             failure=failure,
             detail=detail,
-            phases=timings.phases() | (phases or {}),
+            phases=timer.phases(),
             http_status=http_status,
-            tls_days_left=tls_days_left,
+            tls_days_left=days_left,
         )
 
     try:
         async with ctx.session.request(
             service.method,
-            resolve_url(service.url, ctx),
+            url,
             headers=_headers(service),
             data=service.body,
             allow_redirects=service.follow_redirects,
             max_redirects=service.max_redirects,
-            ssl=service.verify_tls,
-            trace_request_ctx=timings,
+            ssl=tls_setting(ctx.session, verify=service.verify_tls),
+            trace_request_ctx=timer,
         ) as response:
-            days = None
-            if response.url.scheme == "https":
-                days = await ctx.certificates.days_left(
-                    response.url.raw_host or "", response.url.port or 443, ctx.clock.now()
+            http_status = response.status
+            if isinstance(response, ProbeResponse) and response.peer is not None:
+                certificate = response.peer.certificate
+                days_left = (
+                    certificate_days_left(certificate, ctx.clock.now()) if certificate else None
                 )
-            body_started = ctx.clock.monotonic()
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-                body += chunk
-                if len(body) > service.max_body_bytes:
-                    return result(
-                        FailureReason.BODY_TOO_LARGE,
-                        f"body exceeds {service.max_body_bytes} bytes",
-                        http_status=response.status,
-                        tls_days_left=days,
-                    )
-            phases = {Phase.BODY: ctx.clock.monotonic() - body_started}
-            status = f"{response.status} {response.reason or ''}".strip()
-            if not service.status_accepted(response.status):
-                return result(
-                    FailureReason.HTTP_STATUS,
-                    status,
-                    http_status=response.status,
-                    tls_days_left=days,
-                    phases=phases,
-                )
-            problem = check_body(service, bytes(body))
-            if problem is not None:
-                return result(
-                    FailureReason.ASSERTION,
-                    problem,
-                    http_status=response.status,
-                    tls_days_left=days,
-                    phases=phases,
-                )
-            return result(
-                None, status, http_status=response.status, tls_days_left=days, phases=phases
-            )
+            failure, detail = await _judge(service, response, timer, ctx)
+            return result(failure, detail)
+    except aiohttp.TooManyRedirects as exc:
+        http_status = exc.history[-1].status if exc.history else None
+        return result(
+            FailureReason.HTTP_STATUS,
+            f"more than {service.max_redirects} redirects, last {http_status}",
+        )
     except TARGET_ERRORS as exc:
-        tls = resolve_url(service.url, ctx).startswith("https:")
-        return result(classify(exc, tls=tls), describe(exc))
+        return result(classify(exc, tls=url.startswith("https:")), describe(exc))

@@ -1,0 +1,237 @@
+"""The one HTTP client session every probe shares, and the per-request phase timings it records.
+
+The composition root creates it once (``make_client_session``); probes never create sessions or
+connectors. It opens a fresh connection per request (``force_close``), as real probes must: DNS,
+connect and TLS timings are real, and a dead listener is noticed at once. There is no pool limit: the
+scheduler bounds concurrency.
+
+Timings travel in each request's own ``trace_request_ctx`` (a ``PhaseTimer``), so concurrent probes
+never mix them. The TLS handshake is timed by the SSL object itself (``SSLContext.sslobject_class``),
+and the peer certificate is taken from the connection the request actually used, before aiohttp
+releases it (``ProbeResponse.start``): no second handshake, and verification off still reports it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Final
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.client_reqrep import ClientResponse
+from aiohttp.connector import Connection
+from cryptography import x509
+
+from uptime_daemon.clock import Clock, SystemClock
+from uptime_daemon.results import Phase
+
+DNS_CACHE_SECONDS: Final = 10
+"""Resolved addresses are reused this long: shorter than any sensible probe interval, so most probes
+still resolve (and time) DNS, while a burst of checks does not queue on the resolver's threads."""
+SECONDS_PER_DAY: Final = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTls:
+    """What the TLS layer of one connection told us."""
+
+    certificate: bytes | None
+    """The peer's leaf certificate, DER; present whether or not it was verified."""
+    handshake_seconds: float | None
+    """Time from the first handshake call to its completion, by the session's clock."""
+
+
+def _timed_ssl_object(clock: Clock) -> type[ssl.SSLObject]:
+    """An ``SSLObject`` class that remembers how long its handshake took, by ``clock``."""
+
+    class TimedSSLObject(ssl.SSLObject):
+        # SSLObject has no public constructor (``SSLContext.wrap_bio`` builds it without __init__),
+        # so the state starts as class attributes and becomes per instance on first assignment.
+        handshake_started: float | None = None
+        handshake_seconds: float | None = None
+
+        def do_handshake(self) -> None:
+            if self.handshake_started is None:
+                self.handshake_started = clock.monotonic()
+            super().do_handshake()  # raises SSLWantReadError until the peer has answered
+            self.handshake_seconds = clock.monotonic() - self.handshake_started
+
+    return TimedSSLObject
+
+
+def peer_tls(ssl_object: object) -> PeerTls | None:
+    """The certificate and handshake time of a connection's ``ssl_object`` (``None`` for plain TCP)."""
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    seconds = getattr(ssl_object, "handshake_seconds", None)
+    return PeerTls(
+        certificate=ssl_object.getpeercert(binary_form=True),
+        handshake_seconds=seconds if isinstance(seconds, float) else None,
+    )
+
+
+def certificate_days_left(certificate: bytes, now: datetime) -> float | None:
+    """Days from ``now`` until a DER certificate expires (negative once expired); ``None`` if unreadable."""
+    try:
+        expires = x509.load_der_x509_certificate(certificate).not_valid_after_utc
+    except ValueError:
+        return None
+    return (expires - now.astimezone(UTC)).total_seconds() / SECONDS_PER_DAY
+
+
+class ProbeResponse(ClientResponse):
+    """A response that keeps the TLS facts of its connection, read before the connection goes away.
+
+    A small body arrives with the headers, and aiohttp releases (with ``force_close``: closes) the
+    connection before the caller gets the response, so this is the last moment they can be read.
+    """
+
+    peer: PeerTls | None = None
+
+    async def start(self, connection: Connection) -> ClientResponse:
+        """Record the connection's TLS facts, then parse the response as usual."""
+        transport = connection.transport
+        if transport is not None:
+            self.peer = peer_tls(transport.get_extra_info("ssl_object"))
+        return await super().start(connection)
+
+
+@dataclass(slots=True)
+class PhaseTimer:
+    """Per-request timings, passed as ``trace_request_ctx``; summed over redirect hops.
+
+    Phases are disjoint: ``connect`` is connection set-up without DNS and TLS, ``first_byte`` runs
+    from the request headers being sent to the response headers being parsed.
+    """
+
+    monotonic: Callable[[], float]
+    _totals: dict[Phase, float] = field(default_factory=dict)
+    _create_seconds: float = 0.0
+    _marks: dict[str, float] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        """Mark the start of a span."""
+        self._marks[name] = self.monotonic()
+
+    def elapsed(self, name: str) -> float | None:
+        """Seconds since ``start(name)``, consuming the mark; ``None`` if it was never started."""
+        started = self._marks.pop(name, None)
+        return None if started is None else max(0.0, self.monotonic() - started)
+
+    def add(self, phase: Phase, seconds: float | None) -> None:
+        """Add to a phase (redirects add one span per hop)."""
+        if seconds is not None:
+            self._totals[phase] = self._totals.get(phase, 0.0) + seconds
+
+    def add_connection(self, seconds: float | None) -> None:
+        """Add a whole connection set-up (DNS + TCP + TLS); ``phases`` takes DNS and TLS out."""
+        if seconds is not None:
+            self._create_seconds += seconds
+            self._totals.setdefault(Phase.CONNECT, 0.0)
+
+    def phases(self) -> dict[Phase, float]:
+        """The phases seen so far."""
+        out = dict(self._totals)
+        if Phase.CONNECT in out:
+            others = out.get(Phase.DNS, 0.0) + out.get(Phase.TLS, 0.0)
+            out[Phase.CONNECT] = max(0.0, self._create_seconds - others)
+        return out
+
+
+_Hook = Callable[[aiohttp.ClientSession, SimpleNamespace, object], Awaitable[None]]
+
+
+def _hook(action: Callable[[PhaseTimer, object], None]) -> _Hook:
+    async def hook(_session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
+        timer = ctx.trace_request_ctx
+        if isinstance(timer, PhaseTimer):  # requests made without one (ws_connect) are not traced
+            action(timer, params)
+
+    return hook
+
+
+def _response_done(timer: PhaseTimer, params: object) -> None:
+    timer.add(Phase.FIRST_BYTE, timer.elapsed("request"))
+    response = getattr(params, "response", None)
+    if isinstance(response, ProbeResponse) and response.peer is not None:
+        timer.add(Phase.TLS, response.peer.handshake_seconds)
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_dns_resolvehost_start.append(_hook(lambda t, _: t.start("dns")))
+    trace.on_dns_resolvehost_end.append(_hook(lambda t, _: t.add(Phase.DNS, t.elapsed("dns"))))
+    trace.on_connection_create_start.append(_hook(lambda t, _: t.start("connect")))
+    trace.on_connection_create_end.append(
+        _hook(lambda t, _: t.add_connection(t.elapsed("connect")))
+    )
+    trace.on_request_headers_sent.append(_hook(lambda t, _: t.start("request")))
+    trace.on_request_redirect.append(_hook(_response_done))
+    trace.on_request_end.append(_hook(_response_done))
+    return trace
+
+
+def _tls_context(*, verify: bool, clock: Clock) -> ssl.SSLContext:
+    """Like aiohttp's own contexts, plus a handshake-timing SSL object."""
+    if verify:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # accepts a self-signed certificate: verify_tls = false
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.set_alpn_protocols(("http/1.1",))
+    context.sslobject_class = _timed_ssl_object(clock)
+    return context
+
+
+class ProbeConnector(aiohttp.TCPConnector):
+    """The probes' connector: fresh connection per request, no pool limit, timed TLS contexts."""
+
+    def __init__(self, *, clock: Clock, resolver: AbstractResolver | None = None) -> None:
+        # Blocking (the CA bundle is read from disk), once, when the composition root starts.
+        self._tls_contexts = {
+            True: _tls_context(verify=True, clock=clock),
+            False: _tls_context(verify=False, clock=clock),
+        }
+        super().__init__(
+            force_close=True,
+            limit=0,
+            ttl_dns_cache=DNS_CACHE_SECONDS,
+            resolver=resolver,
+            ssl=self._tls_contexts[True],
+        )
+
+    def tls_context(self, *, verify: bool) -> ssl.SSLContext:
+        """The context for a request that does (or, for a self-signed target, does not) verify."""
+        return self._tls_contexts[verify]
+
+
+def tls_setting(session: aiohttp.ClientSession, *, verify: bool) -> ssl.SSLContext | bool:
+    """The ``ssl=`` argument for a probe request: our timed context, or a plain flag for other sessions."""
+    connector = session.connector
+    if isinstance(connector, ProbeConnector):
+        return connector.tls_context(verify=verify)
+    return verify
+
+
+def make_client_session(
+    *, clock: Clock | None = None, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """The shared probe session. Create it once, in the composition root, and close it on shutdown.
+
+    ``clock`` times TLS handshakes (the probes time everything else with their context's clock);
+    ``resolver`` replaces the system resolver (tests use one that never leaves the machine).
+    """
+    return aiohttp.ClientSession(
+        connector=ProbeConnector(clock=clock or SystemClock(), resolver=resolver),
+        trace_configs=[_trace_config()],
+        response_class=ProbeResponse,
+        timeout=aiohttp.ClientTimeout(total=None),  # the caller owns the deadline
+        cookie_jar=aiohttp.DummyCookieJar(),  # one probe must never carry state into the next
+        raise_for_status=False,
+    )
