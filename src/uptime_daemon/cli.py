@@ -11,7 +11,7 @@ import asyncio
 import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from uptime_daemon.errors import ConfigError, EventStoreError
 
 EXIT_CONFIG: Final = 2
 EXIT_FAILURE: Final = 1
+EVENT_LOOP_ENV: Final = "UPTIME_EVENT_LOOP"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +97,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop: uvloop where installed (cheaper per probe), unless ``UPTIME_EVENT_LOOP=asyncio``.
+
+    ``None`` means asyncio's own loop. An unknown value is refused rather than guessed at.
+    """
+    choice = os.environ.get(EVENT_LOOP_ENV, "auto")
+    if choice not in {"auto", "uvloop", "asyncio"}:
+        raise ConfigError(f"{EVENT_LOOP_ENV}: must be auto, uvloop or asyncio, got {choice!r}")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415 - optional at run time
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError(f"{EVENT_LOOP_ENV}=uvloop but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run a command's coroutine on the chosen event loop."""
+    try:
+        factory = event_loop_factory()
+    except ConfigError:
+        main.close()  # never awaited: say so instead of warning about it
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command != "run":
         from uptime_daemon.logging import configure_logging  # noqa: PLC0415
@@ -106,13 +137,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(orjson.dumps(masked_settings(settings), option=orjson.OPT_INDENT_2).decode())
         return 0
     if args.command == "check":
-        return asyncio.run(_check(settings, args.service))
+        return run_async(_check(settings, args.service))
     if args.command == "summary":
-        return asyncio.run(_summary(settings, args.hours, as_json=args.json))
+        return run_async(_summary(settings, args.hours, as_json=args.json))
     if args.command == "replay":
-        return asyncio.run(_replay(settings))
+        return run_async(_replay(settings))
     if args.command in {"export", "import", "migrate"}:
-        return asyncio.run(_transfer(settings, args))
+        return run_async(_transfer(settings, args))
     return _run(settings, args.config_path)
 
 
@@ -121,7 +152,7 @@ def _run(settings: Settings, path: Path) -> int:
     from uptime_daemon.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.log.level, settings.log.format)
-    return asyncio.run(serve(settings, reload=functools.partial(load_settings, path)))
+    return run_async(serve(settings, reload=functools.partial(load_settings, path)))
 
 
 async def _check(settings: Settings, only: str | None) -> int:
