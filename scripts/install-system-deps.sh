@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite uses, when missing and when we may (root + apt-get).
-# Tests that need a package that could not be installed skip with a reason naming it.
+# Install Debian packages from a list (default: the test suite's), when missing and when we may
+# (root + apt-get). Tests that need a package that could not be installed skip with a reason naming it.
+#   scripts/install-system-deps.sh [LIST]   e.g. scripts/bench-packages.txt for `make bench`
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t wanted < <(grep -v '^\s*#' scripts/debian-packages.txt | awk 'NF {print $1}')
+list=${1:-scripts/debian-packages.txt}
+mapfile -t wanted < <(grep -v '^\s*#' "$list" | awk 'NF {print $1}')
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
