@@ -341,6 +341,18 @@ async def test_transport_failures(
     assert "hunter2" not in result.detail
 
 
+async def test_refused_detail_names_the_address_not_the_tls_context(ctx: ProbeContext) -> None:
+    """An operator reads where the connection went and why, not an object repr."""
+    port = _closed_port()
+    result = await probe_http(http(f"http://127.0.0.1:{port}/"), ctx)
+    assert result.failure is FailureReason.CONNECTION_REFUSED
+    assert result.detail is not None
+    assert result.detail.startswith(f"cannot connect to 127.0.0.1:{port}: "), result.detail
+    assert "refused" in result.detail.lower()
+    assert "SSLContext" not in result.detail
+    assert " at 0x" not in result.detail
+
+
 async def test_dns_failure_is_answered_locally(
     ctx: ProbeContext, resolver: LoopbackResolver
 ) -> None:

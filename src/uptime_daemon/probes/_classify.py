@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Final
 
@@ -74,6 +75,12 @@ def describe(exc: BaseException) -> str:
         cause = exc.certificate_error
         reason = getattr(cause, "verify_message", None) or str(cause)
         text = f"certificate rejected: {reason}"
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        # aiohttp's own text embeds the repr of the request's SSL context, even for plain HTTP.
+        # asyncio replaces strerror with "Connect call failed (...)"; the errno still says why.
+        cause = exc.os_error
+        why = os.strerror(cause.errno) if cause.errno else (cause.strerror or type(cause).__name__)
+        text = f"cannot connect to {exc.host}:{exc.port}: {why}"
     else:
         lines = str(exc).splitlines()
         text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
