@@ -29,6 +29,8 @@ from uptime_daemon.errors import ConfigError, EventStoreError
 
 EXIT_CONFIG: Final = 2
 EXIT_FAILURE: Final = 1
+EXIT_BROKEN_PIPE: Final = 141
+"""128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe."""
 EVENT_LOOP_ENV: Final = "UPTIME_EVENT_LOOP"
 
 
@@ -89,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return _dispatch(args, settings)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:
         print(f"uptime-daemon: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -262,12 +268,19 @@ async def _summary(settings: Settings, hours: int, *, as_json: bool) -> int:
 
 
 async def _replay(settings: Settings) -> int:
-    """Fold the whole log from position zero and write a fresh snapshot."""
+    """Fold the whole log from position zero, write a fresh snapshot, report the replay rate."""
+    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
+
+    clock = SystemClock()
+    started = clock.monotonic()
     projector, store, folded = await _projection(settings, from_snapshot=False)
     await store.close()
+    seconds = max(clock.monotonic() - started, 1e-9)
     projector.save_snapshot()
     print(
-        f"replayed {folded} events into {len(projector.state.services)} services; snapshot at position {projector.position}"
+        f"replayed {folded} events into {len(projector.state.services)} services "
+        f"in {seconds:.2f} s ({folded / seconds:,.0f} events/s); "
+        f"snapshot at position {projector.position}"
     )
     return 0
 
