@@ -68,8 +68,12 @@ async def test_resume_from_position_misses_nothing(
     await _flip(client, state, up=False, checks=2)
     await _flip(client, state, up=True, checks=1)
     async with client.ws_connect(f"/ws/health?from={first['position']}") as ws:
-        await _next(ws, "health_status")
-        missed = [await _next(ws, "service_status_change") for _ in range(2)]
+        # The backlog comes first, then the snapshot: nothing older arrives after the current state.
+        missed = [await ws.receive_json(timeout=MESSAGE_TIMEOUT) for _ in range(2)]
+        assert [m["type"] for m in missed] == ["service_status_change"] * 2
+        snapshot = await ws.receive_json(timeout=MESSAGE_TIMEOUT)
+        assert snapshot["type"] == "health_status"
+        assert [s["status"] for s in snapshot["services"] if s["service"] == "web"] == ["up"]
         # A live transition after the backlog still arrives, once.
         await _flip(client, state, up=False, checks=2)
         live = await _next(ws, "service_status_change")

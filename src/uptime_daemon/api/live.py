@@ -4,8 +4,10 @@ On connect: a ``health_status`` message (every service's current status and the 
 components), repeated every ``live_health_interval_seconds``. Then a ``service_status_change`` for
 every stored transition (``changed: true``), each carrying its commit ``position``. A client that
 reconnects with ``?from=POSITION`` first receives every transition after that position from the
-store, in order, then the live ones — with no gap and no duplicate across the hand-over (live
-messages are buffered while the backlog is read, and deduplicated by position).
+store, in order, then the ``health_status``, then the live ones — with no gap and no duplicate
+across the hand-over (live messages are buffered while the backlog is read, and deduplicated by
+position). The backlog comes before the snapshot so that a client applying messages in the order
+they arrive never sees a service step back to an older status.
 
 A client that cannot keep up is disconnected with close code 1013 rather than buffered without
 bound; it reconnects with ``?from=`` and loses nothing. ``ping`` (text) is answered with ``pong``.
@@ -124,10 +126,10 @@ async def _send_loop(
     after: int | None,
 ) -> None:
     try:
-        await ws.send_str(_dumps(await _health_message(app)))
         last_sent = after
         if after is not None:
             last_sent = await _send_backlog(app, ws, after)
+        await ws.send_str(_dumps(await _health_message(app)))
         interval = app[LIVE_HEALTH_INTERVAL]
         next_health = asyncio.get_running_loop().time() + interval
         while not ws.closed:
