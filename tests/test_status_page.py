@@ -102,6 +102,14 @@ def test_page_lists_services_and_turns_red_live(
         uptime = browser.find_element("css selector", "li[data-service='web'] .u24").text
         assert uptime.endswith("%"), uptime  # real figures, not a placeholder
         assert 0 < float(uptime.rstrip("%")) < 100
+        today = browser.find_element("css selector", "li[data-service='web'] .bars .bar:last-child")
+        # Today was observed and had an outage: coloured by its uptime, not grey like unseen days.
+        assert today.get_attribute("data-grade") == "poor"
+        assert "% up" in (today.get_attribute("title") or "")
+        first = browser.find_element(
+            "css selector", "li[data-service='web'] .bars .bar:first-child"
+        )
+        assert first.get_attribute("data-grade") == "none"
         if os.environ.get(
             "UPDATE_SCREENSHOTS"
         ):  # the README's picture: an outage as on-call sees it
@@ -150,3 +158,39 @@ def test_page_reconnects_after_the_daemon_restarts(
     assert browser.execute_script("return window.__noReload;") == 7
     _until(lambda: _status(browser, "database") == "up")
     assert second.stop() == 0
+
+
+def test_a_service_removed_from_the_config_leaves_the_page(
+    daemon_factory: Callable[..., DaemonProcess], browser: Any
+) -> None:
+    """Its history stays in the store and the API, but on-call is not shown a service nobody checks."""
+    old = daemon_factory(
+        '[services.database]\nkind = "database"\ninterval_seconds = 1\n'
+        '[services.retired]\nkind = "database"\ninterval_seconds = 1\nstream = "system-retired"\n'
+    )
+    old.wait_for_log(
+        lambda e: e.get("event") == "probe_completed" and e.get("service") == "retired"
+    )
+    assert old.stop() == 0
+    daemon = daemon_factory('[services.database]\nkind = "database"\ninterval_seconds = 1\n')
+    # Count what the page's socket receives, so the test knows the live health_status has arrived.
+    browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {
+            "source": "window.__received = 0; const Native = window.WebSocket;"
+            "window.WebSocket = function (url) { const ws = new Native(url);"
+            " ws.addEventListener('message', () => { window.__received += 1; }); return ws; };"
+        },
+    )
+    browser.get(f"{daemon.url}/")
+    _until(lambda: _status(browser, "database") == "up")
+    _until(lambda: browser.execute_script("return window.__received;") >= 1)
+    browser.execute_script("return fetch('/status/data').then(r => r.json()).then(render);")
+    data = browser.execute_script("return fetch('/status/data').then(r => r.json());")
+    assert {s["service"]: s["configured"] for s in data["services"]} == {
+        "database": True,
+        "retired": False,
+    }
+    assert _status(browser, "retired") is None
+    assert "All services are up" in browser.find_element("id", "overall").text
+    assert daemon.stop() == 0

@@ -37,25 +37,36 @@ function setStatus(item, status, since) {
   item.querySelector(".since").textContent = when ? `${LABELS[status] || status} for ${ago(when)} (since ${new Date(when).toLocaleString()})` : "No check yet";
 }
 
+// A day's colour says how good its observed time was; grey says nothing was observed. Time the
+// daemon was not looking is drawn apart, as a pale cap (at most 60 % of the bar, so a day watched
+// for minutes still shows its colour), and every figure is in the bar's tooltip and label.
+const GRADES = [["good", 0.999], ["fair", 0.99], ["poor", 0]];
+const UNKNOWN_CAP = 0.6;
+
+function grade(day) {
+  if (day.uptimeRatio === null) return "none";
+  const [name] = GRADES.find(([, floor]) => day.uptimeRatio >= floor);
+  return name;
+}
+
 function renderBars(container, days) {
   container.replaceChildren();
   let worst = 1;
   for (const day of days) {
     const bar = document.createElement("div");
     bar.className = "bar";
+    bar.dataset.grade = grade(day);
     const total = day.up + day.degraded + day.down + day.unknown || 1;
-    for (const state of ["up", "degraded", "down", "unknown"]) {
-      if (day[state] > 0) {
-        const part = document.createElement("span");
-        part.className = state;
-        part.style.height = (100 * day[state] / total).toFixed(2) + "%";
-        bar.append(part);
-      }
+    if (bar.dataset.grade !== "none" && day.unknown > 0) {
+      const cap = document.createElement("span");
+      cap.className = "unobserved";
+      cap.style.height = (100 * Math.min(UNKNOWN_CAP, day.unknown / total)).toFixed(2) + "%";
+      bar.append(cap);
     }
-    bar.title = `${day.date}: ${pct(day.uptimeRatio)} up` +
+    bar.title = `${day.date}: ${day.uptimeRatio === null ? "not observed" : pct(day.uptimeRatio) + " up"}` +
       (day.down ? `, ${duration(day.down)} down` : "") +
       (day.degraded ? `, ${duration(day.degraded)} degraded` : "") +
-      (day.unknown >= 60 ? `, ${duration(day.unknown)} not observed` : "");
+      (day.uptimeRatio !== null && day.unknown >= 60 ? `, ${duration(day.unknown)} not observed` : "");
     if (day.uptimeRatio !== null) worst = Math.min(worst, day.uptimeRatio);
     container.append(bar);
   }
@@ -67,10 +78,15 @@ function renderSpark(svg, values, last) {
   const known = values.filter((v) => v !== null);
   const max = Math.max(1, ...known);
   const points = values.map((v, i) => v === null ? null : `${(i / (values.length - 1)) * 240},${32 - (v / max) * 30}`).filter(Boolean);
-  if (points.length) {
+  if (points.length > 1) {
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     line.setAttribute("points", points.join(" "));
     svg.append(line);
+  } else if (points.length === 1) {  // one hour of data so far: a short mark, not an empty chart
+    const [x, y] = points[0].split(",").map(Number);
+    const mark = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    mark.setAttribute("points", `${Math.max(0, x - 10)},${y} ${x},${y}`);
+    svg.append(mark);
   }
   const latest = known.length ? known[known.length - 1] : null;
   svg.setAttribute("aria-label", latest === null ? "No response times yet" : `Average response time, latest hour ${latest.toFixed(1)} ms`);
@@ -106,6 +122,7 @@ function serviceItem(name) {
 
 function render(data) {
   for (const svc of data.services) {
+    if (!svc.configured) continue;  // removed from the config: its history stays in the API only
     const item = serviceItem(svc.service);
     setStatus(item, svc.status, svc.since);
     item.querySelector(".u24").textContent = pct(svc.uptime24h);
@@ -171,6 +188,7 @@ function connect() {
       updateOverall();
     } else if (message.type === "health_status") {
       for (const svc of message.services) {
+        if (!svc.configured) continue;
         const item = serviceItem(svc.service);
         if (item.dataset.status !== svc.status || item.dataset.since !== (svc.since || "")) setStatus(item, svc.status, svc.since);
       }
