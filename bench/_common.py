@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,10 +39,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(url: str, seconds: float = 60) -> None:
-    """Poll ``url`` until it answers (any status below 500) or the deadline passes."""
+def wait_for(
+    url: str, seconds: float = 60, *, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll ``url`` until it answers (any status below 500), the deadline passes or ``process`` exits."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            sys.exit(f"{url}: the process serving it exited with status {process.returncode}")
         try:
             urllib.request.urlopen(url, timeout=2).read()  # noqa: S310 - loopback URL we built
         except urllib.error.HTTPError as exc:
@@ -134,14 +139,20 @@ class Processes:
         self.started.clear()
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def processes() -> Iterator[Processes]:
-    """A ``Processes`` that is always cleaned up."""
+    """A ``Processes`` that is always cleaned up, also when the bench is stopped with SIGTERM."""
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     procs = Processes()
     try:
         yield procs
     finally:
         procs.stop_all()
+        signal.signal(signal.SIGTERM, previous)
 
 
 NGINX_CONF: Final = """
@@ -189,7 +200,11 @@ def daemon_config(
     max_concurrency: int = 256,
     store_url: str | None = None,
 ) -> tuple[Path, str]:
-    """Write a daemon config for the given ``[services.*]`` tables; returns (path, base URL)."""
+    """Write a daemon config for the given ``[services.*]`` tables; returns (path, base URL).
+
+    The timeout is capped at the interval (the daemon refuses a timeout longer than the interval).
+    """
+    timeout_seconds = min(timeout_seconds, interval_seconds)
     port = free_port()
     url = store_url or f"sqlite:///{procs.work}/events.db"
     config = procs.work / "daemon.toml"
@@ -223,7 +238,11 @@ def start_daemon(
         log_name="daemon.log",
         env={**os.environ, **(env or {})},
     )
-    wait_for(f"{base}/health", seconds=120)
+    try:
+        wait_for(f"{base}/health", seconds=120, process=daemon)
+    except SystemExit:
+        log = (procs.work / "daemon.log").read_text(errors="replace").strip().splitlines()
+        sys.exit(f"the daemon did not start: {log[-1][:2000] if log else 'no output'}")
     return daemon
 
 
