@@ -35,9 +35,11 @@ from uptime_daemon.api.keys import (
     SETTINGS,
     STARTED,
     STORE,
+    SUMMARY_CACHE,
     Started,
 )
 from uptime_daemon.api.models import Component
+from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock, SystemClock
 from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.config.load import mask_url
@@ -183,6 +185,7 @@ def build_app(
     app[METRICS] = Metrics(registry, version=__version__)
     app[SETTINGS] = LiveSettings(settings)
     app[CLOCK] = clock or SystemClock()
+    app[SUMMARY_CACHE] = SummaryCache(monotonic=app[CLOCK].monotonic)
     app[STARTED] = Started(monotonic=time.monotonic(), version=__version__)
     app[BASE_URL] = base_url
     app[SUPERVISOR] = supervisor or Supervisor()

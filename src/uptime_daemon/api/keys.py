@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from uptime_daemon.api.models import Component
+from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.projector.runner import Projector
@@ -38,3 +39,4 @@ BUFFER = web.AppKey("outage_buffer", OutageBuffer)
 RUN_CHECKS: web.AppKey[CheckTrigger] = web.AppKey("run_checks")
 COMPONENTS: web.AppKey[ComponentProbe] = web.AppKey("components")
 STARTED = web.AppKey("started", Started)
+SUMMARY_CACHE = web.AppKey("summary_cache", SummaryCache)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from uptime_daemon.api import models, views
-from uptime_daemon.api.endpoint import Api, not_found
-from uptime_daemon.api.keys import CLOCK, PROJECTOR, RUN_CHECKS, SETTINGS
+from uptime_daemon.api.endpoint import JSON, Api, not_found
+from uptime_daemon.api.keys import CLOCK, PROJECTOR, RUN_CHECKS, SETTINGS, SUMMARY_CACHE
 
 api = Api()
 
@@ -32,19 +32,22 @@ def _known(request: web.Request) -> str:
     tag="uptime",
     summary="Uptime of every service over the last N hours",
 )
-async def summary(request: web.Request, query: models.WindowQuery) -> models.UptimeSummary:
-    """Time-weighted uptime (exact), check counts, response times and incidents per service."""
+async def summary(request: web.Request, query: models.WindowQuery) -> web.Response:
+    """Time-weighted uptime (exact), check counts, response times and incidents per service.
+
+    A service's new check or status change shows at once; for a service with no new check, the
+    figures may lag the clock by up to ``server.summary_max_age_seconds`` (1 s by default; its
+    ``window.end`` says when they were computed). That keeps the answer cheap when it is polled
+    often for many services.
+    """
     hours = _hours(request, query)
-    settings, state = request.app[SETTINGS].current, request.app[PROJECTOR].state
-    now = request.app[CLOCK].now()
-    services = [
-        views.service_uptime(settings, state, name, hours=hours, now=now)
-        for name in views.service_names(settings, state)
-    ]
-    configured = [s.status for s in services if s.configured]
-    return models.UptimeSummary(
-        generated_at=now, hours=hours, status=views.overall(configured), services=services
+    body = request.app[SUMMARY_CACHE].render(
+        request.app[SETTINGS].current,
+        request.app[PROJECTOR].state,
+        hours=hours,
+        now=request.app[CLOCK].now(),
     )
+    return web.Response(body=body, content_type=JSON)
 
 
 @api.route(

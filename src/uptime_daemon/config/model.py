@@ -65,6 +65,11 @@ class ServerSettings(_Model):
     """Upper bound on a graceful stop: in-flight probes, spool flush and checkpoint together."""
     live_health_interval_seconds: Seconds = 10.0
     """How often ``/ws/health`` clients get a ``health_status`` message."""
+    summary_max_age_seconds: float = Field(default=1.0, ge=0, le=60)
+    """How far ``/uptime/summary`` may lag the clock for a service with no new check (0: never).
+
+    A new check or status change always shows at once; this only bounds how stale the growing
+    up/down seconds of a quiet service may be, which keeps the summary cheap under load."""
     auth: AuthSettings = AuthSettings()
 
 
