@@ -38,8 +38,9 @@ class SystemClock:
 
 def to_iso_millis(moment: datetime) -> str:
     """Format as the seeds do: ``2024-01-15T10:30:00.000Z`` (UTC, millisecond precision)."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    # isoformat is C code and truncates to milliseconds as strftime did; only the zone suffix differs.
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_iso(text: str) -> datetime:
