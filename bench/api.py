@@ -1,0 +1,383 @@
+"""API: ``/uptime/summary?hours=24`` for 1,000 services with a day of history, closed and open loop.
+
+The store is filled first with ``--hours-of-history`` of realistic history per service (``_history.py``,
+the daemon's own event code; by default one check every 300 s, i.e. 1,000 × 288 = 288,000 events,
+a full 24 h window at the daemon's own interval), then a daemon starts on it with the same services
+pointing at a loopback nginx and the same long interval, so live probing is light. Once
+``/health/ready`` is 200 (the projector has folded the log) the summary is driven by
+
+a) wrk, closed loop: requests/s and p50/p90/p99;
+b) an open loop at a fixed ``--rate`` (a separate process, ``--open-loop-client``): every request is
+   due at its own time on a fixed schedule and its latency is measured from that time, so a slow
+   answer delays nothing else and is not hidden (no coordinated omission). Target p99 < 20 ms at
+   500 req/s; a request not answered within ``--request-timeout`` of its due time is counted as
+   timed out (and as that long in the percentiles).
+
+Each phase reports the daemon's CPU % (from /proc). The response size and a check of its figures
+against what was generated come first.
+
+    python bench/api.py                          # 1,000 services, 24 h, 30 s per phase, 500 req/s
+    python bench/api.py --services 200 --seconds 10 --rate 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from _common import (
+    cpu_seconds,
+    daemon_config,
+    emit,
+    http_services,
+    machine,
+    percentile,
+    require,
+    rss_mib,
+    start_daemon,
+    start_nginx,
+    wrk,
+)
+from _history import SERVICE_PREFIX, History, workspace
+
+from uptime_daemon.store.sqlite import SqliteEventStore
+
+TIMEOUT_SECONDS: Final = 5.0
+P99_TARGET_MS: Final = 20.0
+READY_DEADLINE_SECONDS: Final = 900.0
+CLIENT_CONNECTIONS: Final = 64
+
+
+# --- the open-loop client (runs in its own process) -----------------------------------------------
+
+
+async def open_loop(
+    url: str, *, rate: float, seconds: float, request_timeout: float
+) -> dict[str, Any]:
+    """Send ``rate × seconds`` GETs, request ``i`` due at ``start + i / rate``; latency from due time."""
+    import aiohttp  # noqa: PLC0415 - only the client process needs it
+
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    timed_out = errors = non_200 = 0
+    send_lag: list[float] = []
+    last_done = 0.0
+    body_bytes = 0
+
+    async def one(session: aiohttp.ClientSession, due: float) -> None:
+        nonlocal timed_out, errors, non_200, last_done, body_bytes
+        try:
+            async with asyncio.timeout_at(due + request_timeout):
+                async with session.get(url) as response:
+                    body = await response.read()
+                    status = response.status
+        except TimeoutError:
+            timed_out += 1
+            latencies.append(request_timeout)
+            return
+        except (aiohttp.ClientError, OSError):
+            errors += 1
+            return
+        done = loop.time()
+        last_done = max(last_done, done)
+        latencies.append(done - due)
+        body_bytes = len(body)
+        non_200 += status != 200
+
+    total = round(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks: set[asyncio.Task[None]] = set()
+        start = loop.time() + 0.2
+        for i in range(total):
+            due = start + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            send_lag.append(max(0.0, loop.time() - due))
+            task = asyncio.create_task(one(session, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        sent = loop.time()
+        if tasks:  # every task ends by its own deadline; this bound is only a backstop
+            await asyncio.wait(tasks, timeout=request_timeout + 5)
+    answered = len(latencies) - timed_out
+    ms = sorted(1000 * x for x in latencies)
+    return {
+        "requests": total,
+        "answered": answered,
+        "timed_out": timed_out,
+        "errors": errors,
+        "non_200": non_200,
+        "target_rate": rate,
+        "sent_rate": round(total / (sent - start), 1) if sent > start else None,
+        "achieved_rate": round(answered / (last_done - start), 1) if last_done > start else 0,
+        "p50_ms": round(percentile(ms, 0.50), 3),
+        "p90_ms": round(percentile(ms, 0.90), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "max_ms": round(ms[-1], 3) if ms else None,
+        "client_send_lag_p99_ms": round(1000 * percentile(send_lag, 0.99), 3),
+        "body_bytes": body_bytes,
+    }
+
+
+def client_main(args: argparse.Namespace) -> None:
+    try:
+        import uvloop  # noqa: PLC0415 - cheaper per request where installed
+
+        factory: Any = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        result = runner.run(
+            open_loop(
+                args.open_loop_client,
+                rate=args.rate,
+                seconds=args.seconds,
+                request_timeout=args.request_timeout,
+            )
+        )
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["client_cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
+    print(json.dumps(result), flush=True)
+
+
+# --- the benchmark ---------------------------------------------------------------------------------
+
+
+async def fill(history: History, db: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    store = await SqliteEventStore.open(db, clock_now=history.clock)
+    try:
+        await history.create_streams(store)
+        written = await history.extend(store, history.checks_per_service, batch=500)
+    finally:
+        await store.close()
+    seconds = time.perf_counter() - started
+    return {
+        "events": written,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(written / seconds),
+    }
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback URL
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def wait_ready(base: str) -> None:
+    """Until ``/health/ready`` answers 200 (the projector has caught up)."""
+    started = time.monotonic()
+    while time.monotonic() - started < READY_DEADLINE_SECONDS:
+        if status_of(f"{base}/health/ready") == 200:
+            return
+        time.sleep(0.1)
+    sys.exit(f"{base}/health/ready not 200 within {READY_DEADLINE_SECONDS:g} s")
+
+
+def check_summary(body: bytes, history: History) -> dict[str, Any]:
+    """The answer's figures beside what was generated (the window is 24 h back from *now*)."""
+    raw = orjson.loads(body)
+    services = raw["services"]
+    seconds = {"up": 0.0, "degraded": 0.0, "down": 0.0, "unknown": 0.0}
+    for service in services:
+        for state in seconds:
+            seconds[state] += service["seconds"][state]
+    window = sum(seconds.values()) or 1.0
+    return {
+        "services_in_answer": len(services),
+        "configured": sum(service["configured"] for service in services),
+        "checks_in_window": sum(service["checks"]["total"] for service in services),
+        "checks_generated": history.counts.checks,
+        "incidents_in_window": sum(len(service["incidents"]) for service in services),
+        "incidents_generated": history.counts.incidents,
+        "share_of_window": {state: round(value / window, 5) for state, value in seconds.items()},
+        "down_share_generated": round(history.counts.down_checks / history.counts.checks, 5),
+    }
+
+
+def stored_status_events(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE type = 'ServiceStatusChanged'"
+        ).fetchone()
+    return int(row[0])
+
+
+def log_errors(path: Path) -> dict[str, int]:
+    """Error-level events of the daemon's JSON log, by event name (tracebacks as ``traceback``)."""
+    found: dict[str, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            name = "traceback" if "Traceback" in line else ""
+        else:
+            level = str(entry.get("level", "")) if isinstance(entry, dict) else ""
+            name = str(entry.get("event")) if level in {"error", "critical"} else ""
+        if name:
+            found[name] = found.get(name, 0) + 1
+    return found
+
+
+def run_client(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--open-loop-client",
+        url,
+        *("--rate", str(args.rate), "--seconds", str(args.seconds)),
+        *("--request-timeout", str(args.request_timeout)),
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=args.seconds + args.request_timeout + 120,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"open-loop client exited {done.returncode}: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench(args: argparse.Namespace) -> None:
+    require("nginx", "wrk")
+    checks = max(1, round(args.hours_of_history * 3600 / args.interval))
+    with workspace(keep=args.keep) as procs:
+        target = start_nginx(procs)
+        config, base = daemon_config(
+            procs,
+            http_services(args.services, target, prefix=SERVICE_PREFIX),
+            interval_seconds=args.interval,
+            timeout_seconds=TIMEOUT_SECONDS,
+            jitter_seconds=min(30.0, args.interval / 10),
+        )
+        history = History(
+            args.services, checks, interval_seconds=args.interval, timeout_seconds=TIMEOUT_SECONDS
+        )
+        emit(
+            "api_history",
+            services=args.services,
+            hours=args.hours_of_history,
+            interval_seconds=args.interval,
+            checks_per_service=checks,
+            **asyncio.run(fill(history, procs.work / "events.db")),
+        )
+        launched = time.monotonic()
+        daemon = start_daemon(procs, config, base)
+        wait_ready(base)
+        ready = time.monotonic() - launched
+        url = f"{base}/uptime/summary?hours=24"
+        started = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - loopback URL
+            body = response.read()
+        emit(
+            "api_summary_answer",
+            seconds_from_start_to_ready=round(ready, 2),
+            first_answer_ms=round(1000 * (time.perf_counter() - started), 2),
+            response_bytes=len(body),
+            daemon_rss_mib=rss_mib(daemon.pid),
+            **check_summary(body, history),
+        )
+        wrk(url, threads=1, connections=args.connections, seconds=min(5, args.seconds))  # warm-up
+
+        cpu, wall = cpu_seconds(daemon.pid), time.perf_counter()
+        closed = wrk(url, threads=args.threads, connections=args.connections, seconds=args.seconds)
+        cpu, wall = cpu_seconds(daemon.pid) - cpu, time.perf_counter() - wall
+        emit(
+            "api_summary_closed_loop",
+            tool="wrk",
+            threads=args.threads,
+            connections=args.connections,
+            seconds=args.seconds,
+            **closed,
+            response_bytes=len(body),
+            daemon_cpu_percent=round(100 * cpu / wall, 1),
+            daemon_rss_mib=rss_mib(daemon.pid),
+        )
+
+        cpu, wall = cpu_seconds(daemon.pid), time.perf_counter()
+        opened = run_client(url, args)
+        cpu, wall = cpu_seconds(daemon.pid) - cpu, time.perf_counter() - wall
+        emit(
+            "api_summary_open_loop",
+            seconds=args.seconds,
+            **opened,
+            target_p99_ms=P99_TARGET_MS,
+            daemon_cpu_percent=round(100 * cpu / wall, 1),
+            daemon_rss_mib=rss_mib(daemon.pid),
+            daemon_peak_rss_mib=rss_mib(daemon.pid, peak=True),
+            daemon_log_errors=log_errors(procs.work / "daemon.log"),
+        )
+        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - loopback URL
+            after = check_summary(response.read(), history)
+        emit(
+            "api_summary_after",
+            note="live checks appended while the load ran must show up in the answer",
+            live_status_events_stored=stored_status_events(procs.work / "events.db")
+            - history.counts.checks,
+            live_checks_in_answer=after["checks_in_window"] - history.counts.checks,
+            **after,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--hours-of-history", type=float, default=24.0)
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=300.0,
+        help="seconds between checks, in the history and for the daemon's live probes",
+    )
+    parser.add_argument("--seconds", type=int, default=30, help="length of each load phase")
+    parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests per second")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=5.0,
+        help="open loop: a request unanswered this long after its due time counts as timed out",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--open-loop-client", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.open_loop_client:
+        client_main(args)
+        return
+    emit(
+        "machine",
+        **machine(),
+        services=args.services,
+        hours_of_history=args.hours_of_history,
+        interval_seconds=args.interval,
+        seconds=args.seconds,
+        rate=args.rate,
+    )
+    bench(args)
+
+
+if __name__ == "__main__":
+    main()
