@@ -188,6 +188,27 @@ def test_sigterm_lets_the_in_flight_probe_finish_and_checkpoints(
     )
     snapshot = orjson.loads((tmp_path / "events.db.projection.json").read_bytes())
     assert "slow" in snapshot["services"]
+    assert [e for e in daemon.lines if e.get("level") in {"error", "critical"}] == []
+
+
+def test_sigterm_past_the_bound_cancels_the_check_without_error_lines(
+    daemon_factory: Callable[..., DaemonProcess], target: Callable[..., tuple[int, Any]]
+) -> None:
+    """A probe that outlasts the shutdown bound is cancelled: said once at info, exit 0, no errors."""
+    port, _ = target(30)
+    daemon = daemon_factory(
+        "[scheduler]\njitter_seconds = 0\n"  # the test config's shutdown bound is 5 s
+        f'[services.stuck]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\n'
+        "interval_seconds = 60\ntimeout_seconds = 50\n"
+    )
+    daemon.wait_for_log(lambda e: e.get("event") == "stream_created")
+    time.sleep(0.5)  # the probe is under way (the scenario, not a wait for a result)
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert any(
+        e.get("event") == "scheduler_stopped" and e.get("cancelled_checks") == 1
+        for e in daemon.lines
+    )
+    assert [e for e in daemon.lines if e.get("level") in {"error", "critical"}] == []
 
 
 def test_secrets_never_leave_the_process(

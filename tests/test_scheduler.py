@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from structlog.testing import capture_logs
 
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy, SchedulerSettings
-from uptime_daemon.scheduler import CheckScheduler
+from uptime_daemon.scheduler import CheckScheduler, GridTrigger
 
 FAST = CheckPolicy(interval_seconds=0.05, timeout_seconds=0.05)
 
@@ -70,12 +72,14 @@ async def test_a_hanging_check_never_piles_up() -> None:
         finally:
             in_flight[name] -= 1
 
-    s = scheduler(run, {"hang": FAST})
+    skips: list[int] = []
+    s = scheduler(run, {"hang": FAST}, on_skip=lambda: skips.append(1))
     s.start()
     try:
         await until(lambda: s.skipped_runs >= 5)
         assert peak["hang"] == 1
         assert s.inflight == 1
+        assert len(skips) >= 5  # what uptime_scheduler_skipped_runs_total counts
     finally:
         release.set()
         await s.stop(1)
@@ -160,3 +164,51 @@ async def test_reschedule_adds_and_removes_services() -> None:
         assert calls["old"] <= frozen + 1  # at most one run that was already due
     finally:
         await s.stop(1)
+
+
+def test_grid_trigger_never_drifts_however_the_jitter_falls() -> None:
+    """Run k is in [phase + k × interval, + jitter): jitter never accumulates into the period."""
+    phase = datetime(2026, 1, 1, tzinfo=UTC)
+    trigger = GridTrigger(phase=phase, interval_seconds=60, jitter_seconds=1, rng=random.Random(7))
+    fire = trigger.get_next_fire_time(None, phase - timedelta(seconds=30))
+    for k in range(1000):
+        assert fire is not None
+        offset = (fire - phase).total_seconds() - 60 * k
+        assert 0 <= offset < 1, (k, offset)
+        fire = trigger.get_next_fire_time(fire, fire)
+
+
+def test_grid_trigger_moves_on_from_a_run_exactly_on_its_grid_point() -> None:
+    """Float and microsecond rounding must never schedule the same slot twice."""
+    phase = datetime(2026, 1, 1, tzinfo=UTC)
+    trigger = GridTrigger(
+        phase=phase, interval_seconds=0.05, jitter_seconds=0, rng=random.Random(1)
+    )
+    fires = [phase]
+    for _ in range(2000):
+        nxt = trigger.get_next_fire_time(fires[-1], fires[-1])
+        assert nxt is not None
+        fires.append(nxt)
+    gaps = {round((b - a).total_seconds(), 4) for a, b in itertools.pairwise(fires)}
+    assert gaps == {0.05}
+
+
+async def test_steady_state_runs_are_spread_over_the_interval() -> None:
+    """After the first runs, services fire evenly across each interval, not in a start-up burst."""
+    starts: list[float] = []
+
+    async def run(_name: str, _at: datetime) -> None:
+        starts.append(time.monotonic())
+
+    services = {f"s{i}": CheckPolicy(interval_seconds=1, timeout_seconds=1) for i in range(200)}
+    s = scheduler(run, services)  # 200 first runs spread over only 0.4 s (500 a second)
+    began = time.monotonic()
+    s.start()
+    try:
+        await until(lambda: bool(starts) and starts[-1] - began > 3.2, within=15)
+    finally:
+        await s.stop(1)
+    steady = [t - began for t in starts if 1.2 <= t - began < 3.2]  # two whole seconds
+    bins = Counter(int((t % 1) * 10) for t in steady)
+    assert len(steady) >= 300
+    assert min(bins.get(b, 0) for b in range(10)) >= len(steady) / 10 / 3, bins

@@ -318,6 +318,7 @@ async def _checks_ctx(app: web.Application) -> AsyncIterator[None]:
             services=settings.services,
             clock=clock,
             on_lateness=metrics.observe_lateness,
+            on_skip=metrics.count_skipped_run,
         )
         app[SCHEDULER] = scheduler
         if settings.scheduler.enabled:

@@ -73,6 +73,11 @@ class Metrics:
             buckets=LATENESS_BUCKETS,
             registry=registry,
         )
+        self.scheduler_skipped = Counter(
+            "uptime_scheduler_skipped_runs_total",
+            "Checks not started because the service's previous check was still running.",
+            registry=registry,
+        )
         self.events_appended = Counter(
             "uptime_events_appended", "Events appended to the event store.", registry=registry
         )
@@ -152,3 +157,7 @@ class Metrics:
     def observe_lateness(self, seconds: float) -> None:
         """Record how late a check started."""
         self.scheduler_lateness.observe(seconds)
+
+    def count_skipped_run(self) -> None:
+        """A check was due while the previous one of its service still ran."""
+        self.scheduler_skipped.inc()
