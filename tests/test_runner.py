@@ -169,3 +169,29 @@ async def test_an_unreachable_store_spools_the_event(
     assert report.spooled is True
     assert report.store_error is None
     assert any(e["event"] == "store_unavailable_spooling" for e in logs)
+
+
+async def test_status_changes_warn_only_when_on_call_should_look(
+    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """A first 'up' is info (10,000 services starting are not 10,000 warnings); down is a warning."""
+    store = await SqliteEventStore.open(tmp_path / "e.db")
+    other = await SqliteEventStore.open(tmp_path / "other.db")
+    runner = await runner_for(settings_for(target), store, session, tmp_path)
+    fresh = await runner_for(settings_for(target), other, session, tmp_path)
+    try:
+        with capture_logs() as logs:
+            await runner.run_check("web")  # first status: up
+            target.state["code"] = 500  # type: ignore[attr-defined]
+            await runner.run_check("web")
+            await runner.run_check("web")  # second failure in a row: down
+            await fresh.run_check("web")  # a service that is down from its first check
+    finally:
+        await store.close()
+        await other.close()
+    changes = [
+        (e["log_level"], e["status"], e["previous_status"])
+        for e in logs
+        if e["event"] == "service_status_changed"
+    ]
+    assert changes == [("info", "up", None), ("warning", "down", "up"), ("warning", "down", None)]

@@ -14,6 +14,7 @@ from typing import Any, Final, TextIO
 
 import orjson
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from uptime_daemon.redact import redact
 
@@ -53,13 +54,19 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     renderer: Any
     if as_json:
         renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)
-        shared.append(structlog.processors.dict_tracebacks)
+        # Without frame locals: they are rendered after mask_secrets and could hold a password.
+        shared.append(
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        )
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    numeric = logging.getLevelName(level.upper())
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Calls below the level return at once: the one-line-per-probe `probe_completed` at info
+        # costs nothing at all when the level is warning.
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)
@@ -71,7 +78,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    numeric = logging.getLevelName(level.upper())
     root.setLevel(numeric)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))

@@ -28,7 +28,7 @@ from uptime_daemon.errors import (
 )
 from uptime_daemon.probes.base import ProbeContext, ProbeFn
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
-from uptime_daemon.status import Outcome, ServiceState, step
+from uptime_daemon.status import Outcome, ServiceState, Status, step
 from uptime_daemon.store import EventStore, StreamState
 from uptime_daemon.store.spool import OutageBuffer
 
@@ -243,4 +243,7 @@ class CheckRunner:
         else:
             log.warning("probe_completed", **fields)
         if outcome.changed:
-            log.warning("service_status_changed", **fields)
+            # A service's first status is news only when it is down: 10,000 services starting
+            # up are not 10,000 warnings.
+            first_and_fine = outcome.previous_status is None and outcome.status is not Status.DOWN
+            (log.info if first_and_fine else log.warning)("service_status_changed", **fields)
