@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from uptime_daemon import __version__
 from uptime_daemon.api import create_web_app
@@ -178,6 +178,9 @@ def build_app(
     supervisor: Supervisor | None = None,
 ) -> web.Application:
     """Wire every component; nothing starts until the app's startup runs its cleanup contexts."""
+    # `_created` series double the lines of every labelled counter and histogram (a quarter of a
+    # 10,000-service scrape) and no alert or dashboard of ours reads them.
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
     registry = CollectorRegistry(auto_describe=True)
     app = create_web_app(
         registry=registry, live_health_interval_seconds=settings.server.live_health_interval_seconds

@@ -10,10 +10,9 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
 
 from uptime_daemon import __version__
-from uptime_daemon.api import docs, health, live, page, streams, uptime
+from uptime_daemon.api import docs, health, live, metrics_endpoint, page, streams, uptime
 from uptime_daemon.api.access import CHECK_BUCKET, TokenBucket, access_middleware
 from uptime_daemon.api.endpoint import Endpoint, openapi
 from uptime_daemon.api.errors import error_middleware
@@ -100,7 +99,7 @@ def create_web_app(
     app[CHECK_BUCKET] = TokenBucket(capacity=0)
     for api in _APIS:
         app.add_routes(api.routes)
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    metrics_endpoint.setup(app, registry)
     live.setup(app, health_interval_seconds=live_health_interval_seconds)
     page.setup(app)
     docs.setup(app, openapi_document())

@@ -3,6 +3,11 @@
 ``uptime_service_state_seconds_total`` comes from per-state totals that never decrease, not from
 process-local counters, so after a restart ``increase()`` over any range is still exact
 time-weighted accounting.
+
+Scrapes run in the metrics thread while the event loop keeps folding events (``api/metrics_endpoint``),
+so one scrape may read a service half-way through an update: a ratio can be a moment off, which a
+gauge tolerates. A counter must never go backwards, so each reported total is at least the last
+one reported for that series.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class ProjectionCollector(Collector):
     def __init__(self, projector: Projector, clock: Clock) -> None:
         self._projector = projector
         self._clock = clock
+        self._reported: dict[tuple[str, TimeState], float] = {}
+        """Last value of each state-seconds series: what the next scrape may not go below."""
 
     def collect(self) -> Iterator[Metric]:
         """Yield the projection's series."""
@@ -53,8 +60,9 @@ class ProjectionCollector(Collector):
             "Seconds the service spent in each state (unknown: no credible check).",
             labels=["service", "state"],
         )
-        for name in sorted(self._projector.state.services):
-            service = self._projector.state.services[name]
+        services = dict(self._projector.state.services)  # one atomic copy of the mapping
+        for name in sorted(services):
+            service = services[name]
             current = current_status(service, now)
             up.add_metric(
                 [name],
@@ -68,7 +76,10 @@ class ProjectionCollector(Collector):
                 if known > 0:
                     ratio.add_metric([name, label], window[TimeState.UP] / known)
             for state, total in zip(STATE_ORDER, state_totals(service, now), strict=True):
-                seconds.add_metric([name, state.value], total)
+                key = (name, state)
+                value = max(total, self._reported.get(key, 0.0))
+                self._reported[key] = value
+                seconds.add_metric([name, state.value], value)
         lag = GaugeMetricFamily(
             "uptime_projector_lag_seconds",
             "Age of the newest folded event while catching up; 0 when current.",
