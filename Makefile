@@ -38,9 +38,17 @@ format: $(VENV)/.test-deps
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-# Figures, not tests: prints one JSON line per figure (see docs/reliability.md).
+# Figures, not tests: each script prints one JSON line per figure, kept in var/bench/ (about 35 min
+# in all; docs/performance.md and docs/reliability.md quote them). One at a time: they measure CPU.
+BENCH_OUT := var/bench
 bench: $(VENV)/.test-deps system-deps
-	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10
+	bash scripts/install-system-deps.sh scripts/bench-packages.txt
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python bench/probes.py --seconds 30 --warmup 10 | tee $(BENCH_OUT)/probes.jsonl
+	$(BIN)/python bench/scale.py | tee $(BENCH_OUT)/scale.jsonl
+	$(BIN)/python bench/replay.py | tee $(BENCH_OUT)/replay.jsonl
+	$(BIN)/python bench/api.py | tee $(BENCH_OUT)/api.jsonl
+	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10 | tee $(BENCH_OUT)/soak.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,682 @@
+"""Scale: thousands of HTTP services against one loopback nginx; lateness, CPU, memory, throughput.
+
+Scenario A (``10k``): 10,000 HTTP services every 60 s (timeout 5 s), measured over 180 s.
+Scenario B (``1k``): 1,000 HTTP services every 1 s (timeout 1 s: it may not exceed the interval),
+measured over 60 s. Each scenario gets a fresh work dir, SQLite store, nginx (one worker) and daemon.
+
+After start-up the script waits until every service has a stored ``ServiceStatusChanged`` (the
+scheduler spreads first runs at ~500 a second, and a first run also creates the stream), lets the
+daemon settle, then measures one window without touching the daemon in between: one /metrics scrape
+either side (with 10,000 services a scrape is ~23 MiB and takes the daemon seconds, so it is kept out
+of the window unless ``--scrape-every`` asks for Prometheus-like scrapes inside it). Per scenario:
+
+* scheduling lateness p50/p99/max from the stored events of runs due inside the window (see
+  ``event_lateness_ms``), with the daemon's own ``uptime_scheduler_lateness_seconds`` histogram over
+  the window as a cross-check, and the lateness of every service's first run (start-up) apart;
+* daemon CPU as % of one core over the window (and per second: the load comes in bursts), RSS at the
+  end and its high-water mark (before the first scrape, and since start);
+* events appended and probes per second (``uptime_events_appended_total``, ``uptime_probes_total``),
+  failed probes, mean append time;
+* skipped runs: ``CheckScheduler.skipped_runs`` is not in /metrics, so they are counted from
+  APScheduler's warning in the daemon log, and cross-checked from the events (gaps of more than 1.5
+  intervals between a service's consecutive ``scheduledAt``);
+* errors and warnings in daemon.log, and how the machine itself was loaded (other processes skew
+  every figure on a 2-core box: ``host_busy_percent``).
+
+Jitter is the daemon's default, 1 s (the scheduler caps it at a tenth of the interval: 1 s for A,
+0.1 s for B); ``max_concurrency`` is the default 256. Figures are printed, one JSON line a scenario,
+beside the targets (10,000 at 60 s: lateness p99 < 50 ms, ≤ 15 % of one core, RSS < 300 MB); nothing
+is asserted. ``--py-spy N`` profiles the daemon for N s after the window and prints its top frames.
+
+    python bench/scale.py                                              # both, full size (~7 min)
+    python bench/scale.py --scenario 10k --services 2000 --window 60   # short checks
+    python bench/scale.py --scenario 1k --services 300 --window 20
+    python bench/scale.py --scenario 10k --scrape-every 15 --py-spy 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from _common import (
+    Processes,
+    cpu_seconds,
+    daemon_config,
+    emit,
+    fetch,
+    http_services,
+    machine,
+    metric_sum,
+    percentile,
+    processes,
+    rss_mib,
+    start_daemon,
+    start_nginx,
+)
+
+FIRST_RUNS_PER_SECOND: Final = 500  # scheduler.FIRST_RUNS_PER_SECOND: start-up spread of first runs
+MAX_JITTER_FRACTION: Final = 0.1  # scheduler.MAX_JITTER_FRACTION: jitter is capped at interval / 10
+STATUS_CHANGED: Final = "ServiceStatusChanged"
+DEFAULT_JITTER_SECONDS: Final = 1.0  # SchedulerSettings.jitter_seconds default
+DEFAULT_MAX_CONCURRENCY: Final = 256  # SchedulerSettings.max_concurrency default
+TARGETS_10K: Final = {"lateness_p99_ms": 50, "cpu_percent_one_core": 15, "rss_mb": 300}
+MIB: Final = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured configuration."""
+
+    name: str
+    services: int
+    interval: float
+    timeout: float
+    window: float
+    warmup: float | None
+    jitter: float
+    max_concurrency: int
+    py_spy: int = 0
+    scrape_every: float = 0
+
+    @property
+    def effective_jitter(self) -> float:
+        """The jitter the scheduler really applies (capped at a tenth of the interval)."""
+        return min(self.jitter, self.interval * MAX_JITTER_FRACTION)
+
+    @property
+    def first_run_spread(self) -> float:
+        """How long the scheduler spreads the first runs over (``CheckScheduler._spread_seconds``)."""
+        return min(self.interval, max(self.jitter, self.services / FIRST_RUNS_PER_SECOND))
+
+
+def _finite(value: float) -> float | None:
+    """``value`` rounded to 0.1, or None for NaN (no runs), so the line stays strict JSON."""
+    return None if math.isnan(value) else round(value, 1)
+
+
+def _unix(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()  # 3.11 reads the trailing Z
+
+
+def event_lateness_ms(data: dict[str, Any]) -> float:
+    """How late a probe started after its due time, from one stored event, in ms.
+
+    ``timestamp`` is when the check completed and ``metadata.responseTime`` how long the probe took,
+    so ``timestamp - responseTime`` is (about) when the probe started; minus ``scheduledAt`` (the due
+    time, jitter included) that is the lateness. It covers everything between the due time and the
+    probe: APScheduler's wake-up, the global concurrency semaphore, the per-service lock, and the
+    check's own preparation, so it is at least what the daemon's histogram sees (that one stops at
+    the job's start, before the semaphore). Resolution ~1-2 ms: both timestamps are truncated to the
+    millisecond and responseTime is rounded to it, so a punctual run can come out at -1 or +1 ms;
+    negative results are clamped to 0 (a run cannot start early) before percentiles are taken.
+    """
+    started = _unix(data["timestamp"]) * 1000 - float(data["metadata"]["responseTime"])
+    return max(0.0, started - _unix(data["scheduledAt"]) * 1000)
+
+
+class Run(NamedTuple):
+    """One stored check, reduced to what the figures need."""
+
+    stream: str
+    due: float
+    """``scheduledAt``, unix seconds."""
+    lateness_ms: float
+    ok: bool
+
+
+def read_runs(db: Path) -> list[Run]:
+    """Every stored ``ServiceStatusChanged`` (read-only: the daemon may still be writing)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT stream, data FROM events WHERE type = ?", (STATUS_CHANGED,))
+        runs = []
+        for stream, data in rows:
+            event = json.loads(data)
+            runs.append(
+                Run(
+                    stream,
+                    _unix(event["scheduledAt"]),
+                    event_lateness_ms(event),
+                    event["probe"]["ok"],
+                )
+            )
+    finally:
+        conn.close()
+    return runs
+
+
+def services_with_events(db: Path) -> int:
+    """How many services have at least one stored check."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(
+            conn.execute(
+                "SELECT COUNT(DISTINCT stream) FROM events WHERE type = ?", (STATUS_CHANGED,)
+            ).fetchone()[0]
+        )
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def wait_all_ran(db: Path, services: int, deadline_seconds: float) -> tuple[int, float]:
+    """Poll until every service has a stored check or the deadline passes; (services seen, seconds)."""
+    started = time.monotonic()
+    seen = 0
+    while time.monotonic() - started < deadline_seconds:
+        if db.exists():
+            seen = services_with_events(db)
+            if seen >= services:
+                break
+        time.sleep(2)
+    return seen, round(time.monotonic() - started, 1)
+
+
+def host_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat: were other processes busy too?"""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def sample_cpu(
+    pid: int, seconds: float, *, base: str, scrape_every: float
+) -> tuple[list[float], list[float]]:
+    """Spend ``seconds`` reading the daemon's CPU (% of one core) each second from /proc.
+
+    With ``scrape_every`` > 0 it also scrapes /metrics that often, as a Prometheus would (the scrape's
+    cost then counts in the window); returns the CPU samples and the scrape durations.
+    """
+    samples: list[float] = []
+    scrapes: list[float] = []
+    end = time.monotonic() + seconds
+    next_scrape = time.monotonic() + scrape_every if scrape_every > 0 else math.inf
+    last_cpu, last_time = cpu_seconds(pid), time.monotonic()
+    while (now := time.monotonic()) < end:
+        if now >= next_scrape:
+            scrapes.append(scrape(base)[2])
+            next_scrape += scrape_every
+        else:
+            time.sleep(max(0.0, min(1.0 - (now - last_time), end - now, next_scrape - now)))
+        cpu, moment = cpu_seconds(pid), time.monotonic()
+        if moment - last_time >= 1.0 or moment >= end:
+            samples.append((cpu - last_cpu) / (moment - last_time) * 100)
+            last_cpu, last_time = cpu, moment
+    return samples, scrapes
+
+
+def due_per_second(runs: list[Run]) -> dict[str, int]:
+    """Runs due in each second of the window: the load is bursty when first runs were bunched."""
+    per_second: dict[int, int] = defaultdict(int)
+    for run in runs:
+        per_second[int(run.due)] += 1
+    counts = list(per_second.values())
+    return {
+        "seconds_with_runs": len(counts),
+        "p50": int(percentile(counts, 0.5)) if counts else 0,
+        "max": max(counts, default=0),
+    }
+
+
+def scrape(base: str) -> tuple[str, float, float]:
+    """``/metrics`` text, the moment its values were (about) taken, and how long the scrape took."""
+    before = time.monotonic()
+    text = fetch(f"{base}/metrics", timeout=120)
+    after = time.monotonic()
+    return text, (before + after) / 2, after - before
+
+
+def lateness_histogram(before: str, after: str) -> dict[str, Any]:
+    """Delta of ``uptime_scheduler_lateness_seconds`` between two scrapes."""
+    name = "uptime_scheduler_lateness_seconds"
+    count = metric_sum(after, f"{name}_count") - metric_sum(before, f"{name}_count")
+    total = metric_sum(after, f"{name}_sum") - metric_sum(before, f"{name}_sum")
+
+    def later_than(bound: str) -> float | None:
+        within = metric_sum(after, f"{name}_bucket", le=bound) - metric_sum(
+            before, f"{name}_bucket", le=bound
+        )
+        return round(1 - within / count, 5) if count else None
+
+    # The smallest bucket bound that holds 99 % of the window's runs (an upper bound on its p99).
+    p99_le: float | None = None
+    for bound in ("0.001", "0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0"):
+        within = metric_sum(after, f"{name}_bucket", le=bound) - metric_sum(
+            before, f"{name}_bucket", le=bound
+        )
+        if count and within >= 0.99 * count:
+            p99_le = float(bound)
+            break
+    return {
+        "runs": int(count),
+        "mean_ms": round(total / count * 1000, 3) if count else None,
+        "share_later_than_10ms": later_than("0.01"),
+        "share_later_than_50ms": later_than("0.05"),
+        "p99_at_most_s": p99_le,
+    }
+
+
+def first_runs_lateness(runs: list[Run]) -> dict[str, Any]:
+    """Lateness of each service's first check (start-up: first runs also create the stream)."""
+    first: dict[str, Run] = {}
+    for run in runs:
+        known = first.get(run.stream)
+        if known is None or run.due < known.due:
+            first[run.stream] = run
+    lateness = [run.lateness_ms for run in first.values()]
+    return {
+        "runs": len(lateness),
+        "p50": _finite(percentile(lateness, 0.5)),
+        "p99": _finite(percentile(lateness, 0.99)),
+        "max": _finite(max(lateness, default=math.nan)),
+    }
+
+
+def missed_runs(runs: list[Run], window: tuple[float, float], interval: float) -> int:
+    """Runs that never happened: gaps of more than 1.5 intervals between a service's due times.
+
+    Only gaps that end inside the window count. Jitter adds up to a tenth of an interval per run,
+    so a normal gap is at most 1.1 intervals.
+    """
+    due: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        due[run.stream].append(run.due)
+    missed = 0
+    for times in due.values():
+        times.sort()
+        for previous, current in itertools.pairwise(times):
+            gap = current - previous
+            if window[0] <= current < window[1] and gap > 1.5 * interval:
+                missed += max(1, round(gap / interval) - 1)
+    return missed
+
+
+SKIPPED_LOG: Final = "skipped: maximum number of running instances reached"
+"""APScheduler's warning when a run is due while the previous run of that job is still going."""
+MISFIRED_LOG: Final = "was missed by"
+"""APScheduler's warning when a run started later than its misfire grace time (dropped)."""
+
+
+def log_problems(log: Path, window: tuple[float, float]) -> dict[str, Any]:
+    """Errors and warnings in the daemon's JSON log; skipped and misfired runs inside the window.
+
+    ``service_status_changed`` is logged at warning level on every transition (each service's first
+    check is one: unknown to up); those are counted apart, they are not problems. Samples are the
+    first distinct messages (job names blanked), errors first.
+    """
+    counts: dict[str, int] = defaultdict(int)
+    seen: dict[str, list[str]] = {"error": [], "warning": []}
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = {"event": line, "level": "error" if "Traceback" in line else "other"}
+        if not isinstance(record, dict):
+            continue
+        message, level = str(record.get("event", "")), str(record.get("level", ""))
+        if message == "service_status_changed":
+            counts["status_changes"] += 1
+            continue
+        kind = "error" if level in {"error", "critical", "exception"} else level
+        if kind not in seen:
+            continue
+        counts[f"{kind}s"] += 1
+        moment = _unix(str(record["timestamp"])) if "timestamp" in record else math.nan
+        if window[0] <= moment < window[1]:
+            counts[f"{kind}s_in_window"] += 1
+            counts["skipped_runs_in_window"] += SKIPPED_LOG in message
+            counts["misfired_runs_in_window"] += MISFIRED_LOG in message
+        sample = re.sub(r'[Jj]ob "[^"]*"', 'job "..."', message)[:160]
+        if sample not in seen[kind] and len(seen[kind]) < 3:
+            seen[kind].append(sample)
+    keys = ("errors", "errors_in_window", "warnings", "warnings_in_window", "status_changes")
+    return {
+        **{key: counts[key] for key in keys},
+        "skipped_runs_in_window": counts["skipped_runs_in_window"],
+        "misfired_runs_in_window": counts["misfired_runs_in_window"],
+        "samples": [f"error: {m}" for m in seen["error"]]
+        + [f"warning: {m}" for m in seen["warning"]],
+    }
+
+
+OUTER_FRAMES: Final = re.compile(r"runpy|__main__\.py|cli\.py|runners\.py|threading\.py")
+"""Frames every sample of a thread has (start-up, thread bootstrap): left out of the inclusive list."""
+
+
+def py_spy(pid: int, seconds: int, out: Path) -> dict[str, Any]:
+    """Sample the daemon with py-spy (after the window, so it does not skew it); top functions.
+
+    Our own helper, not in _common: py-spy is optional (``pip install py-spy`` in the venv). Shares
+    are of the samples where a daemon thread was active (py-spy leaves idle threads out by default),
+    main and SQLite worker threads together. The daemon runs on uvloop, so time spent in uvloop's C
+    code (socket I/O, callbacks) shows as ``Runner.run`` itself; ``--native`` would resolve it but
+    pauses the process on every sample.
+    """
+    command = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(command).exists():
+        return {"error": "py-spy not installed: .venv/bin/pip install py-spy"}
+    args = [command, "record", "-d", str(seconds), "-p", str(pid), "-r", "100", "--nonblocking"]
+    done = subprocess.run(
+        [*args, "--format", "raw", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 60,
+    )
+    if done.returncode != 0 or not out.exists():
+        return {"error": done.stderr.strip()[-300:]}
+    own: dict[str, int] = defaultdict(int)
+    inclusive: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        # "function (path:line)" frames, root first; the line number is dropped to group by function.
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        frames = [re.sub(r"\(/.*/(site-packages|src|lib/python3\.\d+)/", "(", f) for f in frames]
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            if not OUTER_FRAMES.search(frame):
+                inclusive[frame] += int(count)
+
+    def top(table: dict[str, int], n: int) -> list[str]:
+        ranked = sorted(table.items(), key=lambda item: -item[1])[:n]
+        return [f"{share / total * 100:.1f}% {frame}" for frame, share in ranked]
+
+    return {
+        "samples": total,
+        "self": top(own, 15),
+        "inclusive": top(inclusive, 25),
+        "raw": str(out),
+    }
+
+
+@dataclass
+class Window:
+    """What one measured window yielded, before it is turned into figures."""
+
+    startup_seconds: float
+    first_runs_seconds: float
+    services_seen: int
+    rss_after_start: float
+    metrics: tuple[str, str]
+    metrics_taken: tuple[float, float]
+    scrape_seconds: float
+    scrapes_in_window: list[float]
+    rss_peak_warmup: float
+    wall: tuple[float, float]
+    seconds: float
+    cpu_seconds: float
+    cpu_samples: list[float]
+    host_busy_percent: float
+    load_before: float
+    rss_end: float
+    rss_peak: float
+    open_fds: int
+    stored: list[Run]
+    profile: dict[str, Any] | None = None
+    shutdown_seconds: float = math.nan
+    exit_code: int | None = None
+
+
+def measure(scenario: Scenario, procs: Processes) -> Window:
+    """Start nginx and a daemon, warm up, measure one window, stop the daemon."""
+    target = start_nginx(procs, workers=1)
+    config, base = daemon_config(
+        procs,
+        http_services(scenario.services, target),
+        interval_seconds=scenario.interval,
+        timeout_seconds=scenario.timeout,
+        jitter_seconds=scenario.jitter,
+        max_concurrency=scenario.max_concurrency,
+    )
+    db = procs.work / "events.db"
+    launched = time.monotonic()
+    daemon = start_daemon(procs, config, base)
+    startup_seconds = round(time.monotonic() - launched, 1)
+    pid = daemon.pid
+    rss_after_start = rss_mib(pid)
+
+    # Warm-up: every service has run once (first runs take first_run_spread, plus a probe and the
+    # stream's creation), then the rest of the warm-up so start-up work has drained.
+    minimum = scenario.warmup
+    if minimum is None:
+        minimum = max(10.0, scenario.first_run_spread + scenario.timeout + 5)
+    seen, first_runs_seconds = wait_all_ran(
+        db, scenario.services, minimum + scenario.interval + scenario.timeout + 60
+    )
+    time.sleep(max(0.0, minimum - (time.monotonic() - launched - startup_seconds)))
+
+    rss_peak_warmup = rss_mib(pid, peak=True)  # start-up and first runs, before any scrape
+    metrics_before, taken_before, scrape_before = scrape(base)
+    load_before = round(os.getloadavg()[0], 2)
+    host_before = host_cpu()
+    cpu_before, wall_before, mono_before = cpu_seconds(pid), time.time(), time.monotonic()
+    cpu_samples, scrapes = sample_cpu(
+        pid, scenario.window, base=base, scrape_every=scenario.scrape_every
+    )
+    cpu_after, wall_after, mono_after = cpu_seconds(pid), time.time(), time.monotonic()
+    host_after = host_cpu()
+    rss_end, rss_peak = rss_mib(pid), rss_mib(pid, peak=True)
+    metrics_after, taken_after, scrape_after = scrape(base)
+    window = Window(
+        startup_seconds=startup_seconds,
+        first_runs_seconds=first_runs_seconds,
+        services_seen=seen,
+        rss_after_start=rss_after_start,
+        metrics=(metrics_before, metrics_after),
+        metrics_taken=(taken_before, taken_after),
+        scrape_seconds=max(scrape_before, scrape_after),
+        scrapes_in_window=scrapes,
+        rss_peak_warmup=rss_peak_warmup,
+        wall=(wall_before, wall_after),
+        seconds=mono_after - mono_before,
+        cpu_seconds=cpu_after - cpu_before,
+        cpu_samples=cpu_samples,
+        host_busy_percent=round(
+            (host_after[0] - host_before[0]) / (host_after[1] - host_before[1]) * 100, 1
+        ),
+        load_before=load_before,
+        rss_end=rss_end,
+        rss_peak=rss_peak,
+        open_fds=len(list(Path(f"/proc/{pid}/fd").iterdir())),
+        stored=[],
+    )
+    if scenario.py_spy:
+        window.profile = py_spy(pid, scenario.py_spy, procs.work / "py-spy.txt")
+
+    # Runs due before the window's end finish within a timeout (plus the append) after it.
+    time.sleep(scenario.timeout + 3)
+    window.stored = read_runs(db)  # all of them: the first runs are reported too
+
+    stopping = time.monotonic()
+    daemon.terminate()
+    window.exit_code = daemon.wait(timeout=60)
+    window.shutdown_seconds = round(time.monotonic() - stopping, 1)
+    return window
+
+
+def figures_of(scenario: Scenario, window: Window, work: Path) -> dict[str, Any]:
+    """The JSON line's fields."""
+    before, after = window.metrics
+    between = window.metrics_taken[1] - window.metrics_taken[0]
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
+
+    in_window = [run for run in window.stored if window.wall[0] <= run.due < window.wall[1]]
+    lateness = [run.lateness_ms for run in in_window]
+    appends = delta("uptime_event_append_duration_seconds_count")
+    probes = delta("uptime_probes_total")
+    # Jitter is added to each due time on top of the interval, so the mean period is interval + j/2.
+    expected = (
+        scenario.services * window.seconds / (scenario.interval + scenario.effective_jitter / 2)
+    )
+    full_cycle = window.seconds >= scenario.interval + scenario.effective_jitter
+    return {
+        "services": scenario.services,
+        "interval_s": scenario.interval,
+        "timeout_s": scenario.timeout,
+        "jitter_s": scenario.jitter,
+        "effective_jitter_s": scenario.effective_jitter,
+        "max_concurrency": scenario.max_concurrency,
+        "window_s": round(window.seconds, 1),
+        "startup_s": window.startup_seconds,
+        "all_first_runs_s": window.first_runs_seconds,
+        "services_run_before_window": window.services_seen,
+        "lateness_ms": {
+            "source": "events: timestamp - responseTime - scheduledAt (+-1-2 ms)",
+            "runs": len(lateness),
+            "p50": _finite(percentile(lateness, 0.50)),
+            "p99": _finite(percentile(lateness, 0.99)),
+            "max": _finite(max(lateness, default=math.nan)),
+        },
+        "lateness_histogram": lateness_histogram(before, after),
+        "first_runs_lateness_ms": first_runs_lateness(window.stored),
+        "cpu_percent_one_core": round(window.cpu_seconds / window.seconds * 100, 1),
+        "cpu_percent_1s": {
+            "p50": _finite(percentile(window.cpu_samples, 0.5)),
+            "p90": _finite(percentile(window.cpu_samples, 0.9)),
+            "max": _finite(max(window.cpu_samples, default=math.nan)),
+        },
+        "due_per_s": due_per_second(in_window),
+        "rss_after_start_mib": window.rss_after_start,
+        "rss_end_mib": window.rss_end,
+        "rss_peak_warmup_mib": window.rss_peak_warmup,
+        "rss_peak_mib": window.rss_peak,
+        "events_per_s": round(delta("uptime_events_appended_total") / between, 2),
+        "probes_per_s": round(probes / between, 2),
+        "probes_failed_per_s": round(
+            (probes - delta("uptime_probes_total", result="ok")) / between, 2
+        ),
+        "append_mean_ms": round(
+            delta("uptime_event_append_duration_seconds_sum") / appends * 1000, 3
+        )
+        if appends
+        else None,
+        "append_failures": delta("uptime_event_append_failures_total"),
+        "runs_in_window": len(in_window),
+        "runs_expected": round(expected),
+        "services_without_run_in_window": scenario.services - len({run.stream for run in in_window})
+        if full_cycle
+        else None,
+        "failed_runs_in_window": sum(1 for run in in_window if not run.ok),
+        "missed_runs": missed_runs(window.stored, window.wall, scenario.interval),
+        # CheckScheduler.skipped_runs is not in /metrics; APScheduler logs each skip (a warning),
+        # counted in daemon_log.skipped_runs_in_window.
+        "skipped_runs_metric": None,
+        "event_loop_tasks_end": metric_sum(after, "uptime_event_loop_tasks"),
+        "open_fds_end": window.open_fds,
+        "metrics_scrape_s": round(window.scrape_seconds, 2),
+        "scrapes_in_window": len(window.scrapes_in_window),
+        "scrape_in_window_max_s": _finite(max(window.scrapes_in_window, default=math.nan)),
+        "metrics_mib": round(len(after.encode()) / MIB, 1),
+        "shutdown_s": window.shutdown_seconds,
+        "exit_code": window.exit_code,
+        "daemon_log": log_problems(work / "daemon.log", window.wall),
+        "work": str(work),
+        "machine": machine(),
+        # Other processes on the machine skew every figure: how busy was it, all cores together?
+        "host_busy_percent": window.host_busy_percent,
+        "load_average_before": window.load_before,
+    }
+
+
+def run(scenario: Scenario) -> None:
+    """Measure one scenario in a fresh work dir; print its JSON line (and the profile's)."""
+    with processes() as procs:
+        window = measure(scenario, procs)
+    figures = figures_of(scenario, window, procs.work)
+    if scenario.name == "10k":
+        figures["targets"] = TARGETS_10K
+        full_size = scenario.services == 10_000 and scenario.interval == 60
+        p99 = figures["lateness_ms"]["p99"]
+        figures["within_targets"] = (
+            {
+                "lateness_p99_ms": p99 is not None and p99 < TARGETS_10K["lateness_p99_ms"],
+                "cpu_percent_one_core": figures["cpu_percent_one_core"]
+                <= TARGETS_10K["cpu_percent_one_core"],
+                # The high-water mark since start: start-up and the first /metrics scrape count.
+                "rss_mb": window.rss_peak * MIB / 1e6 < TARGETS_10K["rss_mb"],
+            }
+            if full_size
+            else None  # the targets are for 10,000 services at 60 s only
+        )
+    emit(f"scale_{scenario.name}", **figures)
+    if window.profile is not None:
+        emit(f"scale_{scenario.name}_profile", seconds=scenario.py_spy, **window.profile)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--scenario", choices=("10k", "1k", "both"), default="both")
+    parser.add_argument(
+        "--window", type=float, help="measured seconds (default 180 for 10k, 60 for 1k)"
+    )
+    parser.add_argument("--services", type=int, help="override the scenario's service count")
+    parser.add_argument("--interval", type=float, help="override the scenario's interval (s)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds from start-up to the window, at least (default: first-run spread + timeout + 5, ≥ 10)",
+    )
+    parser.add_argument("--jitter", type=float, default=DEFAULT_JITTER_SECONDS)
+    parser.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    parser.add_argument(
+        "--scrape-every",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="also scrape /metrics this often during the window, as Prometheus would (default: never)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="after the window, profile the daemon this long with py-spy and print its top functions"
+        " (at 60 s intervals the load comes in bursts: profile a whole interval)",
+    )
+    args = parser.parse_args()
+
+    presets = {"10k": (10_000, 60.0, 180.0), "1k": (1_000, 1.0, 60.0)}
+    names = ("10k", "1k") if args.scenario == "both" else (args.scenario,)
+    for name in names:
+        services, interval, window = presets[name]
+        interval = args.interval or interval
+        run(
+            Scenario(
+                name=name,
+                services=args.services or services,
+                interval=interval,
+                timeout=min(5.0, interval),  # a timeout may not exceed the interval
+                window=args.window or window,
+                warmup=args.warmup,
+                jitter=args.jitter,
+                max_concurrency=args.max_concurrency,
+                py_spy=args.py_spy,
+                scrape_every=args.scrape_every,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
