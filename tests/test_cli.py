@@ -7,15 +7,10 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import write_config
-from uptime_daemon import events
-from uptime_daemon.config.model import CheckPolicy
-from uptime_daemon.results import CheckKind, ProbeResult
-from uptime_daemon.status import ServiceState, step
-from uptime_daemon.store import StreamState
+from tests.projector.test_runner import write_checks
 from uptime_daemon.store.sqlite import SqliteEventStore
 
 CHECKS = 40
@@ -34,38 +29,18 @@ def cli(
     )
 
 
-async def _write_history(database: Path) -> None:
-    """``CHECKS`` checks of service ``a``, ten seconds apart, as the daemon writes them."""
+async def _write_history(database: Path) -> int:
+    """``CHECKS`` checks spread over services ``a``, ``b``, ``c``; returns how many got any."""
     store = await SqliteEventStore.open(database)
-    policy = CheckPolicy(interval_seconds=10, timeout_seconds=1)
-    start = datetime.now(UTC) - timedelta(hours=1)
-    await store.append(
-        events.stream_name("a"), [events.stream_created("a", start)], StreamState.NO_STREAM
-    )
-    state = ServiceState.initial()
-    for i in range(CHECKS):
-        at = start + timedelta(seconds=10 * i)
-        probe = ProbeResult(ok=True, duration_seconds=0.01)
-        outcome = step(state, ok=True, response_seconds=0.01, at=at, policy=policy)
-        state = outcome.state
-        event = events.status_changed(
-            service="a",
-            location="default",
-            kind=CheckKind.HTTP,
-            scheduled_at=at,
-            completed_at=at,
-            outcome=outcome,
-            probe=probe,
-            interval_seconds=10,
-            timeout_seconds=1,
-        )
-        await store.append(events.stream_name("a"), [event])
+    await write_checks(store, CHECKS, seed=3)
+    streams = {e.stream for e in await store.read_all(stream_prefix="service-uptime-")}
     await store.close()
+    return len(streams)
 
 
 def test_replay_folds_every_event_and_reports_its_rate(tmp_path: Path) -> None:
     """``replay`` rebuilds from zero: it counts every stored uptime event and says how fast."""
-    asyncio.run(_write_history(tmp_path / "events.db"))
+    services = asyncio.run(_write_history(tmp_path / "events.db"))
     config = write_config(tmp_path, '[services.a]\nkind = "http"\nurl = "http://127.0.0.1:9/"\n')
     done = cli(config, "replay")
     assert done.returncode == 0, done.stderr
@@ -73,8 +48,8 @@ def test_replay_folds_every_event_and_reports_its_rate(tmp_path: Path) -> None:
         r"replayed (\d+) events into (\d+) services in [\d.]+ s \(([\d,]+) events/s\)", done.stdout
     )
     assert match, done.stdout
-    assert int(match.group(1)) == CHECKS + 1  # the StreamCreated event is folded too
-    assert int(match.group(2)) == 1
+    assert int(match.group(1)) == CHECKS
+    assert int(match.group(2)) == services
     assert int(match.group(3).replace(",", "")) > 0
 
 
