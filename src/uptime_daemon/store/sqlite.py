@@ -56,8 +56,6 @@ log = structlog.get_logger(__name__)
 SCHEMA_VERSION: Final = 1
 MAX_BATCH: Final = 512
 """Appends committed together at most (bounds one transaction's size and latency)."""
-GATHER_SECONDS: Final = 0.02
-"""How long the writer waits after an append for others to share its transaction."""
 SUBSCRIPTION_PAGE: Final = 1000
 """Events read per catch-up step of a subscription."""
 MAX_STREAM_NAME: Final = 255
@@ -493,20 +491,8 @@ class SqliteEventStore:
             if first is None:
                 return
             batch, stopping = [first], False
-            gather_until = asyncio.get_running_loop().time() + GATHER_SECONDS
-            while len(batch) < MAX_BATCH:
-                if self._queue.empty():
-                    # A moment's wait turns a trickle of checks into shared transactions: one
-                    # commit, one writer-thread hand-off and one subscriber wake-up for several.
-                    remaining = gather_until - asyncio.get_running_loop().time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        request = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    request = self._queue.get_nowait()
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                request = self._queue.get_nowait()
                 if request is None:
                     stopping = True
                     break
