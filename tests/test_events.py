@@ -13,6 +13,7 @@ from uptime_daemon import events
 from uptime_daemon.errors import UptimeDaemonError
 from uptime_daemon.results import CheckKind, FailureReason, Phase, ProbeResult
 from uptime_daemon.status import INITIAL, Grade, Outcome, Status
+from uptime_daemon.store import NewEvent
 
 SCHEDULED = datetime(2024, 1, 15, 10, 30, 0, 0, tzinfo=UTC)
 COMPLETED = SCHEDULED + timedelta(milliseconds=45)
@@ -37,7 +38,7 @@ WENT_DOWN = Outcome(
 FAST_OK = ProbeResult(ok=True, duration_seconds=0.0451, detail="200 OK", http_status=200)
 
 
-def encode(
+def status_event(
     probe: ProbeResult = FAST_OK,
     outcome: Outcome = HELD_UP,
     *,
@@ -45,7 +46,8 @@ def encode(
     location: str = "default",
     kind: CheckKind = CheckKind.HTTP,
     completed_at: datetime = COMPLETED,
-) -> bytes:
+) -> NewEvent:
+    """One ``ServiceStatusChanged`` of the check scheduled at ``SCHEDULED``."""
     event = events.status_changed(
         service=service,
         location=location,
@@ -59,7 +61,22 @@ def encode(
     )
     assert event.type == events.EVENT_TYPE_STATUS_CHANGED == "ServiceStatusChanged"
     assert event.id == events.event_id(service, location, SCHEDULED)
-    return event.data
+    return event
+
+
+def encode(
+    probe: ProbeResult = FAST_OK,
+    outcome: Outcome = HELD_UP,
+    *,
+    service: str = "http",
+    location: str = "default",
+    kind: CheckKind = CheckKind.HTTP,
+    completed_at: datetime = COMPLETED,
+) -> bytes:
+    """The stored JSON of ``status_event(...)``."""
+    return status_event(
+        probe, outcome, service=service, location=location, kind=kind, completed_at=completed_at
+    ).data
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -194,17 +211,7 @@ def test_probe_object(probe: ProbeResult, kind: CheckKind, expected: dict[str, A
 def test_store_metadata() -> None:
     """Both event types carry the same small producer record as store metadata."""
     created = events.stream_created("http", SCHEDULED)
-    changed = events.status_changed(
-        service="http",
-        location="default",
-        kind=CheckKind.HTTP,
-        scheduled_at=SCHEDULED,
-        completed_at=COMPLETED,
-        outcome=HELD_UP,
-        probe=FAST_OK,
-        interval_seconds=30,
-        timeout_seconds=10,
-    )
+    changed = status_event()
     expected = {"schemaVersion": 1, "producer": "uptime-daemon"}
     assert orjson.loads(created.metadata) == orjson.loads(changed.metadata) == expected
 
@@ -255,27 +262,11 @@ def test_event_ids_are_deterministic_and_distinct(
 
 def test_event_id_ignores_completion_and_outcome() -> None:
     """A retried check completes later with other results, yet is the same stored event."""
-    first = events.status_changed(
-        service="http",
-        location="default",
-        kind=CheckKind.HTTP,
-        scheduled_at=SCHEDULED,
-        completed_at=COMPLETED,
-        outcome=HELD_UP,
-        probe=FAST_OK,
-        interval_seconds=30,
-        timeout_seconds=10,
-    )
-    retry = events.status_changed(
-        service="http",
-        location="default",
-        kind=CheckKind.HTTP,
-        scheduled_at=SCHEDULED,
+    first = status_event()
+    retry = status_event(
+        ProbeResult(ok=False, duration_seconds=3, failure=FailureReason.TIMEOUT),
+        WENT_DOWN,
         completed_at=COMPLETED + timedelta(seconds=3),
-        outcome=WENT_DOWN,
-        probe=ProbeResult(ok=False, duration_seconds=3, failure=FailureReason.TIMEOUT),
-        interval_seconds=30,
-        timeout_seconds=10,
     )
     assert first.id == retry.id
     same_instant_elsewhere = SCHEDULED.astimezone(timezone(timedelta(hours=2)))
