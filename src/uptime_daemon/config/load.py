@@ -191,12 +191,12 @@ def _format(exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> 
     return f"{source}: " + "; ".join(problems)
 
 
-_PLAIN_KEY: Final = re.compile(r"^[A-Za-z0-9_\-\[\]]+$")
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-\[\]]+")
 
 
 def _key(part: str) -> str:
     """A key path element as typed, or quoted when it holds anything unusual (so errors stay one line)."""
-    return part if _PLAIN_KEY.match(part) else repr(part)
+    return part if _PLAIN_KEY.fullmatch(part) else repr(part)  # fullmatch: `$` lets a final \n by
 
 
 def mask_url(url: str) -> str:
