@@ -19,9 +19,11 @@ import contextlib
 import math
 import random
 import shutil
+import time
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from _common import Processes, processes
@@ -31,6 +33,7 @@ from uptime_daemon.config.model import CheckPolicy
 from uptime_daemon.results import CheckKind, FailureReason, Phase, ProbeResult
 from uptime_daemon.status import ServiceState, Status, step
 from uptime_daemon.store import EventStore, NewEvent, StreamState
+from uptime_daemon.store.sqlite import SqliteEventStore
 
 SERVICE_PREFIX: Final = "service-"
 """Service ``i`` is ``service-{i}``: the names ``_common.http_services(n, base, SERVICE_PREFIX)`` writes."""
@@ -290,6 +293,45 @@ class History:
         await _bounded(appends(), limit=limit)
         self.done = upto
         return written
+
+
+async def write_history(history: History, db: Path, upto: int, *, batch: int) -> dict[str, Any]:
+    """Extend the SQLite log at ``db`` to ``upto`` checks per service; the figures of this step."""
+    started = time.perf_counter()
+    store = await SqliteEventStore.open(db, clock_now=history.clock)
+    try:
+        if not history.created:
+            await history.create_streams(store)
+        written = await history.extend(store, upto, batch=batch)
+    finally:
+        await store.close()
+    seconds = time.perf_counter() - started
+    return {
+        "events": written,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(written / seconds),
+        "batch_per_append": batch,
+    }
+
+
+WRAPPER: Final = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({
+        "exit": os.waitstatus_to_exitcode(status),
+        "wall": time.perf_counter() - started,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "maxrss_kib": usage.ru_maxrss,
+    }, out)
+"""
+"""A small ``python`` parent for each replay: ``wait4`` gives that one child's peak RSS.
+
+Linux carries the parent's high-water mark across fork/vfork + exec into the child's ``ru_maxrss``,
+so measuring from this (large) bench process would report our own peak; the wrapper's is ~10 MiB.
+"""
 
 
 async def _bounded(appends: Iterable[Coroutine[Any, Any, int]], *, limit: int = 512) -> None:

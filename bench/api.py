@@ -49,9 +49,7 @@ from _common import (
     start_nginx,
     wrk,
 )
-from _history import SERVICE_PREFIX, History, workspace
-
-from uptime_daemon.store.sqlite import SqliteEventStore
+from _history import SERVICE_PREFIX, History, workspace, write_history
 
 TIMEOUT_SECONDS: Final = 5.0
 P99_TARGET_MS: Final = 20.0
@@ -154,22 +152,6 @@ def client_main(args: argparse.Namespace) -> None:
 
 
 # --- the benchmark ---------------------------------------------------------------------------------
-
-
-async def fill(history: History, db: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    store = await SqliteEventStore.open(db, clock_now=history.clock)
-    try:
-        await history.create_streams(store)
-        written = await history.extend(store, history.checks_per_service, batch=500)
-    finally:
-        await store.close()
-    seconds = time.perf_counter() - started
-    return {
-        "events": written,
-        "seconds": round(seconds, 2),
-        "events_per_second": round(written / seconds),
-    }
 
 
 def status_of(url: str) -> int:
@@ -281,7 +263,11 @@ def bench(args: argparse.Namespace) -> None:
             hours=args.hours_of_history,
             interval_seconds=args.interval,
             checks_per_service=checks,
-            **asyncio.run(fill(history, procs.work / "events.db")),
+            **asyncio.run(
+                write_history(
+                    history, procs.work / "events.db", history.checks_per_service, batch=500
+                )
+            ),
         )
         launched = time.monotonic()
         daemon = start_daemon(procs, config, base)

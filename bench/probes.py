@@ -413,32 +413,45 @@ def _daemon_window(
     }
 
 
+def _measure_daemon(
+    procs: Processes,
+    args: argparse.Namespace,
+    services_toml: str,
+    *,
+    loop: str,
+    services: int,
+    extra: list[subprocess.Popen[bytes]] | None = None,
+) -> dict[str, Any]:
+    """Start a daemon for ``services_toml`` on ``loop``, warm it up, measure one window, stop it."""
+    config, base = daemon_config(
+        procs, services_toml, interval_seconds=args.interval, timeout_seconds=5.0
+    )
+    daemon = start_daemon(procs, config, base, env={"UPTIME_EVENT_LOOP": loop})
+    time.sleep(args.warmup)
+    figure = {
+        "loop": loop,
+        **_daemon_window(
+            procs,
+            daemon,
+            base,
+            services=services,
+            interval=args.interval,
+            seconds=args.seconds,
+            extra=extra,
+        ),
+    }
+    _stop_and_scan(procs, figure)
+    return figure
+
+
 def run_daemon(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """``daemon_http``: N HTTP services on nginx, once per event loop, each with a fresh store."""
     for loop in LOOPS:
         with processes() as procs:
             target = start_nginx(procs, workers=1)
-            config, base = daemon_config(
-                procs,
-                http_services(args.services, target),
-                interval_seconds=args.interval,
-                timeout_seconds=min(5.0, args.interval),
-            )
-            daemon = start_daemon(procs, config, base, env={"UPTIME_EVENT_LOOP": loop})
-            time.sleep(args.warmup)
-            figure = {
-                "loop": loop,
-                **_daemon_window(
-                    procs,
-                    daemon,
-                    base,
-                    services=args.services,
-                    interval=args.interval,
-                    seconds=args.seconds,
-                ),
-            }
+            services = http_services(args.services, target)
+            figure = _measure_daemon(procs, args, services, loop=loop, services=args.services)
             figure.pop("other_cpu_ms_per_probe")
-            _stop_and_scan(procs, figure)
             results[f"daemon_http_{loop}"] = figure
             emit("daemon_http", **figure)
 
@@ -601,28 +614,15 @@ def run_websocket(args: argparse.Namespace, results: dict[str, Any]) -> None:
     for loop in LOOPS:
         with processes() as procs:
             server, url = _start_echo(procs)
-            config, base = daemon_config(
+            figure = _measure_daemon(
                 procs,
+                args,
                 _ws_services(services, url),
-                interval_seconds=args.interval,
-                timeout_seconds=min(5.0, args.interval),
+                loop=loop,
+                services=services,
+                extra=[server],
             )
-            daemon = start_daemon(procs, config, base, env={"UPTIME_EVENT_LOOP": loop})
-            time.sleep(args.warmup)
-            figure = {
-                "loop": loop,
-                **_daemon_window(
-                    procs,
-                    daemon,
-                    base,
-                    services=services,
-                    interval=args.interval,
-                    seconds=args.seconds,
-                    extra=[server],
-                ),
-            }
             figure["server_cpu_ms_per_probe"] = figure.pop("other_cpu_ms_per_probe")[0]
-            _stop_and_scan(procs, figure)
             results[f"daemon_websocket_{loop}"] = figure
             emit("daemon_websocket", **figure)
 

@@ -40,9 +40,7 @@ from _common import (
     machine,
     rss_mib,
 )
-from _history import SERVICE_PREFIX, History, workspace
-
-from uptime_daemon.store.sqlite import SqliteEventStore
+from _history import SERVICE_PREFIX, History, workspace, write_history
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 STEPS: Final = (0.25, 0.5, 1.0)
@@ -64,25 +62,6 @@ def write_config(procs: Processes, services: int, store_url: str | None = None) 
         store_url=store_url,
     )
     return config
-
-
-async def generate(history: History, db: Path, upto: int, *, batch: int) -> dict[str, Any]:
-    """Extend the store to ``upto`` checks per service; the figures of this step."""
-    started = time.perf_counter()
-    store = await SqliteEventStore.open(db, clock_now=history.clock)
-    try:
-        if not history.created:
-            await history.create_streams(store)
-        written = await history.extend(store, upto, batch=batch)
-    finally:
-        await store.close()
-    seconds = time.perf_counter() - started
-    return {
-        "events": written,
-        "seconds": round(seconds, 2),
-        "events_per_second": round(written / seconds),
-        "batch_per_append": batch,
-    }
 
 
 WRAPPER: Final = """
@@ -244,7 +223,7 @@ def run_kurrentdb(args: argparse.Namespace) -> None:
             timeout_seconds=TIMEOUT_SECONDS,
         )
         source = write_config(procs, args.services)
-        asyncio.run(generate(history, procs.work / "events.db", per_service, batch=args.batch))
+        asyncio.run(write_history(history, procs.work / "events.db", per_service, batch=args.batch))
         url, standin_pid = start_standin(procs)
         started = time.perf_counter()
         migrated = subprocess.run(
@@ -300,7 +279,7 @@ def run_sqlite(args: argparse.Namespace) -> None:
         db = procs.work / "events.db"
         # The streams alone: start-up, config, store open and snapshot write, with nothing to fold
         # (also warms the page cache and the bytecode cache for the first real replay).
-        asyncio.run(generate(history, db, 0, batch=args.batch))
+        asyncio.run(write_history(history, db, 0, batch=args.batch))
         baseline = replay(config, procs.work, "replay-empty")
         startup = baseline["wall_seconds"]
         emit("replay_startup", note="replay of the StreamCreated events only", **baseline)
@@ -314,7 +293,7 @@ def run_sqlite(args: argparse.Namespace) -> None:
                 "replay_generate",
                 services=args.services,
                 checks_per_service=upto,
-                **asyncio.run(generate(history, db, upto, batch=args.batch)),
+                **asyncio.run(write_history(history, db, upto, batch=args.batch)),
                 avg_payload_bytes=round(history.counts.payload_bytes / history.counts.checks),
             )
             figure = replay(config, procs.work, f"replay-{upto}")
