@@ -64,21 +64,6 @@ def status_event(
     return event
 
 
-def encode(
-    probe: ProbeResult = FAST_OK,
-    outcome: Outcome = HELD_UP,
-    *,
-    service: str = "http",
-    location: str = "default",
-    kind: CheckKind = CheckKind.HTTP,
-    completed_at: datetime = COMPLETED,
-) -> bytes:
-    """The stored JSON of ``status_event(...)``."""
-    return status_event(
-        probe, outcome, service=service, location=location, kind=kind, completed_at=completed_at
-    ).data
-
-
 # --- encoding ---------------------------------------------------------------------------------
 
 
@@ -91,7 +76,7 @@ def test_status_changed_matches_the_seed_schema_exactly() -> None:
         http_status=200,
         phases={Phase.CONNECT: 0.0012345678, Phase.FIRST_BYTE: 0.04},
     )
-    data = encode(probe)
+    data = status_event(probe).data
     short = events.event_id("http", "default", SCHEDULED).hex[:6]
     expected = {
         "serviceName": "http",
@@ -137,9 +122,9 @@ def test_first_event_has_no_previous_status() -> None:
         state=INITIAL,
     )
     probe = ProbeResult(ok=False, duration_seconds=2.5, failure=FailureReason.TIMEOUT)
-    data = orjson.loads(encode(probe, first))
+    data = orjson.loads(status_event(probe, first).data)
     assert data["previousStatus"] is None
-    assert b'"previousStatus":null,"changed":true' in encode(probe, first)
+    assert b'"previousStatus":null,"changed":true' in status_event(probe, first).data
     assert (data["status"], data["duration"], data["metadata"]) == (
         "down",
         0,
@@ -205,7 +190,7 @@ def test_first_event_has_no_previous_status() -> None:
 )
 def test_probe_object(probe: ProbeResult, kind: CheckKind, expected: dict[str, Any]) -> None:
     """The probe records its closed reason; TLS days, close codes and phases appear only when known."""
-    assert orjson.loads(encode(probe, kind=kind))["probe"] == expected
+    assert orjson.loads(status_event(probe, kind=kind).data)["probe"] == expected
 
 
 def test_store_metadata() -> None:
@@ -230,7 +215,7 @@ def test_store_metadata() -> None:
 )
 def test_event_id_field_format(completed_at: datetime, millis: str) -> None:
     """``evt_{unix ms}_{6 hex}``; the ms agree with ``timestamp`` (both truncate)."""
-    data = orjson.loads(encode(completed_at=completed_at))
+    data = orjson.loads(status_event(completed_at=completed_at).data)
     assert EVENT_ID_FORMAT.fullmatch(data["eventId"])
     unix_ms, short = data["eventId"].removeprefix("evt_").split("_")
     assert unix_ms == millis
@@ -323,7 +308,7 @@ def test_stream_names(stream: str, service: str | None) -> None:
 def test_round_trip() -> None:
     """What we write decodes to the same facts."""
     probe = ProbeResult(ok=False, duration_seconds=0.2, failure=FailureReason.TIMEOUT, detail="t")
-    data = encode(probe, WENT_DOWN, service="db", location="x", kind=CheckKind.DATABASE)
+    data = status_event(probe, WENT_DOWN, service="db", location="x", kind=CheckKind.DATABASE).data
     assert events.decode_status_changed(data) == events.StatusChangedV1(
         service="db",
         status=Status.DOWN,
@@ -351,7 +336,7 @@ def test_round_trip_of_a_first_healthy_check() -> None:
         grade=Grade.EXCELLENT,
         state=INITIAL,
     )
-    decoded = events.decode_status_changed(encode(FAST_OK, first))
+    decoded = events.decode_status_changed(status_event(FAST_OK, first).data)
     assert (decoded.previous_status, decoded.reason, decoded.probe_ok) == (None, None, True)
     assert decoded.response_seconds == 0.045  # stored as whole milliseconds
 
@@ -421,7 +406,7 @@ def test_upcaster_chain() -> None:
     assert "responseTime" not in upcast
 
 
-GOOD: dict[str, Any] = orjson.loads(encode())
+GOOD: dict[str, Any] = orjson.loads(status_event().data)
 
 
 def _with(**changes: Any) -> bytes:
