@@ -21,7 +21,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import orjson
@@ -30,6 +30,7 @@ from uptime_daemon.api import views
 from uptime_daemon.clock import to_iso_millis
 from uptime_daemon.config.model import Settings
 from uptime_daemon.projector.fold import ProjectionState
+from uptime_daemon.projector.summary import credible_until
 
 WINDOWS_KEPT: Final = 4
 """Distinct ``hours`` values cached at once (the least recently asked is dropped)."""
@@ -146,10 +147,8 @@ class SummaryCache:
         self.rebuilt += 1
         model = views.service_uptime(settings, state, name, hours=hours, now=now)
         projection = state.services.get(name)
-        stale_at = None
-        if projection is not None and projection.last_check is not None:
-            credible_until = projection.last_check + timedelta(seconds=projection.gap_seconds)
-            stale_at = credible_until if now <= credible_until else None  # else: already unknown
+        until = None if projection is None else credible_until(projection)
+        stale_at = until if until is not None and now <= until else None  # else: already unknown
         return _Fragment(
             body=model.model_dump_json(by_alias=True).encode(),
             last_check=None if projection is None else projection.last_check,

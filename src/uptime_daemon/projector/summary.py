@@ -90,11 +90,17 @@ class ServiceSummary:
     longest_outage_seconds: float | None
 
 
+def credible_until(service: ServiceProjection) -> datetime | None:
+    """When the last verdict stops being credible (2 × interval + timeout after the last check)."""
+    if service.last_check is None:
+        return None
+    return service.last_check + timedelta(seconds=service.gap_seconds)
+
+
 def current_status(service: ServiceProjection, now: datetime) -> TimeState:
     """The status now: the last verdict while credible, else unknown."""
-    if service.status is None or service.last_check is None:
-        return TimeState.UNKNOWN
-    if now > service.last_check + timedelta(seconds=service.gap_seconds):
+    until = credible_until(service)
+    if service.status is None or until is None or now > until:
         return TimeState.UNKNOWN
     return service.status
 
