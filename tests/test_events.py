@@ -323,7 +323,9 @@ def test_round_trip() -> None:
         probe_ok=False,
         reason=FailureReason.TIMEOUT,
         gap_seconds=70.0,
+        payload=orjson.loads(data),
     )
+    assert events.decode_status_changed(data).payload == orjson.loads(data)
 
 
 def test_round_trip_of_a_first_healthy_check() -> None:
@@ -381,7 +383,9 @@ def test_seed_events_decode(seed: dict[str, Any], duration_seconds: float) -> No
         probe_ok=True,
         reason=None,
         gap_seconds=None,
+        payload=seed,
     )
+    assert events.decode_status_changed(orjson.dumps(seed)).payload == seed, "kept as stored"
 
 
 def test_seed_down_event_infers_a_failed_probe() -> None:

@@ -1,4 +1,4 @@
-"""The ``uptime-daemon`` command: ``run``, ``check``, ``config validate``.
+"""The ``uptime-daemon`` command: argument parsing and printing; the work is ``uptime_daemon.daemon``'s.
 
 Configuration errors end the process with exit status 2 and one readable line on stderr, never a
 traceback; store failures at start-up exit 1 with the reason.
@@ -142,122 +142,48 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "config":
         print(orjson.dumps(masked_settings(settings), option=orjson.OPT_INDENT_2).decode())
         return 0
-    if args.command == "check":
-        return run_async(_check(settings, args.service))
-    if args.command == "summary":
-        return run_async(_summary(settings, args.hours, as_json=args.json))
-    if args.command == "replay":
-        return run_async(_replay(settings))
-    if args.command in {"export", "import", "migrate"}:
-        return run_async(_transfer(settings, args))
-    return _run(settings, args.config_path)
+    if args.command == "run":
+        return _run(settings, args.config_path)
+    command = _COMMANDS[args.command]
+    return run_async(command(settings, args))
 
 
 def _run(settings: Settings, path: Path) -> int:
-    from uptime_daemon.app import serve  # noqa: PLC0415 - keep `config validate` light
+    from uptime_daemon.daemon import serve  # noqa: PLC0415 - keep `config validate` light
     from uptime_daemon.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.log.level, settings.log.format)
     return run_async(serve(settings, reload=functools.partial(load_settings, path)))
 
 
-async def _check(settings: Settings, only: str | None) -> int:
-    """Probe now from this machine (the running daemon's own URL for relative targets); no events."""
-    from uptime_daemon.app import open_store  # noqa: PLC0415
-    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
-    from uptime_daemon.probes import PROBERS  # noqa: PLC0415
-    from uptime_daemon.probes.base import ProbeContext  # noqa: PLC0415
-    from uptime_daemon.probes.http import make_client_session  # noqa: PLC0415
-    from uptime_daemon.results import CheckKind  # noqa: PLC0415
-    from uptime_daemon.runner import probe_with_deadline  # noqa: PLC0415
+async def _check(settings: Settings, args: argparse.Namespace) -> int:
+    """Probe now from this machine; no events are written."""
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
 
+    only: str | None = args.service
     if only is not None and only not in settings.services:
         print(f"uptime-daemon: unknown service {only!r}", file=sys.stderr)
         return EXIT_CONFIG
-    names = [only] if only else list(settings.services)
-    host = "127.0.0.1" if settings.server.host in {"0.0.0.0", "::"} else settings.server.host  # noqa: S104
-    clock = SystemClock()
-    store = await open_store(settings)
-    session = make_client_session()
-    failed = 0
-    try:
-        ctx = ProbeContext(
-            session=session,
-            clock=clock,
-            store=store,
-            self_base_url=f"http://{host}:{settings.server.port}",
-        )
-        for name in names:
-            service = settings.services[name]
-            result = await probe_with_deadline(
-                PROBERS[CheckKind(service.kind)], service, ctx, clock
-            )
-            failed += not result.ok
-            verdict = "ok  " if result.ok else f"FAIL {result.failure}"
-            millis = result.duration_seconds * 1000
-            print(f"{name:<24} {verdict:<24} {millis:8.1f} ms  {result.detail}")
-    finally:
-        await session.close()
-        await store.close()
-    return EXIT_FAILURE if failed else 0
+    results = await offline.check(settings, [only] if only else list(settings.services))
+    for name, result in results:
+        verdict = "ok  " if result.ok else f"FAIL {result.failure}"
+        millis = result.duration_seconds * 1000
+        print(f"{name:<24} {verdict:<24} {millis:8.1f} ms  {result.detail}")
+    return EXIT_FAILURE if any(not result.ok for _, result in results) else 0
 
 
-async def _projection(settings: Settings, *, from_snapshot: bool) -> tuple[Any, Any, int]:
-    """Open the store and fold the log (from the snapshot when allowed); return it, its store, count."""
-    from uptime_daemon.app import gap_seconds, open_store, snapshot_path  # noqa: PLC0415
-    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
-    from uptime_daemon.projector.runner import Projector  # noqa: PLC0415
+async def _summary(settings: Settings, args: argparse.Namespace) -> int:
+    """Every service's figures over ``--hours``, from the log (the snapshot is not rewritten)."""
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
 
-    store = await open_store(settings)
-    projector = Projector(
-        store=store,
-        clock=SystemClock(),
-        default_gap_seconds=functools.partial(gap_seconds, settings),
-        snapshot_path=snapshot_path(settings),
-        retention_seconds=settings.projector.retention_days * 86_400,
-    )
-    if from_snapshot:
-        projector.load_snapshot()
-    try:
-        folded = await projector.catch_up()
-    except BaseException:
-        await store.close()
-        raise
-    return projector, store, folded
-
-
-async def _summary(settings: Settings, hours: int, *, as_json: bool) -> int:
-    """Print every service's figures over ``hours`` (read-only: the snapshot is not rewritten)."""
-    from uptime_daemon.api import views  # noqa: PLC0415
-    from uptime_daemon.api.models import UptimeSummary  # noqa: PLC0415
-    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
-
-    if not 1 <= hours <= settings.projector.retention_days * 24:
-        print(
-            f"uptime-daemon: --hours must be 1..{settings.projector.retention_days * 24}",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    projector, store, _ = await _projection(settings, from_snapshot=True)
-    await store.close()
-    now = SystemClock().now()
-    services = [
-        views.service_uptime(settings, projector.state, name, hours=hours, now=now)
-        for name in views.service_names(settings, projector.state)
-    ]
-    summary = UptimeSummary(
-        generated_at=now,
-        hours=hours,
-        status=views.overall([s.status for s in services if s.configured]),
-        services=services,
-    )
-    if as_json:
+    summary = await offline.summary(settings, args.hours)
+    if args.json:
         print(summary.model_dump_json(by_alias=True, indent=2))
         return 0
     print(
         f"{'SERVICE':<24} {'STATUS':<9} {'UPTIME':>9} {'DOWN':>9} {'UNKNOWN':>9} {'CHECKS':>7} {'P95':>9} INCIDENTS"
     )
-    for s in services:
+    for s in summary.services:
         uptime = "-" if s.uptime_ratio is None else f"{s.uptime_ratio * 100:.3f}%"
         p95 = "-" if s.response_time.p95_ms is None else f"{s.response_time.p95_ms:.1f}ms"
         print(
@@ -267,72 +193,71 @@ async def _summary(settings: Settings, hours: int, *, as_json: bool) -> int:
     return 0
 
 
-async def _replay(settings: Settings) -> int:
+async def _replay(settings: Settings, _args: argparse.Namespace) -> int:
     """Fold the whole log from position zero, write a fresh snapshot, report the replay rate."""
-    from uptime_daemon.clock import SystemClock  # noqa: PLC0415
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
 
-    clock = SystemClock()
-    started = clock.monotonic()
-    projector, store, folded = await _projection(settings, from_snapshot=False)
-    await store.close()
-    seconds = max(clock.monotonic() - started, 1e-9)
-    projector.save_snapshot()
+    done = await offline.replay(settings)
     print(
-        f"replayed {folded} events into {len(projector.state.services)} services "
-        f"in {seconds:.2f} s ({folded / seconds:,.0f} events/s); "
-        f"snapshot at position {projector.position}"
+        f"replayed {done.events} events into {done.services} services "
+        f"in {done.seconds:.2f} s ({done.events_per_second:,.0f} events/s); "
+        f"snapshot at position {done.position}"
     )
     return 0
 
 
-async def _transfer(settings: Settings, args: argparse.Namespace) -> int:
-    """``export`` / ``import`` / ``migrate``; errors end with one line and status 1."""
-    from uptime_daemon import transfer  # noqa: PLC0415
-    from uptime_daemon.app import open_store  # noqa: PLC0415
-    from uptime_daemon.config.load import mask_url  # noqa: PLC0415
-    from uptime_daemon.store.kurrentdb import KurrentDBEventStore, connection_uri  # noqa: PLC0415
-    from uptime_daemon.store.sqlite import sqlite_path_from_url  # noqa: PLC0415
+async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
 
-    store = await open_store(settings)
+    if args.output is None:
+        events = await offline.export(settings, sys.stdout)
+    else:
+        with args.output.open("w", encoding="utf-8") as out:
+            events = await offline.export(settings, out)
+    print(f"exported {events} events", file=sys.stderr)
+    return 0
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
+
+    with args.path.open(encoding="utf-8") as lines:
+        done = await offline.import_(settings, lines)
+    print(
+        f"imported {done.events} events in {done.appends} appends (already present ones unchanged)"
+    )
+    return 0
+
+
+async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
+
+    done = await offline.migrate(settings, args.to, restart=args.restart)
+    print(f"migrated {done.events} events to {done.target} (checkpoint {done.checkpoint})")
+    return 0
+
+
+async def _transfer_errors(
+    command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]],
+    settings: Settings,
+    args: argparse.Namespace,
+) -> int:
+    """``export`` / ``import`` / ``migrate`` failures end with one line naming the command, status 1."""
+    from uptime_daemon.transfer import TransferError  # noqa: PLC0415
+
     try:
-        if args.command == "export":
-            if args.output is None:
-                done = await transfer.export_jsonl(store, sys.stdout)
-            else:
-                with args.output.open("w", encoding="utf-8") as out:
-                    done = await transfer.export_jsonl(store, out)
-            print(f"exported {done.events} events", file=sys.stderr)
-            return 0
-        if args.command == "import":
-            with args.path.open(encoding="utf-8") as lines:
-                done = await transfer.import_jsonl(store, lines)
-            print(
-                f"imported {done.events} events in {done.appends} appends (already present ones unchanged)"
-            )
-            return 0
-        if not settings.store.url.startswith("sqlite:"):
-            print(
-                "uptime-daemon: migrate copies from the embedded SQLite store; store.url is not sqlite",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-        uri = connection_uri(
-            args.to,
-            username=os.environ.get("KURRENTDB_USERNAME"),
-            password=os.environ.get("KURRENTDB_PASSWORD"),
-        )
-        target = await KurrentDBEventStore.open(
-            uri, timeout_seconds=settings.store.operation_timeout_seconds
-        )
-        try:
-            checkpoint = transfer.checkpoint_path(sqlite_path_from_url(settings.store.url), uri)
-            done = await transfer.migrate(store, target, checkpoint, restart=args.restart)
-        finally:
-            await target.close()
-        print(f"migrated {done.events} events to {mask_url(uri)} (checkpoint {checkpoint})")
-        return 0  # noqa: TRY300 - one exit per command; the except below is for all of them
-    except (transfer.TransferError, OSError) as exc:
+        return await command(settings, args)
+    except (TransferError, OSError) as exc:
         print(f"uptime-daemon: {args.command} failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    finally:
-        await store.close()
+
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+_COMMANDS: Final[dict[str, Command]] = {
+    "check": _check,
+    "summary": _summary,
+    "replay": _replay,
+    "export": functools.partial(_transfer_errors, _export),
+    "import": functools.partial(_transfer_errors, _import),
+    "migrate": functools.partial(_transfer_errors, _migrate),
+}

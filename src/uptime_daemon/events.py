@@ -14,8 +14,8 @@ seeds' own (version 0).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 from uuid import UUID, uuid5
@@ -25,7 +25,7 @@ import orjson
 from uptime_daemon.clock import parse_iso, to_iso_millis
 from uptime_daemon.errors import UptimeDaemonError
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
-from uptime_daemon.status import Grade, Outcome, Status
+from uptime_daemon.status import VERDICTS, Grade, Outcome, Status, credible_seconds
 from uptime_daemon.store import UPTIME_STREAM_PREFIX, NewEvent
 
 EVENT_TYPE_STREAM_CREATED: Final = "StreamCreated"
@@ -178,7 +178,21 @@ class StatusChangedV1:
     """The raw probe outcome, which may differ from ``status`` (a blip, a recovery not yet confirmed)."""
     reason: FailureReason | None
     gap_seconds: float | None
-    """2 × interval + timeout when the event records them (ours do; the seeds' do not)."""
+    """How long the verdict stays credible (``credible_seconds``) when the event records the
+    policy (ours do; the seeds' do not)."""
+    payload: Mapping[str, Any] = field(compare=False, repr=False)
+    """The event data exactly as stored (before upcasting): what the live feed and API show. Not a
+    decoded fact: two events equal in every fact are equal whatever their spelling."""
+
+
+def json_or_text(data: bytes) -> object:
+    """Any event's data for display: the JSON value, else the text (``None`` when empty)."""
+    if not data:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.decode("utf-8", errors="replace")
 
 
 def payload(data: bytes) -> dict[str, Any]:
@@ -277,14 +291,19 @@ class _Fields:
             raise self._invalid(name, "an object", value)
         return _Fields(value, f"{self._prefix}{name}.")
 
-    def enum(self, name: str, enum: type[_E]) -> _E:
+    def enum(self, name: str, enum: type[_E], allowed: frozenset[_E] | None = None) -> _E:
+        """A member of ``enum`` (of ``allowed``, when given) by its value."""
         value = self._raw.get(name)
         if isinstance(value, str):
             try:
-                return enum(value)  # a dict lookup inside Enum: this runs three times per event
+                member = enum(value)  # a dict lookup inside Enum: this runs three times per event
             except ValueError:
                 pass
-        raise self._invalid(name, "one of " + ", ".join(member.value for member in enum), value)
+            else:
+                if allowed is None or member in allowed:
+                    return member
+        shown = [member.value for member in enum if allowed is None or member in allowed]
+        raise self._invalid(name, "one of " + ", ".join(shown), value)
 
     def time(self, name: str) -> datetime:
         text = self.text(name)
@@ -309,20 +328,21 @@ def decode_status_changed(data: bytes) -> StatusChangedV1:
     Strict on purpose: a corrupt event is reported (the projector counts and logs it) rather than
     folded in as a plausible-looking wrong value.
     """
-    event = _Fields(upcast(payload(data)))
+    stored = payload(data)
+    event = _Fields(upcast(stored))
     metadata = event.object("metadata")
     probe = event.object("probe")
     gap = None
     if event.has("intervalMs") or event.has("timeoutMs"):
-        gap = 2 * event.millis("intervalMs") + event.millis("timeoutMs")
+        gap = credible_seconds(event.millis("intervalMs"), event.millis("timeoutMs"))
     return StatusChangedV1(
         service=event.text("serviceName"),
-        status=event.enum("status", Status),
+        status=event.enum("status", Status, VERDICTS),
         timestamp=event.time("timestamp"),
         duration_seconds=event.millis("duration"),
         response_seconds=metadata.millis("responseTime"),
         grade=metadata.enum("performanceGrade", Grade),
-        previous_status=event.enum("previousStatus", Status)
+        previous_status=event.enum("previousStatus", Status, VERDICTS)
         if event.has("previousStatus")
         else None,
         changed=event.flag("changed"),
@@ -331,4 +351,5 @@ def decode_status_changed(data: bytes) -> StatusChangedV1:
         probe_ok=probe.flag("ok"),
         reason=probe.enum("reason", FailureReason) if probe.has("reason") else None,
         gap_seconds=gap,
+        payload=stored,
     )

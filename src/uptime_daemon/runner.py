@@ -12,27 +12,29 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 
 from uptime_daemon import events
 from uptime_daemon.clock import Clock
-from uptime_daemon.config.model import Service, Settings
+from uptime_daemon.config.model import CheckPolicy, Service, Settings
 from uptime_daemon.errors import (
     ConcurrencyConflict,
     EventStoreError,
     EventStoreUnavailable,
     StreamNotFound,
 )
-from uptime_daemon.probes.base import ProbeContext, ProbeFn
+from uptime_daemon.probes.base import ProbeContext, ProbeFn, Prober
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
 from uptime_daemon.status import Outcome, ServiceState, Status, step
-from uptime_daemon.store import EventStore, StreamState
-from uptime_daemon.store.spool import OutageBuffer
+from uptime_daemon.store import EventStore, NewEvent, StreamState
+from uptime_daemon.store.spool import Appender, Delivered
 
 log = structlog.get_logger(__name__)
+
+ServiceT = TypeVar("ServiceT", bound=CheckPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,34 +46,29 @@ class CheckReport:
     scheduled_at: datetime
     result: ProbeResult
     outcome: Outcome
-    payload: Mapping[str, Any]
-    """The ``ServiceStatusChanged`` event data exactly as stored."""
+    event: NewEvent
+    """The ``ServiceStatusChanged`` event as appended."""
     position: int | None
-    """Commit position of the stored event; ``None`` when spooled or refused."""
+    """Commit position of the stored event; ``None`` when spooled, dropped or refused."""
     store_error: str | None = None
     spooled: bool = False
     """The store was unreachable: the event waits in the outage spool and will be appended in order."""
 
-    def to_json(self) -> dict[str, Any]:
-        """API shape: the stored event plus where it landed."""
-        return {
-            "service": self.service,
-            "stored": self.position is not None,
-            "position": self.position,
-            "storeError": self.store_error,
-            "spooled": self.spooled,
-            "event": dict(self.payload),
-        }
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        """The event data exactly as stored (parsed on request: the scheduled path never needs it)."""
+        data: dict[str, Any] = orjson.loads(self.event.data)
+        return data
 
 
 async def probe_with_deadline(
-    prober: ProbeFn, service: Service, context: ProbeContext, clock: Clock
+    probe: ProbeFn[ServiceT], service: ServiceT, context: ProbeContext, clock: Clock
 ) -> ProbeResult:
     """Run a probe under the service's deadline; running out of time is a result, not an exception."""
     started = clock.monotonic()
     try:
         async with asyncio.timeout(service.timeout_seconds):
-            return await prober(service, context)
+            return await probe(service, context)
     except TimeoutError:
         return ProbeResult(
             ok=False,
@@ -93,8 +90,8 @@ class CheckRunner:
         *,
         settings: Settings,
         store: EventStore,
-        appender: OutageBuffer,
-        probers: Mapping[CheckKind, ProbeFn],
+        appender: Appender,
+        probers: Mapping[CheckKind, Prober[Any]],
         context: ProbeContext,
         clock: Clock,
         on_check: Callable[[CheckReport], None] | None = None,
@@ -116,8 +113,8 @@ class CheckRunner:
         """The configured services by name."""
         return self._settings.services
 
-    def replace_settings(self, settings: Settings) -> None:
-        """Adopt a new configuration (reload); state of services that remain is kept."""
+    def reload(self, settings: Settings) -> None:
+        """Adopt a new configuration; state of services that remain is kept."""
         self._settings = settings
         for gone in set(self._states) - set(settings.services):
             self._states.pop(gone, None)
@@ -135,7 +132,8 @@ class CheckRunner:
         stream = events.stream_name(name)
         created = events.stream_created(name, self._clock.now(), service.description)
         try:
-            if await self._appender.append(stream, [created], StreamState.NO_STREAM) is not None:
+            delivery = await self._appender.append(stream, [created], StreamState.NO_STREAM)
+            if delivery.delivered is Delivered.STORED:
                 log.info("stream_created", stream=stream)
         except ConcurrencyConflict:
             pass  # present already: another run or another daemon created it
@@ -187,7 +185,7 @@ class CheckRunner:
         event = events.status_changed(
             service=name,
             location=self._settings.location,
-            kind=CheckKind(service.kind),
+            kind=service.kind,
             scheduled_at=scheduled_at,
             completed_at=completed_at,
             outcome=outcome,
@@ -198,19 +196,21 @@ class CheckRunner:
         position: int | None = None
         spooled = False
         try:
-            position = await self._appender.append(events.stream_name(name), [event])
-            spooled = position is None
+            delivery = await self._appender.append(events.stream_name(name), [event])
+            position, spooled = delivery.position, delivery.delivered is Delivered.SPOOLED
+            if delivery.delivered is Delivered.DROPPED:
+                store_error = "store unreachable and the outage spool full: event dropped"
         except EventStoreError as exc:
             store_error = f"{type(exc).__name__}: {exc}"
             log.error("event_append_failed", error=store_error)  # noqa: TRY400 - no traceback for an outage
         self._log(result, outcome)
         report = CheckReport(
             service=name,
-            kind=CheckKind(service.kind),
+            kind=service.kind,
             scheduled_at=scheduled_at,
             result=result,
             outcome=outcome,
-            payload=orjson.loads(event.data),
+            event=event,
             position=position,
             store_error=store_error,
             spooled=spooled,
@@ -221,7 +221,7 @@ class CheckRunner:
 
     async def _probe(self, service: Service) -> ProbeResult:
         return await probe_with_deadline(
-            self._probers[CheckKind(service.kind)], service, self._context, self._clock
+            self._probers[service.kind].probe, service, self._context, self._clock
         )
 
     @staticmethod

@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from uptime_daemon.clock import Clock
-from uptime_daemon.config.model import CheckPolicy, SchedulerSettings
+from uptime_daemon.config.model import CheckPolicy, SchedulerSettings, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +156,11 @@ class CheckScheduler:
             misfire_grace_time=max(1, round(interval)),
             replace_existing=True,
         )
+
+    def reload(self, settings: Settings) -> None:
+        """Follow a reloaded service set (nothing to do while scheduling is disabled)."""
+        if settings.scheduler.enabled:
+            self.reschedule(settings.services)
 
     def reschedule(self, services: Mapping[str, CheckPolicy]) -> None:
         """Apply a reloaded service set: add new jobs, drop removed ones, re-time changed ones."""

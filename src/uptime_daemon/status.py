@@ -13,20 +13,53 @@ the same outputs: the runner, the tests and a replay all agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from uptime_daemon.config.model import CheckPolicy, GradeThresholds
+from uptime_daemon.config.model import CheckPolicy, GradeThresholds, Settings
 
 
 class Status(StrEnum):
-    """A service's status after the status machine (what events and the API report)."""
+    """The one status vocabulary: of a check's verdict, of a second of wall time, of the API.
+
+    A check concludes ``up``, ``degraded`` or ``down`` (``VERDICTS``: the seeds' ``status`` values,
+    all that events ever store). ``unknown`` is the absence of a credible verdict — no check yet, or
+    none for longer than ``credible_seconds`` — so only the projection and the API report it.
+    """
 
     UP = "up"
     DEGRADED = "degraded"
     DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+VERDICTS: Final = frozenset({Status.UP, Status.DEGRADED, Status.DOWN})
+"""What a check can conclude; the status machine returns nothing else."""
+
+
+def credible_seconds(interval_seconds: float, timeout_seconds: float) -> float:
+    """How long a verdict stays credible after its check: 2 × interval + timeout (DESIGN §3).
+
+    One missed check is tolerated (the next one may be late by up to its timeout); past that the
+    time is ``unknown``, neither up nor down.
+    """
+    return 2 * interval_seconds + timeout_seconds
+
+
+def credibility(settings: Settings) -> Callable[[str], float]:
+    """``credible_seconds`` of each service by name under ``settings``.
+
+    For events that do not record their policy, such as the seeds'.
+    """
+
+    def of(service: str) -> float:
+        policy = settings.policy(service)
+        return credible_seconds(policy.interval_seconds, policy.timeout_seconds)
+
+    return of
 
 
 class Grade(StrEnum):

@@ -10,8 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.api.helpers import Client, TargetState
-from uptime_daemon.app import build_app
 from uptime_daemon.config.load import settings_from_mapping
+from uptime_daemon.daemon import build_app
 
 
 @pytest.fixture

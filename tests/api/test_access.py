@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.api.helpers import Client, TargetState
-from uptime_daemon.app import build_app
 from uptime_daemon.config.load import settings_from_mapping
+from uptime_daemon.daemon import build_app
 
 READ, OPERATOR = "read-token-123", "operator-token-456"
 MakeClient = Callable[..., Awaitable[Client]]

@@ -11,7 +11,8 @@ import orjson
 from uptime_daemon.api import models, views
 from uptime_daemon.api.summary_cache import WINDOWS_KEPT, SummaryCache
 from uptime_daemon.config.model import Settings
-from uptime_daemon.projector.fold import Observation, ProjectionState, TimeState, apply
+from uptime_daemon.projector.fold import Observation, ProjectionState, apply
+from uptime_daemon.status import Status
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GAP = 65.0
@@ -40,12 +41,12 @@ def history(count: int) -> ProjectionState:
     for i in range(count):
         for k in range(120):
             down = i == 1 and 40 <= k < 50
-            status = TimeState.DOWN if down else TimeState.UP
+            status = Status.DOWN if down else Status.UP
             apply(state, Observation(f"s{i}", START + timedelta(seconds=30 * k), status, 0.02, GAP))
     return state
 
 
-def check(state: ProjectionState, name: str, at: datetime, status: TimeState) -> None:
+def check(state: ProjectionState, name: str, at: datetime, status: Status) -> None:
     apply(state, Observation(name, at, status, 0.03, GAP))
 
 
@@ -83,7 +84,7 @@ def test_a_new_check_shows_at_once_even_within_max_age() -> None:
     cache = SummaryCache(monotonic=clock)
     now = START + timedelta(hours=1)
     before = by_name(cache.render(config, state, hours=2, now=now))
-    check(state, "s0", now, TimeState.DOWN)
+    check(state, "s0", now, Status.DOWN)
     after = by_name(cache.render(config, state, hours=2, now=now + timedelta(seconds=1)))
     assert after["s0"]["checks"]["total"] == before["s0"]["checks"]["total"] + 1
     assert after["s0"]["status"] == "down"

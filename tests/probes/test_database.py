@@ -9,7 +9,7 @@ import pytest
 
 from tests.probes.fakes import FakeStore
 from uptime_daemon.clock import SystemClock
-from uptime_daemon.config.model import DatabaseService, HttpService
+from uptime_daemon.config.model import DatabaseService
 from uptime_daemon.errors import EventStoreError, EventStoreUnavailable, StreamNotFound
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.database import (
@@ -154,9 +154,3 @@ async def test_sqlite_connection_test_never_tombstones(store: SqliteEventStore) 
             await store.read_stream(CONNECTION_TEST_STREAM)
     events = await store.read_all(stream_prefix=CONNECTION_TEST_STREAM)
     assert [e.revision for e in events] == [0, 1]  # a tombstone would have refused the second run
-
-
-async def test_wrong_service_type_is_our_bug(ctx: ProbeContext) -> None:
-    """Handing the database probe an HTTP service raises: that is a programming error."""
-    with pytest.raises(TypeError):
-        await probe_database(HttpService(kind="http", url="http://127.0.0.1/"), ctx)

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from cryptography import x509
 
 from tests.probes.fakes import FakeStore, LoopbackResolver, ManualClock
-from uptime_daemon.config.model import DatabaseService, HttpService
+from uptime_daemon.config.model import HttpService
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.http import probe_http
 from uptime_daemon.probes.session import make_client_session
@@ -484,9 +484,3 @@ async def test_untrusted_certificate_accepted_without_verification(
     assert result.ok, result.detail
     assert result.tls_days_left == (tls_target.expires - clock.now()).total_seconds() / 86_400
     assert result.phases[Phase.TLS] > 0  # the session's own (system) clock times the handshake
-
-
-async def test_wrong_service_type_is_our_bug(ctx: ProbeContext) -> None:
-    """Handing a probe the wrong kind of service raises: that is a programming error."""
-    with pytest.raises(TypeError):
-        await probe_http(DatabaseService(kind="database"), ctx)

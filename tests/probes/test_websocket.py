@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from cryptography import x509
 
 from tests.probes.fakes import FakeStore, ManualClock
-from uptime_daemon.config.model import HttpService, WebSocketService
+from uptime_daemon.config.model import WebSocketService
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.websocket import probe_websocket
 from uptime_daemon.results import FailureReason, Phase
@@ -320,9 +320,3 @@ async def test_wss_with_an_untrusted_certificate(
         assert result.tls_days_left == (expires - clock.now()).total_seconds() / 86_400
         assert result.phases[Phase.TLS] > 0
         assert result.close_code == 1000
-
-
-async def test_wrong_service_type_is_our_bug(ctx: ProbeContext) -> None:
-    """Handing the WebSocket probe an HTTP service raises: that is a programming error."""
-    with pytest.raises(TypeError):
-        await probe_websocket(HttpService(kind="http", url="http://127.0.0.1/"), ctx)

@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.probes.fakes import ManualClock
 from uptime_daemon.projector.collector import ProjectionCollector
-from uptime_daemon.projector.fold import Observation, TimeState, apply
+from uptime_daemon.projector.fold import Observation, apply
 from uptime_daemon.projector.runner import Projector
+from uptime_daemon.status import Status
 from uptime_daemon.store.sqlite import SqliteEventStore
 
 
@@ -34,7 +35,7 @@ async def test_state_seconds_never_go_backwards_even_from_a_torn_read(tmp_path: 
     for k in range(20):
         apply(
             projector.state,
-            Observation("web", start + timedelta(seconds=30 * k), TimeState.UP, 0.01, 65.0),
+            Observation("web", start + timedelta(seconds=30 * k), Status.UP, 0.01, 65.0),
         )
     registry = CollectorRegistry()
     registry.register(ProjectionCollector(projector, clock))

@@ -13,7 +13,6 @@ from uptime_daemon.projector.fold import (
     HISTOGRAM_RELATIVE_ERROR,
     Observation,
     ProjectionState,
-    TimeState,
     apply,
     histogram_index,
     histogram_value,
@@ -22,13 +21,14 @@ from uptime_daemon.projector.fold import (
     timeline,
 )
 from uptime_daemon.projector.summary import current_status, service_timeline, summarize
+from uptime_daemon.status import Status
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
-UP, DEG, DOWN, UNK = TimeState.UP, TimeState.DEGRADED, TimeState.DOWN, TimeState.UNKNOWN
+UP, DEG, DOWN, UNK = Status.UP, Status.DEGRADED, Status.DOWN, Status.UNKNOWN
 
 
 def fold(
-    checks: list[tuple[float, TimeState]], gap: float = 30.0, response: float = 0.05
+    checks: list[tuple[float, Status]], gap: float = 30.0, response: float = 0.05
 ) -> ProjectionState:
     """Fold ``(seconds after T0, status)`` checks of one service ``svc``."""
     state = ProjectionState()
@@ -38,8 +38,8 @@ def fold(
 
 
 def every(
-    start: float, stop: float, status: TimeState, step: float = 10.0
-) -> list[tuple[float, TimeState]]:
+    start: float, stop: float, status: Status, step: float = 10.0
+) -> list[tuple[float, Status]]:
     count = int((stop - start) / step)
     return [(start + i * step, status) for i in range(count)]
 
@@ -75,7 +75,7 @@ def every(
     ],
 )
 def test_time_weighted_seconds(
-    checks: list[tuple[float, TimeState]], now_offset: float, expected: dict[TimeState, float]
+    checks: list[tuple[float, Status]], now_offset: float, expected: dict[Status, float]
 ) -> None:
     """Seconds per state follow the credibility rule exactly."""
     state = fold(checks)
@@ -214,7 +214,7 @@ CHECKS = st.lists(
 
 
 def _fold_steps(
-    steps: list[tuple[float, TimeState, float]], gap: float
+    steps: list[tuple[float, Status, float]], gap: float
 ) -> tuple[ProjectionState, datetime]:
     state = ProjectionState()
     at = T0
@@ -227,7 +227,7 @@ def _fold_steps(
 @settings(max_examples=150, deadline=None)
 @given(CHECKS, st.floats(min_value=1, max_value=600), st.floats(min_value=0, max_value=5000))
 def test_time_is_conserved_and_ratios_bounded(
-    steps: list[tuple[float, TimeState, float]], gap: float, extra: float
+    steps: list[tuple[float, Status, float]], gap: float, extra: float
 ) -> None:
     """Seconds per state add up to the observed span exactly, and ratios stay within [0, 1]."""
     state, last = _fold_steps(steps, gap)
@@ -244,7 +244,7 @@ def test_time_is_conserved_and_ratios_bounded(
 
 @settings(max_examples=100, deadline=None)
 @given(CHECKS, st.floats(min_value=1, max_value=600))
-def test_replay_is_deterministic(steps: list[tuple[float, TimeState, float]], gap: float) -> None:
+def test_replay_is_deterministic(steps: list[tuple[float, Status, float]], gap: float) -> None:
     """Folding the same observations twice gives identical summaries."""
     first, last = _fold_steps(steps, gap)
     second, _ = _fold_steps(steps, gap)
@@ -257,7 +257,7 @@ def test_replay_is_deterministic(steps: list[tuple[float, TimeState, float]], ga
 @settings(max_examples=100, deadline=None)
 @given(CHECKS, st.floats(min_value=1, max_value=600))
 def test_bucket_seconds_match_period_seconds(
-    steps: list[tuple[float, TimeState, float]], gap: float
+    steps: list[tuple[float, Status, float]], gap: float
 ) -> None:
     """The hourly buckets and the status periods agree on time up to the last check."""
     state, last = _fold_steps(steps, gap)
@@ -280,7 +280,7 @@ def test_bucket_seconds_match_period_seconds(
     st.lists(st.floats(min_value=0, max_value=900), max_size=5),
 )
 def test_state_totals_only_grow(
-    steps: list[tuple[float, TimeState, float]], gap: float, scrapes: list[float]
+    steps: list[tuple[float, Status, float]], gap: float, scrapes: list[float]
 ) -> None:
     """Scraped totals never decrease, whether between checks or across them (a valid counter)."""
     state = ProjectionState(retention_seconds=600)
@@ -308,7 +308,7 @@ def test_state_totals_only_grow(
     st.floats(min_value=0.01, max_value=30),
 )
 def test_states_add_up_to_the_window_length(
-    steps: list[tuple[float, TimeState, float]], gap: float, tail: float, hours: float
+    steps: list[tuple[float, Status, float]], gap: float, tail: float, hours: float
 ) -> None:
     """Up + degraded + down + unknown = window length, wherever the window starts."""
     state, last = _fold_steps(steps, gap)

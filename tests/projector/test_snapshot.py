@@ -10,15 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uptime_daemon.projector import snapshot
-from uptime_daemon.projector.fold import Observation, ProjectionState, TimeState, apply
+from uptime_daemon.projector.fold import Observation, ProjectionState, apply
 from uptime_daemon.projector.summary import service_timeline, summarize
+from uptime_daemon.status import Status
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 STEPS = st.lists(
     st.tuples(
         st.sampled_from(["a", "b", "c"]),
         st.floats(min_value=0.1, max_value=3000),
-        st.sampled_from([TimeState.UP, TimeState.DEGRADED, TimeState.DOWN]),
+        st.sampled_from([Status.UP, Status.DEGRADED, Status.DOWN]),
         st.floats(min_value=0, max_value=3),
     ),
     min_size=1,
@@ -27,7 +28,7 @@ STEPS = st.lists(
 
 
 def _fold(
-    steps: list[tuple[str, float, TimeState, float]], state: ProjectionState, start: datetime
+    steps: list[tuple[str, float, Status, float]], state: ProjectionState, start: datetime
 ) -> datetime:
     at = start
     for service, delta, status, response in steps:
@@ -39,8 +40,8 @@ def _fold(
 @settings(max_examples=60, deadline=None)
 @given(STEPS, STEPS)
 def test_snapshot_then_continue_equals_uninterrupted_fold(
-    first: list[tuple[str, float, TimeState, float]],
-    second: list[tuple[str, float, TimeState, float]],
+    first: list[tuple[str, float, Status, float]],
+    second: list[tuple[str, float, Status, float]],
 ) -> None:
     """Fold, snapshot, reload, fold more == fold everything in one go (summaries and timelines)."""
     whole = ProjectionState()
@@ -66,7 +67,7 @@ def test_snapshot_then_continue_equals_uninterrupted_fold(
 def test_encoding_is_deterministic() -> None:
     """The same state always encodes to the same bytes (services in name order)."""
     state = ProjectionState()
-    _fold([("b", 1, TimeState.UP, 0.1), ("a", 1, TimeState.DOWN, 0.2)], state, T0)
+    _fold([("b", 1, Status.UP, 0.1), ("a", 1, Status.DOWN, 0.2)], state, T0)
     assert snapshot.encode(snapshot.Snapshot(7, state)) == snapshot.encode(
         snapshot.decode(snapshot.encode(snapshot.Snapshot(7, state)))
     )
@@ -100,7 +101,7 @@ def test_atomic_write_and_read(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "projection.json"
     assert snapshot.read(path) is None
     state = ProjectionState()
-    _fold([("a", 1, TimeState.UP, 0.1)], state, T0)
+    _fold([("a", 1, Status.UP, 0.1)], state, T0)
     snapshot.write_atomically(path, snapshot.encode(snapshot.Snapshot(3, state)))
     loaded = snapshot.read(path)
     assert loaded is not None

@@ -14,7 +14,7 @@ from tests.kurrentdb_standin import StandInServer
 from tests.store.contract import new
 from uptime_daemon.store import StreamState
 from uptime_daemon.store.kurrentdb import KurrentDBEventStore
-from uptime_daemon.store.spool import OutageBuffer, Spool
+from uptime_daemon.store.spool import Delivered, OutageBuffer, Spool
 
 
 async def test_fifo_survives_a_restart(tmp_path: Path) -> None:
@@ -72,10 +72,10 @@ async def test_outage_is_spooled_then_flushed_in_order_exactly_once(
     flusher = asyncio.create_task(buffer.run())
     try:
         sent = [new(f"e{i}") for i in range(25)]
-        assert await buffer.append("svc-a", [sent[0]]) is not None
+        assert (await buffer.append("svc-a", [sent[0]])).delivered is Delivered.STORED
         await standin.stop()
         for event in sent[1:20]:
-            assert await buffer.append("svc-a", [event]) is None
+            assert (await buffer.append("svc-a", [event])).delivered is Delivered.SPOOLED
         assert spool.depth == 19
         await standin.start()
         for event in sent[20:]:
@@ -83,7 +83,7 @@ async def test_outage_is_spooled_then_flushed_in_order_exactly_once(
         assert await buffer.drain(30)
         stored = await store.read_stream("svc-a")
         assert [e.id for e in stored] == [e.id for e in sent]
-        assert await buffer.append("svc-a", [new()]) is not None  # direct again
+        assert (await buffer.append("svc-a", [new()])).position is not None  # direct again
     finally:
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

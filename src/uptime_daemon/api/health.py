@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Final
 
 from aiohttp import web
 
 from uptime_daemon.api import models, views
 from uptime_daemon.api.endpoint import Api, json_response
-from uptime_daemon.api.keys import BUFFER, CLOCK, COMPONENTS, PROJECTOR, SETTINGS, STARTED, STORE
-from uptime_daemon.config.load import mask_url
-from uptime_daemon.errors import EventStoreError
+from uptime_daemon.api.keys import CLOCK, HEALTH, PROJECTOR, SETTINGS, SPOOL, STARTED, STORE
+from uptime_daemon.redact import redact
 
 api = Api()
-
-STORE_PING_TIMEOUT_SECONDS: Final = 2.0
 
 
 @api.route("GET", "/health", response=models.Liveness, tag="health", summary="Liveness")
@@ -47,7 +42,7 @@ async def health(request: web.Request, _query: None) -> models.Liveness:
 )
 async def ready(request: web.Request, _query: None) -> web.Response:
     """Ready only when every component is healthy."""
-    components = await request.app[COMPONENTS]()
+    components = await request.app[HEALTH].components()
     failing = [c for c in components if not c.ok]
     body = models.Readiness(
         ready=not failing,
@@ -66,29 +61,23 @@ async def ready(request: web.Request, _query: None) -> web.Response:
 )
 async def store_health(request: web.Request, _query: None) -> models.StoreHealth:
     """Backend, reachability and round trip now, and the last append."""
-    store = request.app[STORE]
-    round_trip: float | None = None
-    error: str | None = None
-    try:
-        async with asyncio.timeout(STORE_PING_TIMEOUT_SECONDS):
-            round_trip = await store.ping()
-    except TimeoutError:
-        error = f"no answer within {STORE_PING_TIMEOUT_SECONDS:g} s"
-    except EventStoreError as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    store, spool = request.app[STORE], request.app[SPOOL]
+    ping = await request.app[HEALTH].ping()
     return models.StoreHealth(
         backend=store.backend,
-        url=mask_url(request.app[SETTINGS].current.store.url),
-        connected=error is None,
-        round_trip_ms=None if round_trip is None else round(round_trip * 1000, 3),
-        error=error,
+        url=redact(request.app[SETTINGS].current.store.url),
+        connected=ping.error is None,
+        round_trip_ms=None
+        if ping.round_trip_seconds is None
+        else round(ping.round_trip_seconds * 1000, 3),
+        error=ping.error,
         last_append_at=store.last_append_at,
         last_append_position=store.last_append_position,
         appends=store.appends,
         append_failures=store.append_failures,
         last_append_error=store.last_append_error,
-        spooled_events=request.app[BUFFER].spool.depth,
-        spool_dropped_events=request.app[BUFFER].spool.dropped,
+        spooled_events=spool.depth,
+        spool_dropped_events=spool.dropped,
     )
 
 
@@ -103,7 +92,7 @@ async def comprehensive(request: web.Request, _query: None) -> models.Comprehens
     """One answer to "is everything fine?"."""
     settings, state = request.app[SETTINGS].current, request.app[PROJECTOR].state
     now = request.app[CLOCK].now()
-    components = await request.app[COMPONENTS]()
+    components = await request.app[HEALTH].components()
     services = [
         views.brief(settings, state, name, now) for name in views.service_names(settings, state)
     ]

@@ -1,10 +1,16 @@
-"""Typed application keys: what the HTTP layer may read, set once by the composition root."""
+"""Every application key, each typed by what the HTTP layer needs of it (a port); the daemon fills them.
+
+The keys live here, at the floor of their readers, so the API never imports the composition root
+that sets them (``uptime_daemon.daemon``). What the API needs of the daemon's parts is stated as
+protocols; the parts themselves (runner, scheduler, spool, supervisor) stay the daemon's own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -13,14 +19,85 @@ from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.projector.runner import Projector
-from uptime_daemon.store.instrumented import InstrumentedStore
-from uptime_daemon.store.spool import OutageBuffer
+from uptime_daemon.store import EventStore
 
-CheckTrigger = Callable[[str | None], Awaitable[list[Mapping[str, Any]]]]
+
+class ObservedStore(EventStore, Protocol):
+    """The event store, with what health output reports about its appends."""
+
+    appends: int
+    append_failures: int
+    last_append_at: datetime | None
+    last_append_position: int | None
+    last_append_error: str | None
+
+
+class SpoolGauge(Protocol):
+    """The outage spool as health output sees it."""
+
+    @property
+    def depth(self) -> int:
+        """Events waiting for the store."""
+        ...
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped since start (spool full or unwritable)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StorePing:
+    """One round trip to the store under the health deadline."""
+
+    round_trip_seconds: float | None
+    error: str | None
+    """Why the store did not answer in time; ``None`` when it did."""
+
+
+class Health(Protocol):
+    """The one component health check (readiness, ``/health/*``, the live feed, the status page)."""
+
+    async def ping(self) -> StorePing:
+        """Round-trip the store once, under the deadline."""
+        ...
+
+    async def components(self) -> list[Component]:
+        """Each of the daemon's parts (store, projector, scheduler) and whether it is healthy."""
+        ...
+
+
+class CheckOutcome(Protocol):
+    """What one on-demand check produced, as ``POST /uptime/check`` reports it."""
+
+    @property
+    def service(self) -> str:
+        """The service checked."""
+        ...
+
+    @property
+    def position(self) -> int | None:
+        """Commit position of the stored event; ``None`` when spooled, dropped or refused."""
+        ...
+
+    @property
+    def store_error(self) -> str | None:
+        """Why the event was not stored, when it was not."""
+        ...
+
+    @property
+    def spooled(self) -> bool:
+        """The event waits in the outage spool."""
+        ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        """The ``ServiceStatusChanged`` data exactly as stored."""
+        ...
+
+
+CheckTrigger = Callable[[str | None], Awaitable[Sequence[CheckOutcome]]]
 """Run checks now (one service, or all for ``None``); raises ``LookupError`` for an unknown service."""
-
-ComponentProbe = Callable[[], Awaitable[list[Component]]]
-"""The daemon's own parts (store, projector, scheduler) and whether each is healthy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +110,10 @@ class Started:
 
 SETTINGS = web.AppKey("settings", LiveSettings)
 CLOCK = web.AppKey("clock", Clock)
-STORE = web.AppKey("store", InstrumentedStore)
+STORE: web.AppKey[ObservedStore] = web.AppKey("store")
+SPOOL: web.AppKey[SpoolGauge] = web.AppKey("spool")
 PROJECTOR = web.AppKey("projector", Projector)
-BUFFER = web.AppKey("outage_buffer", OutageBuffer)
+HEALTH: web.AppKey[Health] = web.AppKey("health")
 RUN_CHECKS: web.AppKey[CheckTrigger] = web.AppKey("run_checks")
-COMPONENTS: web.AppKey[ComponentProbe] = web.AppKey("components")
 STARTED = web.AppKey("started", Started)
 SUMMARY_CACHE = web.AppKey("summary_cache", SummaryCache)

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from uptime_daemon import events
 from uptime_daemon.api import models, views
 from uptime_daemon.api.endpoint import bad_request
-from uptime_daemon.api.keys import CLOCK, COMPONENTS, PROJECTOR, SETTINGS, STORE
+from uptime_daemon.api.keys import CLOCK, HEALTH, PROJECTOR, SETTINGS, STORE
 from uptime_daemon.clock import to_iso_millis
 from uptime_daemon.projector.runner import StatusChange
 from uptime_daemon.store import UPTIME_STREAM_PREFIX
@@ -45,15 +45,15 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def _change_message(position: int, payload: dict[str, Any]) -> dict[str, Any]:
+def _change_message(change: StatusChange) -> dict[str, Any]:
     return {
         "type": "service_status_change",
-        "position": position,
-        "service": payload.get("serviceName"),
-        "status": payload.get("status"),
-        "previousStatus": payload.get("previousStatus"),
-        "timestamp": payload.get("timestamp"),
-        "event": payload,
+        "position": change.position,
+        "service": change.service,
+        "status": change.status,
+        "previousStatus": change.previous_status,
+        "timestamp": to_iso_millis(change.at),
+        "event": change.payload,
     }
 
 
@@ -64,7 +64,7 @@ async def _health_message(app: web.Application) -> dict[str, Any]:
         views.brief(settings, projector.state, name, now).model_dump(mode="json", by_alias=True)
         for name in views.service_names(settings, projector.state)
     ]
-    components = [c.model_dump(mode="json", by_alias=True) for c in await app[COMPONENTS]()]
+    components = [c.model_dump(mode="json", by_alias=True) for c in await app[HEALTH].components()]
     return {
         "type": "health_status",
         "timestamp": to_iso_millis(now),
@@ -147,7 +147,7 @@ async def _send_loop(
                 continue
             if last_sent is not None and change.position <= last_sent:
                 continue  # already sent from the backlog
-            await ws.send_str(_dumps(_change_message(change.position, dict(change.payload))))
+            await ws.send_str(_dumps(_change_message(change)))
             last_sent = change.position
     except ConnectionResetError:
         return
@@ -165,9 +165,12 @@ async def _send_backlog(app: web.Application, ws: web.WebSocketResponse, after: 
             cursor = event.position
             if event.type != events.EVENT_TYPE_STATUS_CHANGED:
                 continue
-            payload = events.payload(event.data)
-            if payload.get("changed") is True:
-                await ws.send_str(_dumps(_change_message(event.position, payload)))
+            try:
+                decoded = events.decode_status_changed(event.data)
+            except events.EventDecodeError:
+                continue  # the projector logs and counts it; a live client just never sees it
+            if decoded.changed:
+                await ws.send_str(_dumps(_change_message(StatusChange.of(event.position, decoded))))
         if len(page) < BACKLOG_PAGE:
             return cursor
 

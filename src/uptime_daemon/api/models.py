@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 from pydantic.alias_generators import to_camel
 
 from uptime_daemon.clock import to_iso_millis
+from uptime_daemon.status import Status
 
 Timestamp = Annotated[
     datetime,
@@ -23,8 +24,6 @@ Timestamp = Annotated[
     ),
 ]
 """UTC, millisecond precision, ``Z`` suffix — the seeds' timestamp format."""
-
-StatusName = Literal["up", "degraded", "down", "unknown"]
 
 
 class ApiModel(BaseModel):
@@ -142,7 +141,7 @@ class ServiceStatusBrief(ApiModel):
     service: str
     kind: str | None
     configured: bool
-    status: StatusName
+    status: Status
     since: Timestamp | None
     last_check: Timestamp | None
 
@@ -207,15 +206,9 @@ class Incident(ApiModel):
     seconds_in_window: float
 
 
-class ServiceUptime(ApiModel):
-    """Every figure of one service over the window."""
+class ServiceUptime(ServiceStatusBrief):
+    """Every figure of one service over the window (its current status first)."""
 
-    service: str
-    kind: str | None
-    configured: bool
-    status: StatusName
-    since: Timestamp | None
-    last_check: Timestamp | None
     last_response_ms: float | None
     window: Window
     uptime_ratio: float | None = Field(description="up / (up + degraded + down) seconds.")
@@ -245,7 +238,7 @@ class UptimeSummary(ApiModel):
 class Period(ApiModel):
     """A contiguous span of one status."""
 
-    status: StatusName
+    status: Status
     start: Timestamp
     end: Timestamp
     duration_seconds: float
@@ -313,7 +306,7 @@ class PageService(ApiModel):
     service: str
     kind: str | None
     configured: bool
-    status: StatusName
+    status: Status
     since: Timestamp | None
     uptime_24h: float | None = Field(alias="uptime24h")
     uptime_7d: float | None = Field(alias="uptime7d")

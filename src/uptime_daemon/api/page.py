@@ -14,7 +14,7 @@ from aiohttp import web
 
 from uptime_daemon.api import models, views
 from uptime_daemon.api.endpoint import Api
-from uptime_daemon.api.keys import CLOCK, COMPONENTS, PROJECTOR, SETTINGS
+from uptime_daemon.api.keys import CLOCK, HEALTH, PROJECTOR, SETTINGS
 
 STATIC: Final = Path(__file__).with_name("static")
 SECURITY_HEADERS: Final = {
@@ -48,7 +48,7 @@ async def status_data(request: web.Request, _query: None) -> models.StatusPage:
         status=views.overall([s.status for s in services if s.configured]),
         position=projector.position,
         projector_lag_seconds=projector.lag_seconds(),
-        components=await request.app[COMPONENTS](),
+        components=await request.app[HEALTH].components(),
         services=services,
     )
 

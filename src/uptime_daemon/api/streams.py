@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-import orjson
 from aiohttp import web
 
+from uptime_daemon import events
 from uptime_daemon.api import models, views
 from uptime_daemon.api.endpoint import Api, not_found
 from uptime_daemon.api.keys import PROJECTOR, SETTINGS, STORE
@@ -23,15 +23,6 @@ BROWSABLE: Final = re.compile(
 )
 
 
-def _json_or_text(data: bytes) -> object:
-    if not data:
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return data.decode("utf-8", errors="replace")
-
-
 def _event(event: StoredEvent) -> models.RecordedEvent:
     return models.RecordedEvent(
         event_id=str(event.id),
@@ -40,8 +31,8 @@ def _event(event: StoredEvent) -> models.RecordedEvent:
         revision=event.revision,
         position=event.position,
         recorded_at=event.recorded_at,
-        data=_json_or_text(event.data),
-        metadata=_json_or_text(event.metadata),
+        data=events.json_or_text(event.data),
+        metadata=events.json_or_text(event.metadata),
     )
 
 

@@ -103,5 +103,17 @@ async def check(request: web.Request, query: models.CheckQuery) -> models.CheckR
     """Probe now (one service or all), store the events, return them."""
     if query.service is not None and query.service not in request.app[SETTINGS].current.services:
         raise not_found("unknown_service", f"no service named {query.service!r}", "service")
-    reports = await request.app[RUN_CHECKS](query.service)
-    return models.CheckResults.model_validate({"checks": reports})
+    outcomes = await request.app[RUN_CHECKS](query.service)
+    return models.CheckResults(
+        checks=[
+            models.CheckResult(
+                service=outcome.service,
+                stored=outcome.position is not None,
+                position=outcome.position,
+                store_error=outcome.store_error,
+                spooled=outcome.spooled,
+                event=dict(outcome.payload),
+            )
+            for outcome in outcomes
+        ]
+    )

@@ -11,7 +11,6 @@ from uptime_daemon.projector.fold import (
     HOUR_SECONDS,
     ProjectionState,
     ServiceProjection,
-    TimeState,
     seconds_in_window,
 )
 from uptime_daemon.projector.summary import (
@@ -20,6 +19,7 @@ from uptime_daemon.projector.summary import (
     service_timeline,
     summarize,
 )
+from uptime_daemon.status import Status
 
 
 def service_names(settings: Settings, state: ProjectionState) -> list[str]:
@@ -66,7 +66,7 @@ def service_uptime(
         service=name,
         kind=_kind(settings, name),
         configured=name in settings.services,
-        status=summary.status.value,
+        status=summary.status,
         since=summary.since,
         last_check=summary.last_check,
         last_response_ms=_ms(summary.last_response_seconds),
@@ -74,10 +74,10 @@ def service_uptime(
         uptime_ratio=summary.uptime_ratio,
         availability_ratio=summary.availability_ratio,
         seconds=models.StateSeconds(
-            up=seconds[TimeState.UP],
-            degraded=seconds[TimeState.DEGRADED],
-            down=seconds[TimeState.DOWN],
-            unknown=seconds[TimeState.UNKNOWN],
+            up=seconds[Status.UP],
+            degraded=seconds[Status.DEGRADED],
+            down=seconds[Status.DOWN],
+            unknown=seconds[Status.UNKNOWN],
         ),
         checks=models.CheckCounts(
             total=summary.checks.total,
@@ -118,7 +118,7 @@ def timeline(state: ProjectionState, name: str, *, hours: int, now: datetime) ->
         window=_window(hours, now),
         periods=[
             models.Period(
-                status=p.state.value,
+                status=p.state,
                 start=p.start,
                 end=p.end,
                 duration_seconds=(p.end - p.start).total_seconds(),
@@ -137,7 +137,7 @@ def brief(
         service=name,
         kind=_kind(settings, name),
         configured=name in settings.services,
-        status=current_status(projection, now).value,
+        status=current_status(projection, now),
         since=projection.since,
         last_check=projection.last_check,
     )
@@ -163,15 +163,15 @@ def page_service(
         start = today - timedelta(days=back)
         end = min(start + timedelta(days=1), now)
         seconds = seconds_in_window(projection, start, end)
-        known = seconds[TimeState.UP] + seconds[TimeState.DEGRADED] + seconds[TimeState.DOWN]
+        known = seconds[Status.UP] + seconds[Status.DEGRADED] + seconds[Status.DOWN]
         days.append(
             models.DayBar(
                 date=start.date().isoformat(),
-                up=seconds[TimeState.UP],
-                degraded=seconds[TimeState.DEGRADED],
-                down=seconds[TimeState.DOWN],
-                unknown=seconds[TimeState.UNKNOWN],
-                uptime_ratio=seconds[TimeState.UP] / known if known else None,
+                up=seconds[Status.UP],
+                degraded=seconds[Status.DEGRADED],
+                down=seconds[Status.DOWN],
+                unknown=seconds[Status.UNKNOWN],
+                uptime_ratio=seconds[Status.UP] / known if known else None,
             )
         )
     current_hour = int(now.timestamp()) // HOUR_SECONDS
@@ -191,7 +191,7 @@ def page_service(
         service=name,
         kind=_kind(settings, name),
         configured=name in settings.services,
-        status=current_status(projection, now).value,
+        status=current_status(projection, now),
         since=projection.since,
         uptime_24h=ratios[24],
         uptime_7d=ratios[24 * 7],

@@ -16,16 +16,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from uptime_daemon.config.model import Defaults, Settings
+from uptime_daemon.config.model import Defaults, Settings, StoreSettings
 from uptime_daemon.errors import ConfigError
 from uptime_daemon.redact import redact
+from uptime_daemon.results import CheckKind
 
 ENVIRONMENTS: Final = ("dev", "staging", "test", "mainnet")
 ENV_SELECTOR: Final = "UPTIME_ENV"
 CONFIG_DIR_VARIABLE: Final = "UPTIME_CONFIG_DIR"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
-_SERVICE_KINDS: Final = frozenset({"http", "websocket", "database"})
+_SERVICE_KINDS: Final = frozenset(CheckKind)
+_KINDS_SHOWN: Final = ", ".join(kind.value for kind in list(CheckKind)[:-1]) + (
+    f" or {list(CheckKind)[-1].value}"
+)
 _MESSAGES: Final = {
     "Extra inputs are not permitted": "unknown key",
     "Field required": "missing required key",
@@ -98,6 +102,20 @@ def _merge_defaults(services: object, defaults: Defaults, source: str) -> object
     return merged
 
 
+def store_for_url(url: str, environ: Mapping[str, str] | None = None) -> StoreSettings:
+    """A store setting for ``url`` (``migrate --to``).
+
+    The same credential and TLS variables apply as to the configured store's
+    (``KURRENTDB_USERNAME``, ``KURRENTDB_PASSWORD``, ...).
+    """
+    store: dict[str, Any] = {"url": url}
+    _apply_store_environment(store, os.environ if environ is None else environ)
+    try:
+        return StoreSettings.model_validate(store)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, "--to", prefix=("store",))) from None
+
+
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     """Environment variables override secrets and endpoints (the seeds' names)."""
     store = dict(data.get("store", {})) if isinstance(data.get("store"), Mapping) else {}
@@ -106,6 +124,18 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
         store["url"], tls = _store_url_from_env(url)
         if tls is not None:
             store["use_tls"] = tls
+    _apply_store_environment(store, environ)
+    if (port := environ.get("HTTP_PORT")) is not None:
+        server["port"] = _parse_port(port)
+    _apply_auth_environment(server, environ)
+    if store:
+        data["store"] = store
+    if server:
+        data["server"] = server
+
+
+def _apply_store_environment(store: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Credentials and TLS flags of the store from the seeds' variables."""
     if (username := environ.get("KURRENTDB_USERNAME")) is not None:
         store["username"] = username
     if (password := environ.get("KURRENTDB_PASSWORD")) is not None:
@@ -116,13 +146,6 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
     ):
         if (value := environ.get(variable)) is not None:
             store[key] = _parse_bool(variable, value)
-    if (port := environ.get("HTTP_PORT")) is not None:
-        server["port"] = _parse_port(port)
-    _apply_auth_environment(server, environ)
-    if store:
-        data["store"] = store
-    if server:
-        data["server"] = server
 
 
 def _apply_auth_environment(server: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -145,7 +168,7 @@ def _store_url_from_env(url: str) -> tuple[str, bool | None]:
     parts = urlsplit(url)
     if parts.scheme in {"http", "https"}:
         if not parts.hostname:
-            raise ConfigError(f"environment variable KURRENTDB_URL: no host in {mask_url(url)!r}")
+            raise ConfigError(f"environment variable KURRENTDB_URL: no host in {redact(url)!r}")
         return urlunsplit(("kurrentdb", parts.netloc, "", parts.query, "")), parts.scheme == "https"
     return url, None
 
@@ -180,9 +203,9 @@ def _format(exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> 
         message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
         message = _MESSAGES.get(message, message)
         if error["type"] == "union_tag_not_found":
-            message = "missing key 'kind' (http, websocket or database)"
+            message = f"missing key 'kind' ({_KINDS_SHOWN})"
         elif error["type"] == "union_tag_invalid":
-            message = f"unknown kind {error['input'].get('kind')!r} (http, websocket or database)"
+            message = f"unknown kind {error['input'].get('kind')!r} ({_KINDS_SHOWN})"
         if location and location[-1] == "[key]":
             location.pop()
             message = "invalid name: use lowercase letters, digits and '-' (at most 64)"
@@ -197,18 +220,6 @@ _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-\[\]]+")
 def _key(part: str) -> str:
     """A key path element as typed, or quoted when it holds anything unusual (so errors stay one line)."""
     return part if _PLAIN_KEY.fullmatch(part) else repr(part)  # fullmatch: `$` lets a final \n by
-
-
-def mask_url(url: str) -> str:
-    """Hide the password in ``scheme://user:password@host`` (logs, health output, ``config validate``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the event-payload edge.
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -19,6 +20,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from uptime_daemon.results import CheckKind
 
 SERVICE_NAME_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
@@ -73,8 +76,22 @@ class ServerSettings(_Model):
     auth: AuthSettings = AuthSettings()
 
 
+class StoreKind(StrEnum):
+    """The event store adapters; a store URL's scheme names one."""
+
+    SQLITE = "sqlite"
+    KURRENTDB = "kurrentdb"
+
+
+KURRENTDB_SCHEMES: Final = ("kurrentdb://", "kurrentdb+discover://", "esdb://", "kdb://")
+
+
 class StoreSettings(_Model):
-    """Where events go. ``sqlite:///relative`` or ``sqlite:////absolute`` or ``kurrentdb://...``."""
+    """Where events go. ``sqlite:///relative`` or ``sqlite:////absolute`` or ``kurrentdb://...``.
+
+    The URL's scheme is the store's ``kind``: the one fact the composition root selects the adapter
+    (and the default state paths) by.
+    """
 
     url: str = "sqlite:///var/uptime-daemon/events.db"
     """``KURRENTDB_URL`` overrides it (an ``http://host:2113`` value as in the seeds is accepted)."""
@@ -95,11 +112,15 @@ class StoreSettings(_Model):
     spool_max_events: int = Field(default=100_000, ge=1, le=100_000_000)
     """Events kept while the store is unreachable (~1 KB each); past it, new ones are dropped and counted."""
 
+    @property
+    def kind(self) -> StoreKind:
+        """Which adapter the URL selects."""
+        return StoreKind.SQLITE if self.url.startswith("sqlite:") else StoreKind.KURRENTDB
+
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        schemes = ("sqlite://", "kurrentdb://", "kurrentdb+discover://", "esdb://", "kdb://")
-        if not value.startswith(schemes):
+        if not value.startswith(("sqlite://", *KURRENTDB_SCHEMES)):
             raise ValueError("must start with sqlite://, kurrentdb:// or kurrentdb+discover://")
         if value.startswith("sqlite://") and not value.startswith("sqlite:///"):
             raise ValueError("sqlite URLs are sqlite:///relative/path or sqlite:////absolute/path")
@@ -220,7 +241,7 @@ class JsonAssertion(_Model):
 class HttpService(_ServiceBase):
     """An HTTP(S) endpoint."""
 
-    kind: Literal["http"]
+    kind: Literal[CheckKind.HTTP]
     url: str
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = {}
@@ -299,7 +320,7 @@ class WebSocketStep(_Model):
 class WebSocketService(_ServiceBase):
     """A WebSocket endpoint."""
 
-    kind: Literal["websocket"]
+    kind: Literal[CheckKind.WEBSOCKET]
     url: str
     headers: dict[str, str] = {}
     subprotocols: tuple[str, ...] = ()
@@ -318,7 +339,7 @@ class WebSocketService(_ServiceBase):
 class DatabaseService(_ServiceBase):
     """The event store: a write/read round trip on a temporary system stream."""
 
-    kind: Literal["database"]
+    kind: Literal[CheckKind.DATABASE]
     stream: str = "system-health-check"
     max_age_seconds: int = Field(default=3600, ge=1)
     """Retention of the health-check stream (``$maxAge``) so it stays temporary."""
@@ -351,3 +372,7 @@ class Settings(_Model):
     scheduler: SchedulerSettings = SchedulerSettings()
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = {}
+
+    def policy(self, service: str) -> CheckPolicy:
+        """The check policy of ``service``; ``[defaults]`` for one only the log still knows."""
+        return self.services.get(service, self.defaults)

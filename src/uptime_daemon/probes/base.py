@@ -1,17 +1,19 @@
-"""The probe seam: the ``ProbeFn`` signature and the ``ProbeContext`` every probe receives."""
+"""The probe seam: the ``ProbeFn`` signature, the ``ProbeContext`` every probe receives, ``Prober``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import aiohttp
 
     from uptime_daemon.clock import Clock
-    from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService
     from uptime_daemon.results import ProbeResult
     from uptime_daemon.store import EventStore
+
+ServiceT = TypeVar("ServiceT")
+ServiceT_contra = TypeVar("ServiceT_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +27,20 @@ class ProbeContext:
     """``http://127.0.0.1:PORT`` of this daemon; relative target URLs are resolved against it."""
 
 
-class ProbeFn(Protocol):
-    """The one probe signature."""
+class ProbeFn(Protocol[ServiceT_contra]):
+    """The one probe signature; each probe takes the settings of its own kind of service."""
 
-    async def __call__(
-        self, service: HttpService | WebSocketService | DatabaseService, ctx: ProbeContext
-    ) -> ProbeResult:
+    async def __call__(self, service: ServiceT_contra, ctx: ProbeContext) -> ProbeResult:
         """Probe the target once."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prober(Generic[ServiceT]):
+    """A kind's service settings type and its probe: ``Prober(HttpService, probe_http)``.
+
+    Both name the same type, so pairing a probe with another kind's settings is a type error.
+    """
+
+    service_type: type[ServiceT]
+    probe: ProbeFn[ServiceT]

@@ -18,7 +18,7 @@ from typing import Final
 import orjson
 
 from uptime_daemon.clock import Clock, to_iso_millis
-from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService
+from uptime_daemon.config.model import DatabaseService
 from uptime_daemon.errors import EventStoreError
 from uptime_daemon.probes._classify import describe
 from uptime_daemon.probes.base import ProbeContext
@@ -65,12 +65,8 @@ def _store_error(exc: Exception, duration_seconds: float) -> ProbeResult:
     )
 
 
-async def probe_database(
-    service: HttpService | WebSocketService | DatabaseService, ctx: ProbeContext
-) -> ProbeResult:
+async def probe_database(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
     """Write then read back one ``HealthCheckPerformed`` event on the health-check stream."""
-    if not isinstance(service, DatabaseService):
-        raise TypeError(f"probe_database got a {type(service).__name__}")
     started = ctx.clock.monotonic()
     try:
         metadata = await ctx.store.get_stream_metadata(service.stream)

@@ -14,7 +14,7 @@ from typing import Final
 import aiohttp
 import orjson
 
-from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService
+from uptime_daemon.config.model import HttpService
 from uptime_daemon.probes._classify import TARGET_ERRORS, classify, describe
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.session import (
@@ -142,12 +142,8 @@ async def _judge(
     return None, status_line
 
 
-async def probe_http(
-    service: HttpService | WebSocketService | DatabaseService, ctx: ProbeContext
-) -> ProbeResult:
+async def probe_http(service: HttpService, ctx: ProbeContext) -> ProbeResult:
     """One request; success means an accepted status and every body assertion holding."""
-    if not isinstance(service, HttpService):
-        raise TypeError(f"probe_http got a {type(service).__name__}")
     url = resolve_url(service.url, ctx)
     timer = PhaseTimer(ctx.clock.monotonic)
     started = ctx.clock.monotonic()

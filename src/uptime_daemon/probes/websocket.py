@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from uptime_daemon.config.model import DatabaseService, HttpService, WebSocketService, WebSocketStep
+from uptime_daemon.config.model import WebSocketService, WebSocketStep
 from uptime_daemon.probes._classify import DETAIL_CHARS, TARGET_ERRORS, classify, describe
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.http import json_equal, resolve_url
@@ -115,12 +115,8 @@ def _offered(service: WebSocketService) -> tuple[str, ...]:
     return (*service.subprotocols, required)
 
 
-async def probe_websocket(
-    service: HttpService | WebSocketService | DatabaseService, ctx: ProbeContext
-) -> ProbeResult:
+async def probe_websocket(service: WebSocketService, ctx: ProbeContext) -> ProbeResult:
     """Connect, run the script, close cleanly; record the close code and the phase times."""
-    if not isinstance(service, WebSocketService):
-        raise TypeError(f"probe_websocket got a {type(service).__name__}")
     url = URL(resolve_url(service.url, ctx, scheme="ws"))
     started = ctx.clock.monotonic()
     phases: dict[Phase, float] = {}

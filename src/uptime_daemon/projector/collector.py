@@ -21,9 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from uptime_daemon.clock import Clock
-from uptime_daemon.projector.fold import STATE_ORDER, TimeState, seconds_in_window, state_totals
+from uptime_daemon.projector.fold import STATE_ORDER, seconds_in_window, state_totals
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.projector.summary import current_status
+from uptime_daemon.status import Status
 
 WINDOWS: Final = (("1h", 1), ("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30))
 
@@ -34,7 +35,7 @@ class ProjectionCollector(Collector):
     def __init__(self, projector: Projector, clock: Clock) -> None:
         self._projector = projector
         self._clock = clock
-        self._reported: dict[tuple[str, TimeState], float] = {}
+        self._reported: dict[tuple[str, Status], float] = {}
         """Last value of each state-seconds series: what the next scrape may not go below."""
 
     def collect(self) -> Iterator[Metric]:
@@ -66,15 +67,15 @@ class ProjectionCollector(Collector):
             current = current_status(service, now)
             up.add_metric(
                 [name],
-                math.nan if current is TimeState.UNKNOWN else float(current is not TimeState.DOWN),
+                math.nan if current is Status.UNKNOWN else float(current is not Status.DOWN),
             )
             for state in STATE_ORDER:
                 status.add_metric([name, state.value], float(state is current))
             for label, hours in WINDOWS:
                 window = seconds_in_window(service, now - timedelta(hours=hours), now)
-                known = window[TimeState.UP] + window[TimeState.DEGRADED] + window[TimeState.DOWN]
+                known = window[Status.UP] + window[Status.DEGRADED] + window[Status.DOWN]
                 if known > 0:
-                    ratio.add_metric([name, label], window[TimeState.UP] / known)
+                    ratio.add_metric([name, label], window[Status.UP] / known)
             for state, total in zip(STATE_ORDER, state_totals(service, now), strict=True):
                 key = (name, state)
                 value = max(total, self._reported.get(key, 0.0))

@@ -21,8 +21,9 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Final
+
+from uptime_daemon.status import Status
 
 HOUR_SECONDS: Final = 3600
 HISTOGRAM_BASE_SECONDS: Final = 0.001
@@ -34,16 +35,8 @@ HISTOGRAM_RELATIVE_ERROR: Final = 2**0.125 - 1
 DEFAULT_RETENTION_SECONDS: Final = 90 * 86_400.0
 
 
-class TimeState(StrEnum):
-    """What a second of wall time is counted as."""
-
-    UP = "up"
-    DEGRADED = "degraded"
-    DOWN = "down"
-    UNKNOWN = "unknown"
-
-
-STATE_ORDER: Final = (TimeState.UP, TimeState.DEGRADED, TimeState.DOWN, TimeState.UNKNOWN)
+STATE_ORDER: Final = tuple(Status)
+"""Seconds and totals are kept in this order: up, degraded, down, unknown."""
 _INDEX: Final = {state: index for index, state in enumerate(STATE_ORDER)}
 
 
@@ -53,7 +46,7 @@ class Observation:
 
     service: str
     at: datetime
-    status: TimeState
+    status: Status
     """``up``, ``degraded`` or ``down`` (never ``unknown``)."""
     response_seconds: float
     gap_seconds: float
@@ -77,7 +70,7 @@ class HourBucket:
 class Period:
     """A closed span of one state."""
 
-    state: TimeState
+    state: Status
     start: datetime
     end: datetime
 
@@ -95,14 +88,14 @@ class ServiceProjection:
     """Everything the projection keeps for one service."""
 
     name: str
-    status: TimeState | None = None
+    status: Status | None = None
     since: datetime | None = None
     """When the current status began (the check that established it)."""
     last_check: datetime | None = None
     gap_seconds: float = 0.0
     first_check: datetime | None = None
     periods: list[Period] = field(default_factory=list)
-    open_state: TimeState | None = None
+    open_state: Status | None = None
     open_start: datetime | None = None
     buckets: dict[int, HourBucket] = field(default_factory=dict)
     incidents: list[Incident] = field(default_factory=list)
@@ -150,7 +143,7 @@ def _bucket(service: ServiceProjection, hour: int) -> HourBucket:
     return bucket
 
 
-def _credit(service: ServiceProjection, state: TimeState, start: datetime, end: datetime) -> None:
+def _credit(service: ServiceProjection, state: Status, start: datetime, end: datetime) -> None:
     """Add ``[start, end)`` of ``state`` to the hourly buckets, split at hour boundaries."""
     index = _INDEX[state]
     cursor = start.timestamp()
@@ -164,7 +157,7 @@ def _credit(service: ServiceProjection, state: TimeState, start: datetime, end: 
         cursor = boundary
 
 
-def _enter(service: ServiceProjection, state: TimeState, at: datetime) -> None:
+def _enter(service: ServiceProjection, state: Status, at: datetime) -> None:
     """Close the open period if the state changes, and open one for ``state`` at ``at``."""
     if service.open_state is state:
         return
@@ -190,16 +183,16 @@ def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
         credible_until = min(at, service.last_check + timedelta(seconds=service.gap_seconds))
         _credit(service, service.status, service.last_check, credible_until)
         if credible_until < at:
-            _enter(service, TimeState.UNKNOWN, credible_until)
-            _credit(service, TimeState.UNKNOWN, credible_until, at)
+            _enter(service, Status.UNKNOWN, credible_until)
+            _credit(service, Status.UNKNOWN, credible_until, at)
     else:
         service.first_check = at
     previous = service.status
     if obs.status is not previous:
         service.since = at
-        if obs.status is TimeState.DOWN:
+        if obs.status is Status.DOWN:
             service.incidents.append(Incident(start=at))
-        elif previous is TimeState.DOWN and service.incidents:
+        elif previous is Status.DOWN and service.incidents:
             service.incidents[-1].end = at
     _enter(service, obs.status, at)
     service.status = obs.status
@@ -213,7 +206,7 @@ def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
         _prune(service, at - timedelta(seconds=state.retention_seconds))
         bucket = service.buckets[hour] = HourBucket()
     bucket.checks[_INDEX[obs.status]] += 1
-    if obs.status is not TimeState.DOWN:
+    if obs.status is not Status.DOWN:
         bucket.response_sum_seconds += obs.response_seconds
         index = histogram_index(obs.response_seconds)
         bucket.histogram[index] = bucket.histogram.get(index, 0) + 1
@@ -252,19 +245,19 @@ def spans(
     if service.open_state is None or service.open_start is None or service.last_check is None:
         return
     credible_until = service.last_check + timedelta(seconds=service.gap_seconds)
-    if service.open_state is TimeState.UNKNOWN:
-        yield Period(TimeState.UNKNOWN, service.open_start, max(now, service.open_start))
+    if service.open_state is Status.UNKNOWN:
+        yield Period(Status.UNKNOWN, service.open_start, max(now, service.open_start))
         return
     end = min(now, credible_until)
     if end > service.open_start:
         yield Period(service.open_state, service.open_start, end)
     if now > credible_until:
-        yield Period(TimeState.UNKNOWN, max(credible_until, service.open_start), now)
+        yield Period(Status.UNKNOWN, max(credible_until, service.open_start), now)
 
 
 def seconds_in_window(
     service: ServiceProjection, start: datetime, now: datetime
-) -> dict[TimeState, float]:
+) -> dict[Status, float]:
     """Exact time-weighted seconds per state within ``[start, now)``.
 
     Whatever no credible check covers — before the first check, silent gaps, the stale tail — is
@@ -272,14 +265,14 @@ def seconds_in_window(
     """
     totals = dict.fromkeys(STATE_ORDER, 0.0)
     for period in spans(service, now, since=start):
-        if period.state is TimeState.UNKNOWN:
+        if period.state is Status.UNKNOWN:
             continue
         lo = max(period.start, start)
         hi = min(period.end, now)
         if hi > lo:
             totals[period.state] += (hi - lo).total_seconds()
-    known = totals[TimeState.UP] + totals[TimeState.DEGRADED] + totals[TimeState.DOWN]
-    totals[TimeState.UNKNOWN] = max(0.0, (now - start).total_seconds() - known)
+    known = totals[Status.UP] + totals[Status.DEGRADED] + totals[Status.DOWN]
+    totals[Status.UNKNOWN] = max(0.0, (now - start).total_seconds() - known)
     return totals
 
 
@@ -291,7 +284,7 @@ def timeline(service: ServiceProjection, start: datetime, now: datetime) -> list
     """
     out: list[Period] = []
 
-    def extend(state: TimeState, lo: datetime, hi: datetime) -> None:
+    def extend(state: Status, lo: datetime, hi: datetime) -> None:
         if out and out[-1].state is state and out[-1].end == lo:
             out[-1] = Period(state, out[-1].start, hi)
         else:
@@ -303,11 +296,11 @@ def timeline(service: ServiceProjection, start: datetime, now: datetime) -> list
         if hi <= lo:
             continue
         if lo > cursor:
-            extend(TimeState.UNKNOWN, cursor, lo)
+            extend(Status.UNKNOWN, cursor, lo)
         extend(period.state, lo, hi)
         cursor = max(cursor, hi)
     if cursor < now:
-        extend(TimeState.UNKNOWN, cursor, now)
+        extend(Status.UNKNOWN, cursor, now)
     return out
 
 
@@ -323,7 +316,7 @@ def state_totals(service: ServiceProjection, now: datetime) -> list[float]:
     credible_until = min(now, service.last_check + timedelta(seconds=service.gap_seconds))
     totals[_INDEX[service.status]] += (credible_until - service.last_check).total_seconds()
     if now > credible_until:
-        totals[_INDEX[TimeState.UNKNOWN]] += (now - credible_until).total_seconds()
+        totals[_INDEX[Status.UNKNOWN]] += (now - credible_until).total_seconds()
     return totals
 
 

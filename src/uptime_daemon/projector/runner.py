@@ -21,15 +21,16 @@ import structlog
 
 from uptime_daemon import events
 from uptime_daemon.clock import Clock
+from uptime_daemon.config.model import Settings
 from uptime_daemon.errors import EventStoreError, UptimeDaemonError
 from uptime_daemon.projector import snapshot as snapshots
 from uptime_daemon.projector.fold import (
     Observation,
     ProjectionState,
     ServiceProjection,
-    TimeState,
     apply,
 )
+from uptime_daemon.status import Status, credibility
 from uptime_daemon.store import UPTIME_STREAM_PREFIX, CaughtUp, EventStore, RecordedEvent
 
 log = structlog.get_logger(__name__)
@@ -42,11 +43,24 @@ class StatusChange:
     """A transition, as the live feed announces it."""
 
     service: str
-    status: str
-    previous_status: str | None
+    status: Status
+    previous_status: Status | None
     at: datetime
     position: int
     payload: Mapping[str, object]
+    """The event data as stored."""
+
+    @classmethod
+    def of(cls, position: int, event: events.StatusChangedV1) -> StatusChange:
+        """The transition a decoded ``ServiceStatusChanged`` at ``position`` records."""
+        return cls(
+            service=event.service,
+            status=event.status,
+            previous_status=event.previous_status,
+            at=event.timestamp,
+            position=position,
+            payload=event.payload,
+        )
 
 
 class Projector:
@@ -78,6 +92,10 @@ class Projector:
         self._listeners: set[Callable[[StatusChange], None]] = set()
         self._snapshot_position: int | None = None
         self._last_snapshot_monotonic = clock.monotonic()
+
+    def reload(self, settings: Settings) -> None:
+        """Events that do not record their policy are judged by the reloaded services' from now on."""
+        self._default_gap = credibility(settings)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -203,22 +221,13 @@ class Projector:
         observation = Observation(
             service=decoded.service,
             at=decoded.timestamp,
-            status=TimeState(decoded.status),
+            status=decoded.status,
             response_seconds=decoded.response_seconds,
             gap_seconds=gap,
         )
         apply(self.state, observation)
         if decoded.changed and self._listeners:
-            change = StatusChange(
-                service=decoded.service,
-                status=observation.status.value,
-                previous_status=None
-                if decoded.previous_status is None
-                else str(decoded.previous_status),
-                at=decoded.timestamp,
-                position=event.position,
-                payload=events.payload(event.data),
-            )
+            change = StatusChange.of(event.position, decoded)
             for listener in list(self._listeners):
                 listener(change)
 

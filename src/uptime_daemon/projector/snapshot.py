@@ -21,9 +21,9 @@ from uptime_daemon.projector.fold import (
     Period,
     ProjectionState,
     ServiceProjection,
-    TimeState,
     epoch,
 )
+from uptime_daemon.status import Status
 
 FORMAT_VERSION: Final = 1
 
@@ -94,16 +94,16 @@ def decode(data: bytes) -> Snapshot:
         for name, s in raw["services"].items():
             service = ServiceProjection(
                 name=name,
-                status=None if s["status"] is None else TimeState(s["status"]),
+                status=None if s["status"] is None else Status(s["status"]),
                 since=_dt(s["since"]),
                 last_check=_dt(s["lastCheck"]),
                 gap_seconds=float(s["gap"]),
                 first_check=_dt(s["firstCheck"]),
-                open_state=None if s["openState"] is None else TimeState(s["openState"]),
+                open_state=None if s["openState"] is None else Status(s["openState"]),
                 open_start=_dt(s["openStart"]),
                 last_response_seconds=s["lastResponse"],
                 totals=[float(x) for x in s["totals"]],
-                periods=[Period(TimeState(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
+                periods=[Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
                 incidents=[Incident(epoch(i[0]), _dt(i[1])) for i in s["incidents"]],
             )
             for hour, checks, seconds, response_sum, histogram in s["buckets"]:

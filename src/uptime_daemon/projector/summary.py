@@ -18,11 +18,11 @@ from uptime_daemon.projector.fold import (
     HOUR_SECONDS,
     Period,
     ServiceProjection,
-    TimeState,
     histogram_value,
     seconds_in_window,
     timeline,
 )
+from uptime_daemon.status import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +70,12 @@ class ServiceSummary:
     service: str
     window_start: datetime
     window_end: datetime
-    status: TimeState
+    status: Status
     """Current status; ``unknown`` when never checked or the last verdict is stale."""
     since: datetime | None
     last_check: datetime | None
     last_response_seconds: float | None
-    seconds: dict[TimeState, float]
+    seconds: dict[Status, float]
     uptime_ratio: float | None
     """up / (up + degraded + down) seconds — degraded is not up."""
     availability_ratio: float | None
@@ -97,11 +97,11 @@ def credible_until(service: ServiceProjection) -> datetime | None:
     return service.last_check + timedelta(seconds=service.gap_seconds)
 
 
-def current_status(service: ServiceProjection, now: datetime) -> TimeState:
+def current_status(service: ServiceProjection, now: datetime) -> Status:
     """The status now: the last verdict while credible, else unknown."""
     until = credible_until(service)
     if service.status is None or until is None or now > until:
-        return TimeState.UNKNOWN
+        return Status.UNKNOWN
     return service.status
 
 
@@ -121,7 +121,7 @@ def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> Ser
     """All figures for ``[now - hours, now)``."""
     start = now - timedelta(hours=hours)
     seconds = seconds_in_window(service, start, now)
-    known = seconds[TimeState.UP] + seconds[TimeState.DEGRADED] + seconds[TimeState.DOWN]
+    known = seconds[Status.UP] + seconds[Status.DEGRADED] + seconds[Status.DOWN]
     first_hour = int(start.timestamp()) // HOUR_SECONDS
     last_hour = int(now.timestamp()) // HOUR_SECONDS
     counts = [0, 0, 0]
@@ -155,8 +155,8 @@ def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> Ser
         last_check=service.last_check,
         last_response_seconds=service.last_response_seconds,
         seconds=seconds,
-        uptime_ratio=seconds[TimeState.UP] / known if known else None,
-        availability_ratio=(seconds[TimeState.UP] + seconds[TimeState.DEGRADED]) / known
+        uptime_ratio=seconds[Status.UP] / known if known else None,
+        availability_ratio=(seconds[Status.UP] + seconds[Status.DEGRADED]) / known
         if known
         else None,
         checks=CheckCounts(sum(counts), counts[0], counts[1], counts[2]),
@@ -171,7 +171,7 @@ def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> Ser
         mttr_seconds=sum(i.duration_seconds for i in resolved) / len(resolved)
         if resolved
         else None,
-        mtbf_seconds=(seconds[TimeState.UP] + seconds[TimeState.DEGRADED]) / len(started)
+        mtbf_seconds=(seconds[Status.UP] + seconds[Status.DEGRADED]) / len(started)
         if started
         else None,
         longest_outage_seconds=max((i.duration_seconds for i in incidents), default=None),

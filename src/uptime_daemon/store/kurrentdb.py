@@ -1,8 +1,9 @@
 """The production event store: KurrentDB through ``kurrentdbclient.AsyncKurrentDBClient``.
 
-Client errors are translated at this boundary into our tree (``raise … from e``):
+Client errors are translated at one boundary, ``_translated``, into our tree (``raise … from e``):
 ``WrongCurrentVersionError`` → ``ConcurrencyConflict``, ``NotFoundError`` → ``StreamNotFound``,
-``StreamIsDeletedError`` → ``StreamDeleted``, anything else → ``EventStoreUnavailable``.
+``StreamIsDeletedError`` → ``StreamDeleted``, anything else from the client →
+``EventStoreUnavailable``. Nothing outside the client's tree is caught: an ``AttributeError`` is a bug.
 
 Semantics the protocol fixes and KurrentDB provides or this adapter supplies:
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -39,6 +40,7 @@ from kurrentdbclient.exceptions import (
 
 from uptime_daemon.errors import (
     ConcurrencyConflict,
+    EventStoreError,
     EventStoreUnavailable,
     StreamDeleted,
     StreamNotFound,
@@ -120,8 +122,45 @@ def _unavailable(error: Exception) -> EventStoreUnavailable:
     return EventStoreUnavailable(f"kurrentdb: {type(error).__name__}: {error}"[:500])
 
 
+def _ours(error: KurrentDBClientError, stream: str | None, expected: Expected) -> EventStoreError:
+    """Our error for one of the client's; without a stream (``$all``, ``ping``) it is unavailability."""
+    if stream is not None:
+        if isinstance(error, WrongCurrentVersionError):
+            return ConcurrencyConflict(stream, expected, _actual(error))
+        if isinstance(error, NotFoundError):
+            return StreamNotFound(stream)
+        if isinstance(error, StreamIsDeletedError):
+            return StreamDeleted(stream)
+    return _unavailable(error)
+
+
+@contextlib.contextmanager
+def _translated(stream: str | None = None, expected: Expected = StreamState.ANY) -> Iterator[None]:
+    """The boundary: every client call runs inside it, and only the client's own errors are caught."""
+    try:
+        yield
+    except KurrentDBClientError as exc:
+        raise _ours(exc, stream, expected) from exc
+
+
+def _prefix_filter(stream_prefix: str | None) -> dict[str, Any]:
+    """``read_all`` / ``subscribe_to_all`` arguments that keep streams with the prefix, on the server."""
+    if not stream_prefix:
+        return {}
+    return {
+        "filter_include": [stream_prefix],
+        "filter_by_stream_name": True,
+        "filter_by_prefix": True,
+    }
+
+
 class KurrentDBEventStore:
-    """The ``EventStore`` protocol over one ``AsyncKurrentDBClient``."""
+    """The ``EventStore`` protocol over one ``AsyncKurrentDBClient``.
+
+    A closed store refuses every call with ``EventStoreUnavailable("store is closed")`` before it
+    reaches the client: the client's ``close()`` deletes its connection attribute, so a closed
+    client would answer ``AttributeError`` instead.
+    """
 
     backend: Final = "kurrentdb"
 
@@ -137,13 +176,14 @@ class KurrentDBEventStore:
     ) -> KurrentDBEventStore:
         """Create the client and connect (single host: no RPC yet; cluster: gossip discovery)."""
         try:
-            client = AsyncKurrentDBClient(uri, root_certificates=root_certificates)
-            # gRPC's reconnect backoff grows to 120 s and is shared by every channel to the same
-            # address, so after a long outage the store would stay "unreachable" for up to two
-            # minutes after it came back. Cap it: recovery within seconds, light retry load.
-            client.grpc_options += RECONNECT_OPTIONS
-            await client.connect()
-        except (KurrentDBClientError, ValueError) as exc:
+            with _translated():
+                client = AsyncKurrentDBClient(uri, root_certificates=root_certificates)
+                # gRPC's reconnect backoff grows to 120 s and is shared by every channel to the same
+                # address, so after a long outage the store would stay "unreachable" for up to two
+                # minutes after it came back. Cap it: recovery within seconds, light retry load.
+                client.grpc_options += RECONNECT_OPTIONS
+                await client.connect()
+        except ValueError as exc:  # the client's URI parser refuses a malformed URI
             raise _unavailable(exc) from exc
         return cls(client, timeout_seconds=timeout_seconds)
 
@@ -166,19 +206,13 @@ class KurrentDBEventStore:
             )
             for e in events
         ]
-        try:
+        with _translated(stream, expected):
             return await self._client.append_to_stream(
                 stream,
                 events=batch,
                 current_version=_client_expected(expected),
                 timeout=self._timeout,
             )
-        except WrongCurrentVersionError as exc:
-            raise ConcurrencyConflict(stream, expected, _actual(exc)) from exc
-        except StreamIsDeletedError as exc:
-            raise StreamDeleted(stream) from exc
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
 
     async def read_stream(
         self,
@@ -190,7 +224,7 @@ class KurrentDBEventStore:
     ) -> list[RecordedEvent]:
         """One stream; ``$maxAge``/``$maxCount``/soft delete are applied by the server."""
         self._check_open()
-        try:
+        with _translated(stream):
             found = await self._client.get_stream(
                 stream,
                 stream_position=from_revision,
@@ -198,12 +232,6 @@ class KurrentDBEventStore:
                 limit=limit or READ_ALL_LIMIT,
                 timeout=self._timeout,
             )
-        except NotFoundError as exc:
-            raise StreamNotFound(stream) from exc
-        except StreamIsDeletedError as exc:
-            raise StreamDeleted(stream) from exc
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
         return [_recorded(e) for e in found]
 
     async def read_all(
@@ -216,23 +244,14 @@ class KurrentDBEventStore:
         """``$all`` forwards, exclusive of ``after``, filtered by stream-name prefix on the server."""
         self._check_open()
         wanted = limit or READ_ALL_LIMIT
-        filters: dict[str, Any] = {}
-        if stream_prefix:
-            filters = {
-                "filter_include": [stream_prefix],
-                "filter_by_stream_name": True,
-                "filter_by_prefix": True,
-            }
-        try:
+        with _translated():
             response = await self._client.read_all(
                 commit_position=after or None,
                 limit=wanted + 1 if after else wanted,
                 timeout=self._timeout,
-                **filters,
+                **_prefix_filter(stream_prefix),
             )
             found = [_recorded(e) async for e in response]
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
         if after and found and found[0].position <= after:
             found = found[1:]
         return found[:wanted]
@@ -242,35 +261,27 @@ class KurrentDBEventStore:
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         """A filtered ``$all`` catch-up subscription; ``CaughtUp`` once, then live events."""
         self._check_open()
-        filters: dict[str, Any] = {}
-        if stream_prefix:
-            filters = {
-                "filter_include": [stream_prefix],
-                "filter_by_stream_name": True,
-                "filter_by_prefix": True,
-            }
         position = after
         caught_up = False
-        try:
+        with _translated():
             subscription = await self._client.subscribe_to_all(
-                commit_position=after or None, include_caught_up=True, **filters
+                commit_position=after or None,
+                include_caught_up=True,
+                **_prefix_filter(stream_prefix),
             )
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
         try:
-            async for item in subscription:
-                if getattr(item, "is_caught_up", False):
-                    if not caught_up:
-                        caught_up = True
-                        yield CaughtUp(position)
-                    continue
-                if getattr(item, "is_checkpoint", False):
-                    continue
-                event = _recorded(item)
-                position = event.position
-                yield event
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
+            with _translated():
+                async for item in subscription:
+                    if getattr(item, "is_caught_up", False):
+                        if not caught_up:
+                            caught_up = True
+                            yield CaughtUp(position)
+                        continue
+                    if getattr(item, "is_checkpoint", False):
+                        continue
+                    event = _recorded(item)
+                    position = event.position
+                    yield event
         finally:
             await subscription.stop()
 
@@ -279,7 +290,7 @@ class KurrentDBEventStore:
     ) -> None:
         """Merge ``$maxAge``/``$maxCount`` into the stream's metadata."""
         self._check_open()
-        try:
+        with _translated(stream):
             current, _ = await self._client.get_stream_metadata(stream, timeout=self._timeout)
             merged = dict(current)
             for key, value in (("$maxAge", max_age_seconds), ("$maxCount", max_count)):
@@ -288,16 +299,12 @@ class KurrentDBEventStore:
                 else:
                     merged[key] = value
             await self._client.set_stream_metadata(stream, metadata=merged, timeout=self._timeout)
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
 
     async def get_stream_metadata(self, stream: str) -> StreamMetadata:
         """``$maxAge``/``$maxCount`` and the rest of the stream's metadata."""
         self._check_open()
-        try:
+        with _translated(stream):
             current, _ = await self._client.get_stream_metadata(stream, timeout=self._timeout)
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
         extra = {k: v for k, v in current.items() if k not in {"$maxAge", "$maxCount"}}
         return StreamMetadata(
             max_age_seconds=current.get("$maxAge"), max_count=current.get("$maxCount"), extra=extra
@@ -306,27 +313,17 @@ class KurrentDBEventStore:
     async def delete_stream(self, stream: str, expected: Expected = StreamState.ANY) -> None:
         """Soft delete (``Streams.Delete``); never a tombstone."""
         self._check_open()
-        try:
+        with _translated(stream, expected):
             await self._client.delete_stream(
                 stream, current_version=_client_expected(expected), timeout=self._timeout
             )
-        except NotFoundError as exc:
-            raise StreamNotFound(stream) from exc
-        except WrongCurrentVersionError as exc:
-            raise ConcurrencyConflict(stream, expected, _actual(exc)) from exc
-        except StreamIsDeletedError as exc:
-            raise StreamDeleted(stream) from exc
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
 
     async def ping(self) -> float:
         """One ``$all`` read of the newest position."""
         self._check_open()
         started = time.perf_counter()
-        try:
+        with _translated():
             await self._client.get_commit_position(timeout=self._timeout)
-        except (KurrentDBClientError, ProgrammingError, AttributeError) as exc:
-            raise _unavailable(exc) from exc
         return time.perf_counter() - started
 
     async def close(self) -> None:
@@ -334,5 +331,7 @@ class KurrentDBEventStore:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(KurrentDBClientError, ProgrammingError, AttributeError):
+        # ProgrammingError: the client's close() raises it for a client that never connected
+        # ("Connection was never established"), which ``__init__`` accepts; there is nothing to close.
+        with contextlib.suppress(KurrentDBClientError, ProgrammingError):
             await self._client.close()

@@ -18,8 +18,9 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 from uuid import UUID
 
 import orjson
@@ -38,6 +39,35 @@ log = structlog.get_logger(__name__)
 FLUSH_BATCH: Final = 200
 BACKOFF_SECONDS: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
 T = TypeVar("T")
+
+
+class Delivered(StrEnum):
+    """Where an append went."""
+
+    STORED = "stored"
+    SPOOLED = "spooled"
+    """The store was unreachable: the append waits on disk and will be flushed in order."""
+    DROPPED = "dropped"
+    """The store was unreachable and the spool full or unwritable: counted and logged, not kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one append through the outage buffer."""
+
+    delivered: Delivered
+    position: int | None = None
+    """The commit position, when stored."""
+
+
+class Appender(Protocol):
+    """Appends that survive a store outage (the check runner's view of the outage buffer)."""
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], expected: Expected = StreamState.ANY
+    ) -> Delivery:
+        """Store, spool or (spool full) drop the append; raises only for a refused append."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,17 +236,23 @@ class OutageBuffer:
 
     async def append(
         self, stream: str, events: Sequence[NewEvent], expected: Expected = StreamState.ANY
-    ) -> int | None:
-        """The commit position, or ``None`` when the append was spooled (or dropped: see logs)."""
+    ) -> Delivery:
+        """Straight to the store while the spool is empty; else (or when unreachable) the spool.
+
+        ``ConcurrencyConflict`` and other refusals of a reachable store propagate.
+        """
         if self.spool.depth == 0:
             try:
-                return await self._store.append(stream, events, expected)
+                position = await self._store.append(stream, events, expected)
             except EventStoreUnavailable as exc:
                 log.warning("store_unavailable_spooling", stream=stream, error=str(exc))
-        if await self.spool.put(stream, events, expected):
-            self._drained.clear()
-            self._pending.set()
-        return None
+            else:
+                return Delivery(Delivered.STORED, position)
+        if not await self.spool.put(stream, events, expected):
+            return Delivery(Delivered.DROPPED)
+        self._drained.clear()
+        self._pending.set()
+        return Delivery(Delivered.SPOOLED)
 
     async def run(self) -> None:
         """The flusher: replay the spool in order whenever it has something; never returns."""

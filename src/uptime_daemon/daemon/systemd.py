@@ -1,4 +1,4 @@
-"""systemd's notify protocol (``Type=notify``): READY, WATCHDOG and STOPPING, over ``$NOTIFY_SOCKET``.
+"""systemd's service-manager protocol (``Type=notify``): READY, WATCHDOG and STOPPING over ``$NOTIFY_SOCKET``.
 
 A dozen lines of datagram socket, so no dependency. Outside systemd (no ``NOTIFY_SOCKET``) every call
 is a no-op. Failures to notify are logged once and never stop the daemon.

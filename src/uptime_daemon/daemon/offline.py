@@ -1,0 +1,156 @@
+"""The offline commands' work: probe once, fold the log, replay, move the log — no server, no scheduler.
+
+They build their parts with ``build`` exactly as the running daemon does (same store selection,
+same projector, same probes), so ``check`` and ``summary`` say what the daemon would. The CLI only
+parses arguments and prints what these return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from uptime_daemon import transfer
+from uptime_daemon.api import views
+from uptime_daemon.api.models import UptimeSummary
+from uptime_daemon.clock import Clock, SystemClock
+from uptime_daemon.config.load import store_for_url
+from uptime_daemon.config.model import Settings, StoreKind
+from uptime_daemon.daemon.build import database_path, kurrentdb_uri, new_projector, open_store
+from uptime_daemon.daemon.serving import base_url
+from uptime_daemon.errors import ConfigError
+from uptime_daemon.probes import probe_for
+from uptime_daemon.probes.base import ProbeContext
+from uptime_daemon.probes.session import make_client_session
+from uptime_daemon.projector.runner import Projector
+from uptime_daemon.redact import redact
+from uptime_daemon.results import ProbeResult
+from uptime_daemon.runner import probe_with_deadline
+from uptime_daemon.store import EventStore
+
+
+@asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[EventStore]:
+    """The configured store, closed on the way out."""
+    store = await open_store(settings.store)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def check(
+    settings: Settings, names: Iterable[str], clock: Clock | None = None
+) -> list[tuple[str, ProbeResult]]:
+    """Probe each service once from this machine (relative targets: the running daemon's URL)."""
+    clock = clock or SystemClock()
+    found: list[tuple[str, ProbeResult]] = []
+    async with opened_store(settings) as store, make_client_session() as session:
+        context = ProbeContext(
+            session=session,
+            clock=clock,
+            store=store,
+            self_base_url=base_url(settings.server.host, settings.server.port),
+        )
+        for name in names:
+            service = settings.services[name]
+            found.append(
+                (name, await probe_with_deadline(probe_for(service), service, context, clock))
+            )
+    return found
+
+
+async def fold_log(settings: Settings, *, from_snapshot: bool) -> tuple[Projector, int]:
+    """The projection of the whole log (from the snapshot when allowed) and the events folded."""
+    async with opened_store(settings) as store:
+        projector = new_projector(settings, store, SystemClock())
+        if from_snapshot:
+            projector.load_snapshot()
+        folded = await projector.catch_up()
+    return projector, folded
+
+
+async def summary(settings: Settings, hours: int) -> UptimeSummary:
+    """Every service's figures over ``hours``, read-only (the snapshot is not rewritten)."""
+    if not 1 <= hours <= settings.projector.retention_days * 24:
+        raise ConfigError(f"--hours must be 1..{settings.projector.retention_days * 24}")
+    projector, _ = await fold_log(settings, from_snapshot=True)
+    now = SystemClock().now()
+    services = [
+        views.service_uptime(settings, projector.state, name, hours=hours, now=now)
+        for name in views.service_names(settings, projector.state)
+    ]
+    return UptimeSummary(
+        generated_at=now,
+        hours=hours,
+        status=views.overall([s.status for s in services if s.configured]),
+        services=services,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What a replay from position zero did."""
+
+    events: int
+    services: int
+    seconds: float
+    position: int | None
+
+    @property
+    def events_per_second(self) -> float:
+        """The replay rate."""
+        return self.events / max(self.seconds, 1e-9)
+
+
+async def replay(settings: Settings) -> Replayed:
+    """Fold the whole log from position zero and write a fresh snapshot."""
+    clock = SystemClock()
+    started = clock.monotonic()
+    projector, folded = await fold_log(settings, from_snapshot=False)
+    seconds = clock.monotonic() - started
+    projector.save_snapshot()
+    return Replayed(folded, len(projector.state.services), seconds, projector.position)
+
+
+async def export(settings: Settings, out: TextIO) -> int:
+    """Write the uptime log as JSON lines; return the events written."""
+    async with opened_store(settings) as store:
+        return (await transfer.export_jsonl(store, out)).events
+
+
+async def import_(settings: Settings, lines: Iterable[str]) -> transfer.Progress:
+    """Append a JSON-lines export (idempotent)."""
+    async with opened_store(settings) as store:
+        return await transfer.import_jsonl(store, lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    """What ``migrate`` copied, to where (masked), and its checkpoint file."""
+
+    events: int
+    target: str
+    checkpoint: Path
+
+
+async def migrate(settings: Settings, to_url: str, *, restart: bool) -> Migrated:
+    """Copy the embedded store's uptime log to the KurrentDB at ``to_url``, resumably."""
+    database = database_path(settings.store)
+    if database is None:
+        raise ConfigError("migrate copies from the embedded SQLite store; store.url is not sqlite")
+    target_settings = store_for_url(to_url)
+    if target_settings.kind is not StoreKind.KURRENTDB:
+        raise ConfigError(f"--to: {redact(to_url)} is not a kurrentdb:// URL")
+    uri = kurrentdb_uri(target_settings)
+    checkpoint = transfer.checkpoint_path(database, uri)
+    async with opened_store(settings) as source:
+        target = await open_store(target_settings)
+        try:
+            done = await transfer.migrate(source, target, checkpoint, restart=restart)
+        finally:
+            await target.close()
+    return Migrated(done.events, redact(uri), checkpoint)
