@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import DaemonProcess
 from tests.kurrentdb_standin import ThreadedStandIn
+from tests.polling import wait_until
 
 SERVICES = """
 [defaults]
@@ -57,13 +58,13 @@ def test_daemon_on_kurrentdb_monitors_itself(
     assert health["connected"] is True
     assert health["lastAppendPosition"] > 0
     assert "127.0.0.1" in health["url"]
-    deadline = time.monotonic() + 10
-    while True:
+
+    def three_http_checks() -> dict[str, Any]:
         summary = _get(f"{daemon.url}/uptime/summary?hours=1")
-        by_name = {s["service"]: s for s in summary["services"]}
-        if by_name["http"]["checks"]["total"] >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)  # polling the API for the projector, bounded by the deadline
+        found = {s["service"]: s for s in summary["services"]}
+        return found if found["http"]["checks"]["total"] >= 3 else {}
+
+    by_name = wait_until(three_http_checks, what="three http checks in the summary")
     assert by_name["http"]["status"] == "up"
     assert by_name["database"]["status"] == "up"
     assert daemon.stop() == 0

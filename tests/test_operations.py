@@ -8,10 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.conftest import ROOT, DaemonProcess, free_port
+from tests.polling import wait_until
 
 PROMETHEUS = shutil.which("prometheus") or ""
 PROMTOOL = shutil.which("promtool") or ""
@@ -38,6 +39,8 @@ SLOW_TARGET = """
 import http.server, sys, time
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        with open(sys.argv[3], "a") as seen:  # announce the request before answering it
+            seen.write("GET\\n")
         time.sleep(float(sys.argv[2]))
         self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
     def log_message(self, *a): pass
@@ -45,27 +48,41 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 """
 
 
-@pytest.fixture
-def target() -> Iterator[Callable[[float], tuple[int, subprocess.Popen[bytes]]]]:
-    """Start HTTP targets (in their own processes) answering after a delay."""
-    procs: list[subprocess.Popen[bytes]] = []
+@dataclass
+class SlowTarget:
+    """An HTTP target in its own process that answers after ``delay`` and notes every request."""
 
-    def start(delay: float = 0.0, port: int | None = None) -> tuple[int, subprocess.Popen[bytes]]:
+    port: int
+    proc: subprocess.Popen[bytes]
+    seen: Path
+
+    def requests(self) -> int:
+        """Requests received so far (each noted before its answer is delayed)."""
+        return self.seen.read_text().count("GET") if self.seen.exists() else 0
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[Callable[..., SlowTarget]]:
+    """Start HTTP targets (in their own processes) answering after a delay."""
+    started: list[SlowTarget] = []
+
+    def start(delay: float = 0.0, port: int | None = None) -> SlowTarget:
         port = port or free_port()
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_TARGET, str(port), str(delay)])
-        procs.append(proc)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        seen = tmp_path / f"target-{port}-{len(started)}.requests"
+        args = [sys.executable, "-c", SLOW_TARGET, str(port), str(delay), str(seen)]
+        started.append(SlowTarget(port, subprocess.Popen(args), seen))
+
+        def listening() -> bool:
             with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return port, proc
-            time.sleep(0.05)  # waiting for the listener, bounded
-        pytest.fail("target did not start")
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, what=f"target on port {port}")
+        return started[-1]
 
     yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait(timeout=10)
+    for each in started:
+        each.proc.kill()
+        each.proc.wait(timeout=10)
 
 
 def test_systemd_notify_ready_watchdog_stopping(
@@ -117,10 +134,10 @@ def test_unit_file_verifies_and_is_hardened(tmp_path: Path) -> None:
 
 
 def test_sighup_reload_adds_removes_and_rejects(
-    daemon_factory: Callable[..., DaemonProcess], target: Callable[..., tuple[int, Any]]
+    daemon_factory: Callable[..., DaemonProcess], target: Callable[..., SlowTarget]
 ) -> None:
     """Reload adds and removes services keeping projection history; a bad file keeps the old config."""
-    port, _ = target(0.0)
+    port = target(0.0).port
     service = (
         '[services.{name}]\nkind = "http"\nurl = "http://127.0.0.1:'
         + str(port)
@@ -166,19 +183,16 @@ def test_sighup_reload_adds_removes_and_rejects(
 
 def test_sigterm_lets_the_in_flight_probe_finish_and_checkpoints(
     daemon_factory: Callable[..., DaemonProcess],
-    target: Callable[..., tuple[int, Any]],
+    target: Callable[..., SlowTarget],
     tmp_path: Path,
 ) -> None:
     """SIGTERM during a 1.5 s probe: the probe completes and is stored, the snapshot is written, exit 0."""
-    port, _ = target(1.5)
+    slow = target(1.5)
     daemon = daemon_factory(
         "[scheduler]\njitter_seconds = 0\n"
-        f'[services.slow]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\ninterval_seconds = 30\ntimeout_seconds = 5\n'
+        f'[services.slow]\nkind = "http"\nurl = "http://127.0.0.1:{slow.port}/"\ninterval_seconds = 30\ntimeout_seconds = 5\n'
     )
-    daemon.wait_for_log(lambda e: e.get("event") == "stream_created")
-    time.sleep(
-        0.5
-    )  # let the first (slow) probe get under way: this is the scenario, not a wait for a result
+    wait_until(slow.requests, what="the first (slow) probe reaching the target")
     assert daemon.stop(signal.SIGTERM) == 0
     events = [e.get("event") for e in daemon.lines]
     assert events.index("probe_completed") < events.index("daemon_stopped")
@@ -192,17 +206,16 @@ def test_sigterm_lets_the_in_flight_probe_finish_and_checkpoints(
 
 
 def test_sigterm_past_the_bound_cancels_the_check_without_error_lines(
-    daemon_factory: Callable[..., DaemonProcess], target: Callable[..., tuple[int, Any]]
+    daemon_factory: Callable[..., DaemonProcess], target: Callable[..., SlowTarget]
 ) -> None:
     """A probe that outlasts the shutdown bound is cancelled: said once at info, exit 0, no errors."""
-    port, _ = target(30)
+    stuck = target(30)
     daemon = daemon_factory(
         "[scheduler]\njitter_seconds = 0\n"  # the test config's shutdown bound is 5 s
-        f'[services.stuck]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\n'
+        f'[services.stuck]\nkind = "http"\nurl = "http://127.0.0.1:{stuck.port}/"\n'
         "interval_seconds = 60\ntimeout_seconds = 50\n"
     )
-    daemon.wait_for_log(lambda e: e.get("event") == "stream_created")
-    time.sleep(0.5)  # the probe is under way (the scenario, not a wait for a result)
+    wait_until(stuck.requests, what="the probe reaching the target")
     assert daemon.stop(signal.SIGTERM) == 0
     assert any(
         e.get("event") == "scheduler_stopped" and e.get("cancelled_checks") == 1
@@ -213,11 +226,11 @@ def test_sigterm_past_the_bound_cancels_the_check_without_error_lines(
 
 def test_secrets_never_leave_the_process(
     daemon_factory: Callable[..., DaemonProcess],
-    target: Callable[..., tuple[int, Any]],
+    target: Callable[..., SlowTarget],
     tmp_path: Path,
 ) -> None:
     """Tokens, passwords and URL credentials appear in no log line, API answer, stored event or config dump."""
-    port, _ = target(0.0)
+    port = target(0.0).port
     dead = free_port()
     body = (
         f'[services.tok]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\nbearer_token = "tok-SECRET-1"\ninterval_seconds = 0.5\n'
@@ -332,11 +345,12 @@ def test_dashboard_uses_only_our_metrics() -> None:
 @pytest.mark.skipif(not PROMETHEUS, reason="prometheus (Debian package) not installed")
 def test_real_prometheus_sees_a_target_go_down_and_come_back(
     daemon_factory: Callable[..., DaemonProcess],
-    target: Callable[..., tuple[int, Any]],
+    target: Callable[..., SlowTarget],
     tmp_path: Path,
 ) -> None:
     """A real Prometheus scraping the daemon: uptime_service_up goes 1 → 0 → 1 and counters move."""
-    port, proc = target(0.0)
+    web = target(0.0)
+    port, proc = web.port, web.proc
     daemon = daemon_factory(
         f'[services.web]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\ninterval_seconds = 0.5\ntimeout_seconds = 0.4\n'
     )
@@ -365,12 +379,8 @@ def test_real_prometheus_sees_a_target_go_down_and_come_back(
             return []
         return list(data["data"]["result"])
 
-    def until(predicate: Callable[[], bool], within: float = 60) -> None:
-        deadline = time.monotonic() + within
-        while not predicate():
-            if time.monotonic() > deadline:
-                pytest.fail("Prometheus never saw it")
-            time.sleep(0.5)  # polling Prometheus' HTTP API, bounded by the deadline
+    def until(predicate: Callable[[], bool]) -> None:
+        wait_until(predicate, within=60, interval=0.5, what="Prometheus seeing it")
 
     def up_is(value: str) -> bool:
         return any(r["value"][1] == value for r in query('uptime_service_up{service="web"}'))

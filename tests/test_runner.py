@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,36 +58,54 @@ def settings_for(target: TestServer) -> Settings:
     )
 
 
-async def runner_for(
-    settings: Settings, store: SqliteEventStore, session: aiohttp.ClientSession, spool_dir: Path
-) -> CheckRunner:
-    clock = SystemClock()
-    context = ProbeContext(
-        session=session, clock=clock, store=store, self_base_url="http://127.0.0.1:9"
-    )
-    spool = await Spool.open(spool_dir / f"spool-{uuid.uuid4().hex}.db", max_events=100)
-    return CheckRunner(
-        settings=settings,
-        store=store,
-        appender=OutageBuffer(store, spool),
-        probers=PROBERS,
-        context=context,
-        clock=clock,
-    )
+RunnerFactory = Callable[..., Awaitable[CheckRunner]]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
+    opened = await SqliteEventStore.open(tmp_path / "e.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def runners(
+    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+) -> AsyncIterator[RunnerFactory]:
+    """Build check runners on a store, each with its own outage spool (closed at the end)."""
+    spools: list[Spool] = []
+
+    async def make(
+        store: SqliteEventStore, settings: Settings | None = None, *, spool_max_events: int = 100
+    ) -> CheckRunner:
+        clock = SystemClock()
+        context = ProbeContext(
+            session=session, clock=clock, store=store, self_base_url="http://127.0.0.1:9"
+        )
+        spool = await Spool.open(tmp_path / f"spool-{len(spools)}.db", max_events=spool_max_events)
+        spools.append(spool)
+        return CheckRunner(
+            settings=settings or settings_for(target),
+            store=store,
+            appender=OutageBuffer(store, spool),
+            probers=PROBERS,
+            context=context,
+            clock=clock,
+        )
+
+    yield make
+    for spool in spools:
+        await spool.close()
 
 
 async def test_first_check_creates_the_stream_then_appends_the_seed_event(
-    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+    store: SqliteEventStore, runners: RunnerFactory
 ) -> None:
     """StreamCreated once, then a ServiceStatusChanged whose stored JSON has the seed fields first."""
-    store = await SqliteEventStore.open(tmp_path / "e.db")
-    try:
-        runner = await runner_for(settings_for(target), store, session, tmp_path)
-        report = await runner.run_check("web")
-        await runner.run_check("web")
-        events = await store.read_stream("service-uptime-web")
-    finally:
-        await store.close()
+    runner = await runners(store)
+    report = await runner.run_check("web")
+    await runner.run_check("web")
+    events = await store.read_stream("service-uptime-web")
     assert [e.type for e in events] == [
         "StreamCreated",
         "ServiceStatusChanged",
@@ -104,63 +121,47 @@ async def test_first_check_creates_the_stream_then_appends_the_seed_event(
 
 
 async def test_retrying_the_same_scheduled_check_does_not_double_count(
-    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+    store: SqliteEventStore, runners: RunnerFactory
 ) -> None:
     """A re-run for the same scheduled time maps to the same event id: stored once."""
-    store = await SqliteEventStore.open(tmp_path / "e.db")
-    try:
-        runner = await runner_for(settings_for(target), store, session, tmp_path)
-        at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-        first = await runner.run_check("web", at)
-        second = await runner.run_check("web", at)
-        events = await store.read_stream("service-uptime-web")
-    finally:
-        await store.close()
+    runner = await runners(store)
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    first = await runner.run_check("web", at)
+    second = await runner.run_check("web", at)
+    events = await store.read_stream("service-uptime-web")
     assert first.position == second.position
     assert len(events) == 2
 
 
 async def test_restart_continues_the_streak(
-    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+    store: SqliteEventStore, runners: RunnerFactory
 ) -> None:
     """A new runner on the same store restores the status: no false transition after a restart."""
-    settings = settings_for(target)
-    store = await SqliteEventStore.open(tmp_path / "e.db")
-    try:
-        await (await runner_for(settings, store, session, tmp_path)).run_check("web")
-        after_restart = await (await runner_for(settings, store, session, tmp_path)).run_check(
-            "web"
-        )
-    finally:
-        await store.close()
+    await (await runners(store)).run_check("web")
+    after_restart = await (await runners(store)).run_check("web")
     assert after_restart.outcome.changed is False
     assert after_restart.outcome.previous_status is not None
     assert after_restart.outcome.streak_seconds > 0
 
 
 async def test_down_after_two_failures_then_up(
-    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+    store: SqliteEventStore, target: TestServer, runners: RunnerFactory
 ) -> None:
     """The stored statuses follow the status machine as the target fails and recovers."""
-    store = await SqliteEventStore.open(tmp_path / "e.db")
-    try:
-        runner = await runner_for(settings_for(target), store, session, tmp_path)
-        statuses = [(await runner.run_check("web")).outcome.status.value]
-        target.state["code"] = 500  # type: ignore[attr-defined]
-        statuses += [(await runner.run_check("web")).outcome.status.value for _ in range(2)]
-        target.state["code"] = 200  # type: ignore[attr-defined]
-        statuses.append((await runner.run_check("web")).outcome.status.value)
-    finally:
-        await store.close()
+    runner = await runners(store)
+    statuses = [(await runner.run_check("web")).outcome.status.value]
+    target.state["code"] = 500  # type: ignore[attr-defined]
+    statuses += [(await runner.run_check("web")).outcome.status.value for _ in range(2)]
+    target.state["code"] = 200  # type: ignore[attr-defined]
+    statuses.append((await runner.run_check("web")).outcome.status.value)
     assert statuses == ["up", "up", "down", "up"]
 
 
 async def test_an_unreachable_store_spools_the_event(
-    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+    store: SqliteEventStore, runners: RunnerFactory
 ) -> None:
     """With the store gone, the check still runs and its event waits in the outage spool."""
-    store = await SqliteEventStore.open(tmp_path / "e.db")
-    runner = await runner_for(settings_for(target), store, session, tmp_path)
+    runner = await runners(store)
     await store.close()
     with capture_logs() as logs:
         report = await runner.run_check("web")
@@ -171,14 +172,31 @@ async def test_an_unreachable_store_spools_the_event(
     assert any(e["event"] == "store_unavailable_spooling" for e in logs)
 
 
+async def test_a_full_spool_reports_the_event_dropped(
+    store: SqliteEventStore, runners: RunnerFactory
+) -> None:
+    """Store unreachable and spool full: the check says its event was dropped, not spooled."""
+    runner = await runners(store, spool_max_events=1)
+    await runner.prepare("web")
+    await store.close()
+    kept = await runner.run_check("web")
+    dropped = await runner.run_check("web")
+    assert kept.spooled is True
+    assert kept.store_error is None
+    assert dropped.result.ok
+    assert dropped.spooled is False
+    assert dropped.position is None
+    assert dropped.store_error is not None
+    assert "dropped" in dropped.store_error
+
+
 async def test_status_changes_warn_only_when_on_call_should_look(
-    tmp_path: Path, target: TestServer, session: aiohttp.ClientSession
+    tmp_path: Path, store: SqliteEventStore, target: TestServer, runners: RunnerFactory
 ) -> None:
     """A first 'up' is info (10,000 services starting are not 10,000 warnings); down is a warning."""
-    store = await SqliteEventStore.open(tmp_path / "e.db")
     other = await SqliteEventStore.open(tmp_path / "other.db")
-    runner = await runner_for(settings_for(target), store, session, tmp_path)
-    fresh = await runner_for(settings_for(target), other, session, tmp_path)
+    runner = await runners(store)
+    fresh = await runners(other)
     try:
         with capture_logs() as logs:
             await runner.run_check("web")  # first status: up
@@ -187,7 +205,6 @@ async def test_status_changes_warn_only_when_on_call_should_look(
             await runner.run_check("web")  # second failure in a row: down
             await fresh.run_check("web")  # a service that is down from its first check
     finally:
-        await store.close()
         await other.close()
     changes = [
         (e["log_level"], e["status"], e["previous_status"])

@@ -10,23 +10,14 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from structlog.testing import capture_logs
 
+from tests.polling import until
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy, SchedulerSettings
 from uptime_daemon.scheduler import CheckScheduler, GridTrigger
 
 FAST = CheckPolicy(interval_seconds=0.05, timeout_seconds=0.05)
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll ``condition`` until true or fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def scheduler(

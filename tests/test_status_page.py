@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, DaemonProcess, free_port, start_http_target
+from tests.polling import wait_until
 
 CHROMIUM = shutil.which("chromium") or ""
 CHROMEDRIVER = shutil.which("chromedriver") or ""
@@ -47,12 +48,8 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
-def _until(condition: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("the page never got there")
-        time.sleep(0.05)  # polling the DOM, bounded by the deadline
+def _until(condition: Callable[[], object], within: float = 15.0) -> None:
+    wait_until(condition, within=within, what="the page getting there")
 
 
 def _status(driver: Any, service: str) -> str | None:

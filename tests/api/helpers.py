@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
+from tests.polling import until
 
 TargetState = dict[str, bool]
 Client = TestClient[web.Request, web.Application]
@@ -23,11 +22,8 @@ async def fetch_json(client: Client, path: str, status: int = 200, method: str =
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        await asyncio.sleep(0.02)
+    """Poll ``check`` until it holds (the shared ``tests.polling.until``)."""
+    await until(check, within=within, interval=0.02)
 
 
 async def web_checks(client: Client) -> int:

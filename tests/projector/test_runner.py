@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from tests.polling import until
 from uptime_daemon import events
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy
@@ -70,14 +70,6 @@ async def write_checks(store: SqliteEventStore, count: int, seed: int, start: da
         )
         position = await store.append(events.stream_name(name), [event])
     return position
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def encoded(p: Projector) -> bytes:
