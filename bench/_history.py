@@ -248,6 +248,7 @@ class History:
         self._now = max(self._now, completed)
         event = events.status_changed(
             service=self.names[index],
+            instance="bench",
             location=LOCATION,
             kind=CheckKind.HTTP,
             scheduled_at=scheduled,

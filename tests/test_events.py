@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -43,6 +44,7 @@ def status_event(
     outcome: Outcome = HELD_UP,
     *,
     service: str = "http",
+    instance: str = "probe-1",
     location: str = "default",
     kind: CheckKind = CheckKind.HTTP,
     completed_at: datetime = COMPLETED,
@@ -50,6 +52,7 @@ def status_event(
     """One ``ServiceStatusChanged`` of the check scheduled at ``SCHEDULED``."""
     event = events.status_changed(
         service=service,
+        instance=instance,
         location=location,
         kind=kind,
         scheduled_at=SCHEDULED,
@@ -85,13 +88,15 @@ def test_status_changed_matches_the_seed_schema_exactly() -> None:
         "duration": 5000,
         "metadata": {"responseTime": 45, "performanceGrade": "excellent"},
         "eventId": f"evt_1705314600045_{short}",
-        "schemaVersion": 1,
+        "schemaVersion": 2,
         "previousStatus": "up",
         "changed": False,
+        "instance": "probe-1",
         "location": "default",
         "scheduledAt": "2024-01-15T10:30:00.000Z",
         "intervalMs": 30000,
         "timeoutMs": 10000,
+        "quorum": {"k": 1, "of": ["default"]},
         "probe": {
             "kind": "http",
             "ok": True,
@@ -197,7 +202,7 @@ def test_store_metadata() -> None:
     """Both event types carry the same small producer record as store metadata."""
     created = events.stream_created("http", SCHEDULED)
     changed = status_event()
-    expected = {"schemaVersion": 1, "producer": "uptime-daemon"}
+    expected = {"schemaVersion": 2, "producer": "uptime-daemon"}
     assert orjson.loads(created.metadata) == orjson.loads(changed.metadata) == expected
 
 
@@ -309,7 +314,7 @@ def test_round_trip() -> None:
     """What we write decodes to the same facts."""
     probe = ProbeResult(ok=False, duration_seconds=0.2, failure=FailureReason.TIMEOUT, detail="t")
     data = status_event(probe, WENT_DOWN, service="db", location="x", kind=CheckKind.DATABASE).data
-    assert events.decode_status_changed(data) == events.StatusChangedV1(
+    assert events.decode_status_changed(data) == events.StatusChanged(
         service="db",
         status=Status.DOWN,
         timestamp=COMPLETED,
@@ -318,6 +323,9 @@ def test_round_trip() -> None:
         grade=Grade.FAILED,
         previous_status=Status.UP,
         changed=True,
+        instance="probe-1",
+        quorum=1,
+        quorum_of=("x",),
         location="x",
         scheduled_at=SCHEDULED,
         probe_ok=False,
@@ -369,7 +377,7 @@ SEED_FLAT_WRITE = {
 )
 def test_seed_events_decode(seed: dict[str, Any], duration_seconds: float) -> None:
     """The seeds' own events (no schemaVersion) upcast to v1 with neutral defaults."""
-    assert events.decode_status_changed(orjson.dumps(seed)) == events.StatusChangedV1(
+    assert events.decode_status_changed(orjson.dumps(seed)) == events.StatusChanged(
         service="http",
         status=Status.UP,
         timestamp=SCHEDULED,
@@ -378,6 +386,9 @@ def test_seed_events_decode(seed: dict[str, Any], duration_seconds: float) -> No
         grade=Grade.EXCELLENT,
         previous_status=None,
         changed=False,
+        instance=None,
+        quorum=1,
+        quorum_of=("default",),
         location="default",
         scheduled_at=SCHEDULED,
         probe_ok=True,
@@ -397,6 +408,38 @@ def test_seed_down_event_infers_a_failed_probe() -> None:
     }
     decoded = events.decode_status_changed(orjson.dumps(seed))
     assert (decoded.status, decoded.probe_ok, decoded.reason) == (Status.DOWN, False, None)
+
+
+def test_version_1_events_decode_with_no_instance() -> None:
+    """Events written before version 2 never said which daemon wrote them: ``instance`` is None."""
+    v1 = {key: value for key, value in GOOD.items() if key != "instance"} | {"schemaVersion": 1}
+    decoded = events.decode_status_changed(orjson.dumps(v1))
+    assert decoded.instance is None
+    assert decoded == dataclasses.replace(
+        events.decode_status_changed(status_event().data), instance=None
+    )
+    assert events.decode_status_changed(status_event(instance="eu-2").data).instance == "eu-2"
+
+
+def test_an_event_records_the_placement_it_was_made_under() -> None:
+    """``quorum`` says the service's locations and k, so the log folds without today's config."""
+    event = events.status_changed(
+        service="api",
+        instance="eu-1",
+        location="eu",
+        kind=CheckKind.HTTP,
+        scheduled_at=SCHEDULED,
+        completed_at=COMPLETED,
+        outcome=HELD_UP,
+        probe=FAST_OK,
+        interval_seconds=30,
+        timeout_seconds=10,
+        quorum=2,
+        locations=("eu", "us", "ap"),
+    )
+    assert orjson.loads(event.data)["quorum"] == {"k": 2, "of": ["eu", "us", "ap"]}
+    decoded = events.decode_status_changed(event.data)
+    assert (decoded.quorum, decoded.quorum_of) == (2, ("eu", "us", "ap"))
 
 
 def test_upcaster_chain() -> None:
@@ -447,6 +490,12 @@ def _without(key: str, source: dict[str, Any] = GOOD) -> bytes:
         pytest.param(_with(previousStatus="sideways"), "'previousStatus'", id="bad-previous"),
         pytest.param(_with(changed="yes"), "'changed'", id="changed-not-bool"),
         pytest.param(_with(location=7), "'location'", id="location-not-text"),
+        pytest.param(_with(instance=7), "'instance'", id="instance-not-text"),
+        pytest.param(_without("quorum"), "'quorum'", id="v2-without-quorum"),
+        pytest.param(_with(quorum={"k": 0, "of": ["eu"]}), "'quorum.k'", id="quorum-zero"),
+        pytest.param(_with(quorum={"k": 2, "of": ["eu"]}), "'quorum.k'", id="quorum-over-n"),
+        pytest.param(_with(quorum={"k": 1, "of": []}), "'quorum.of'", id="quorum-of-none"),
+        pytest.param(_with(quorum={"k": 1, "of": [3]}), "'quorum.of'", id="quorum-of-not-text"),
         pytest.param(_with(probe=None), "'probe'", id="no-probe"),
         pytest.param(_with(probe={"reason": None}), "'probe.ok'", id="probe-without-ok"),
         pytest.param(

@@ -7,7 +7,7 @@ import itertools
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from structlog.testing import capture_logs
@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from tests.polling import until
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy, SchedulerSettings
-from uptime_daemon.scheduler import CheckScheduler, GridTrigger
+from uptime_daemon.scheduler import EPOCH, CheckScheduler, GridTrigger, grid_phase_seconds
 
 FAST = CheckPolicy(interval_seconds=0.05, timeout_seconds=0.05)
 
@@ -203,3 +203,63 @@ async def test_steady_state_runs_are_spread_over_the_interval() -> None:
     bins = Counter(int((t % 1) * 10) for t in steady)
     assert len(steady) >= 300
     assert min(bins.get(b, 0) for b in range(10)) >= len(steady) / 10 / 3, bins
+
+
+def test_grid_phase_comes_from_the_name_and_spreads_services() -> None:
+    """The phase is a function of the name (every replica agrees) and fills the interval evenly."""
+    assert grid_phase_seconds("api", 60) == grid_phase_seconds("api", 60)
+    assert grid_phase_seconds("api", 60) != grid_phase_seconds("web", 60)
+    phases = [grid_phase_seconds(f"s{i}", 60) for i in range(6000)]
+    assert all(0 <= p < 60 for p in phases)
+    per_ten_seconds = Counter(int(p // 10) for p in phases)
+    assert sorted(per_ten_seconds) == list(range(6))
+    assert max(per_ten_seconds.values()) < 1.15 * 1000  # ~1000 each: no clumping
+
+
+def test_a_run_is_labelled_with_its_slot_not_its_jittered_time() -> None:
+    """A jittered run maps back to its grid point; the off-grid first run to the slot just passed."""
+    phase = datetime(2026, 1, 1, tzinfo=UTC)
+    trigger = GridTrigger(phase=phase, interval_seconds=60, jitter_seconds=5, rng=random.Random(3))
+    fire = trigger.get_next_fire_time(None, phase + timedelta(seconds=61))
+    for k in range(2, 500):
+        assert fire is not None
+        assert trigger.slot_of(fire) == phase + timedelta(seconds=60 * k)
+        fire = trigger.get_next_fire_time(fire, fire)
+    first_at_start = phase + timedelta(seconds=60 * 7 + 42.5)
+    assert trigger.slot_of(first_at_start) == phase + timedelta(seconds=60 * 7)
+
+
+async def test_replicas_label_their_checks_with_the_same_slots() -> None:
+    """Two schedulers (two replicas, different jitter draws, started apart) agree on every slot."""
+    policy = CheckPolicy(interval_seconds=0.2, timeout_seconds=0.1)
+    services = dict.fromkeys(("api", "web", "db"), policy)
+    seen: list[set[tuple[str, datetime]]] = [set(), set()]
+
+    def recorder(index: int) -> Callable[[str, datetime], Awaitable[None]]:
+        async def run(name: str, slot: datetime) -> None:
+            seen[index].add((name, slot))
+
+        return run
+
+    settings = SchedulerSettings(jitter_seconds=0.01)
+    replicas = [
+        CheckScheduler(
+            run=recorder(i),
+            settings=settings,
+            services=services,
+            clock=SystemClock(),
+            rng=random.Random(i),
+        )
+        for i in range(2)
+    ]
+    replicas[0].start()
+    await until(lambda: len(seen[0]) >= 3)
+    replicas[1].start()
+    try:
+        await until(lambda: len(seen[0] & seen[1]) >= 15, within=15)
+    finally:
+        for replica in replicas:
+            await replica.stop(1)
+    for name, slot in seen[0] | seen[1]:
+        offset = (slot - EPOCH).total_seconds() - grid_phase_seconds(name, 0.2)
+        assert abs(offset / 0.2 - round(offset / 0.2)) < 1e-3, (name, slot)

@@ -25,7 +25,7 @@ from uptime_daemon.config.load import (
     resolve_config_path,
 )
 from uptime_daemon.config.model import Settings
-from uptime_daemon.errors import ConfigError, EventStoreError
+from uptime_daemon.errors import AlreadyInUse, ConfigError, EventStoreError
 
 EXIT_CONFIG: Final = 2
 EXIT_FAILURE: Final = 1
@@ -98,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"uptime-daemon: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except AlreadyInUse as exc:
+        print(f"uptime-daemon: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except (EventStoreError, OSError) as exc:
         print(f"uptime-daemon: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

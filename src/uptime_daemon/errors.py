@@ -52,3 +52,7 @@ class StreamDeleted(EventStoreError):
 
 class InvalidArgument(EventStoreError):
     """A caller passed a value the store cannot accept (bad stream name, negative limit, ...)."""
+
+
+class AlreadyInUse(UptimeDaemonError):
+    """A file only one daemon may use (the embedded store, a spool, a snapshot) is held by another."""

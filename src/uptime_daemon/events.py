@@ -30,7 +30,9 @@ from uptime_daemon.store import UPTIME_STREAM_PREFIX, NewEvent
 
 EVENT_TYPE_STREAM_CREATED: Final = "StreamCreated"
 EVENT_TYPE_STATUS_CHANGED: Final = "ServiceStatusChanged"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2 added ``instance`` (which daemon wrote the event) and ``quorum`` (the service's locations and
+the k its status needs); 1 is the first of ours; 0 the seeds'."""
 EVENT_ID_NAMESPACE: Final = UUID("6f0b5a52-39a4-4e0e-9b0c-7d1f3a1e2c55")
 """Fixed forever: changing it would change every event id and break idempotent re-appends."""
 PRODUCER: Final = "uptime-daemon"
@@ -117,6 +119,7 @@ def _probe_payload(kind: CheckKind, probe: ProbeResult) -> dict[str, Any]:
 def status_changed(
     *,
     service: str,
+    instance: str,
     location: str,
     kind: CheckKind,
     scheduled_at: datetime,
@@ -125,8 +128,13 @@ def status_changed(
     probe: ProbeResult,
     interval_seconds: float,
     timeout_seconds: float,
+    quorum: int = 1,
+    locations: tuple[str, ...] = (),
 ) -> NewEvent:
     """One completed check, seed fields first (orjson keeps this insertion order in the bytes).
+
+    ``quorum`` and ``locations`` (default: ``location`` alone) record the service's placement, as
+    ``intervalMs`` records its policy: the log says how to fold itself, whatever today's config.
 
     Seconds become the seeds' integer milliseconds here and nowhere else.
     """
@@ -146,10 +154,12 @@ def status_changed(
         if outcome.previous_status is None
         else outcome.previous_status.value,
         "changed": outcome.changed,
+        "instance": instance,
         "location": location,
         "scheduledAt": to_iso_millis(scheduled_at),
         "intervalMs": round(interval_seconds * 1000),
         "timeoutMs": round(timeout_seconds * 1000),
+        "quorum": {"k": quorum, "of": list(locations or (location,))},
         "probe": _probe_payload(kind, probe),
     }
     return NewEvent(
@@ -158,8 +168,8 @@ def status_changed(
 
 
 @dataclass(frozen=True, slots=True)
-class StatusChangedV1:
-    """A decoded ``ServiceStatusChanged``, whatever version it was written in (upcast to v1)."""
+class StatusChanged:
+    """A decoded ``ServiceStatusChanged``, whatever version it was written in (upcast to the latest)."""
 
     service: str
     status: Status
@@ -172,6 +182,12 @@ class StatusChangedV1:
     previous_status: Status | None
     """``None`` on a stream's first check, and on seed events (which do not record it)."""
     changed: bool
+    instance: str | None
+    """The daemon that wrote it; ``None`` for events from before version 2 (never recorded)."""
+    quorum: int
+    """k of the service's quorum when the check was made."""
+    quorum_of: tuple[str, ...]
+    """The service's locations when the check was made."""
     location: str
     scheduled_at: datetime
     probe_ok: bool
@@ -231,7 +247,19 @@ def upcast_v0_v1(raw: dict[str, Any]) -> dict[str, Any]:
     return v1
 
 
-UPCASTERS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {0: upcast_v0_v1}
+def upcast_v1_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 did not record which daemon wrote the event, nor a quorum.
+
+    ``instance`` is unknown (null); its daemons watched each service from one location (k = 1).
+    """
+    quorum = raw.get("quorum") or {"k": 1, "of": [raw.get("location")]}
+    return {**raw, "schemaVersion": 2, "instance": raw.get("instance"), "quorum": quorum}
+
+
+UPCASTERS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    0: upcast_v0_v1,
+    1: upcast_v1_v2,
+}
 """Version ``n`` → a function producing version ``n + 1``; one entry for every version below
 ``SCHEMA_VERSION``."""
 
@@ -261,6 +289,20 @@ class _Fields:
         if not isinstance(value, str):
             raise self._invalid(name, "a string", value)
         return value
+
+    def count(self, name: str) -> int:
+        """A whole number of at least 1."""
+        value = self._raw.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self._invalid(name, "a whole number of at least 1", value)
+        return value
+
+    def texts(self, name: str) -> tuple[str, ...]:
+        """A non-empty list of strings."""
+        value = self._raw.get(name)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self._invalid(name, "a non-empty list of strings", value)
+        return tuple(value)
 
     def flag(self, name: str) -> bool:
         value = self._raw.get(name)
@@ -322,7 +364,7 @@ def upcast(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def decode_status_changed(data: bytes) -> StatusChangedV1:
+def decode_status_changed(data: bytes) -> StatusChanged:
     """Decode any version of ``ServiceStatusChanged``; ``EventDecodeError`` names the bad field.
 
     Strict on purpose: a corrupt event is reported (the projector counts and logs it) rather than
@@ -332,10 +374,15 @@ def decode_status_changed(data: bytes) -> StatusChangedV1:
     event = _Fields(upcast(stored))
     metadata = event.object("metadata")
     probe = event.object("probe")
+    location = event.text("location")
+    quorum = event.object("quorum")
+    k, of = quorum.count("k"), quorum.texts("of")
+    if k > len(of):
+        raise quorum._invalid("k", f"at most its {len(of)} location(s)", k)  # noqa: SLF001
     gap = None
     if event.has("intervalMs") or event.has("timeoutMs"):
         gap = credible_seconds(event.millis("intervalMs"), event.millis("timeoutMs"))
-    return StatusChangedV1(
+    return StatusChanged(
         service=event.text("serviceName"),
         status=event.enum("status", Status, VERDICTS),
         timestamp=event.time("timestamp"),
@@ -346,7 +393,10 @@ def decode_status_changed(data: bytes) -> StatusChangedV1:
         if event.has("previousStatus")
         else None,
         changed=event.flag("changed"),
-        location=event.text("location"),
+        instance=event.text("instance") if event.has("instance") else None,
+        location=location,
+        quorum=k,
+        quorum_of=of,
         scheduled_at=event.time("scheduledAt"),
         probe_ok=probe.flag("ok"),
         reason=probe.enum("reason", FailureReason) if probe.has("reason") else None,

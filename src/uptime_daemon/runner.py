@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 import structlog
@@ -78,8 +78,12 @@ async def probe_with_deadline(
         )
 
 
+RESTORE_LOOKBACK: Final = 100
+"""Events read back to find this location's last verdict of a service."""
+
+
 class UnknownService(LookupError):
-    """A check was requested for a service that is not configured."""
+    """A check was requested for a service that is not configured (for this daemon's location)."""
 
 
 class CheckRunner:
@@ -99,6 +103,7 @@ class CheckRunner:
         """Wire the runner; nothing is read or written until ``prepare`` or the first check."""
         self._on_check = on_check
         self._settings = settings
+        self._services = settings.probed_here()
         self._store = store
         self._appender = appender
         self._probers = probers
@@ -110,13 +115,14 @@ class CheckRunner:
 
     @property
     def services(self) -> Mapping[str, Service]:
-        """The configured services by name."""
-        return self._settings.services
+        """The services this daemon probes (those listed for its location), by name."""
+        return self._services
 
     def reload(self, settings: Settings) -> None:
         """Adopt a new configuration; state of services that remain is kept."""
         self._settings = settings
-        for gone in set(self._states) - set(settings.services):
+        self._services = settings.probed_here()
+        for gone in set(self._states) - set(self._services):
             self._states.pop(gone, None)
             self._prepared.discard(gone)
 
@@ -128,7 +134,7 @@ class CheckRunner:
         """
         if name in self._prepared:
             return
-        service = self._settings.services[name]
+        service = self._services[name]
         stream = events.stream_name(name)
         created = events.stream_created(name, self._clock.now(), service.description)
         try:
@@ -144,19 +150,27 @@ class CheckRunner:
         self._prepared.add(name)
 
     async def _restore_state(self, stream: str) -> ServiceState:
+        """This location's last verdict in the stream (other locations write into it too).
+
+        Looks back at most ``RESTORE_LOOKBACK`` events: a location silent for longer starts afresh.
+        """
         try:
-            last = await self._store.read_stream(stream, backwards=True, limit=1)
+            newest = await self._store.read_stream(stream, backwards=True, limit=RESTORE_LOOKBACK)
         except StreamNotFound:
             return ServiceState.initial()
-        if not last or last[0].type != events.EVENT_TYPE_STATUS_CHANGED:
-            return ServiceState.initial()
-        decoded = events.decode_status_changed(last[0].data)
-        since = decoded.timestamp - timedelta(seconds=decoded.duration_seconds)
-        return ServiceState.restored(decoded.status, since)
+        for event in newest:
+            if event.type != events.EVENT_TYPE_STATUS_CHANGED:
+                continue
+            decoded = events.decode_status_changed(event.data)
+            if decoded.location != self._settings.location:
+                continue
+            since = decoded.timestamp - timedelta(seconds=decoded.duration_seconds)
+            return ServiceState.restored(decoded.status, since)
+        return ServiceState.initial()
 
     async def run_check(self, name: str, scheduled_at: datetime | None = None) -> CheckReport:
         """Probe ``name`` once, decide its status, append the event; never raises for a target."""
-        service = self._settings.services.get(name)
+        service = self._services.get(name)
         if service is None:
             raise UnknownService(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
@@ -182,8 +196,10 @@ class CheckRunner:
             policy=service,
         )
         self._states[name] = outcome.state
+        placement = self._settings.placement(name)
         event = events.status_changed(
             service=name,
+            instance=self._settings.instance,
             location=self._settings.location,
             kind=service.kind,
             scheduled_at=scheduled_at,
@@ -192,6 +208,8 @@ class CheckRunner:
             probe=result,
             interval_seconds=service.interval_seconds,
             timeout_seconds=service.timeout_seconds,
+            quorum=placement.quorum,
+            locations=placement.locations,
         )
         position: int | None = None
         spooled = False

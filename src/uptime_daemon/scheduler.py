@@ -1,19 +1,22 @@
 """Start checks on time with APScheduler, never let a slow target pile up probes, stop in bounded time.
 
 One job per service (``max_instances=1``, ``coalesce``, jitter, a misfire grace of one interval).
-Each service runs on its own fixed grid, ``phase + k × interval``, with its phase drawn uniformly
-over its interval, so 10,000 services at 60 s are a steady ~167 runs/s rather than bursts; the
-jitter is drawn afresh for every run and never accumulates (APScheduler's ``IntervalTrigger`` adds
-the interval to the previous, jittered, run time: its grid is anchored at the first run and drifts
-by half the jitter per run). The first run of each service still comes at start, spread over a
-short window so a small config sees its first results within a second. Each run is our own tracked
-task behind a global semaphore: APScheduler's executor cannot wait for coroutines on shutdown, so
-we do.
+Each service runs on its own fixed grid of *slots*, ``epoch + phase + k × interval``, with its phase
+derived from a hash of its name: every replica of a location computes the same slots, so they
+label a check of one slot with the same ``scheduledAt`` and the same event id (DESIGN §9), while
+10,000 services at 60 s still spread into a steady ~167 runs/s. A run fires at its slot plus a
+fresh jitter that never accumulates (APScheduler's ``IntervalTrigger`` adds the interval to the
+previous, jittered, run time: its grid drifts by half the jitter per run); the check is labelled
+with its slot, not with the jittered time. The first run of each service still comes at start,
+spread over a short window so a small config sees its first results within a second; it is a
+late run of the service's latest slot. Each run is our own tracked task behind a global
+semaphore: APScheduler's executor cannot wait for coroutines on shutdown, so we do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,7 +34,9 @@ from uptime_daemon.config.model import CheckPolicy, SchedulerSettings, Settings
 log = structlog.get_logger(__name__)
 
 RunCheck = Callable[[str, datetime], Awaitable[object]]
-"""``run(service_name, scheduled_at)``: the scheduler's only view of what a check does."""
+"""``run(service_name, slot)``: the scheduler's only view of what a check does."""
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 FIRST_RUNS_PER_SECOND: Final = 500
 """Start-up spread: at most about this many first runs per second."""
@@ -39,6 +44,15 @@ GRID_TOLERANCE: Final = 1e-3
 """Share of an interval by which a run may sit below its grid point and still count as on it."""
 MAX_JITTER_FRACTION: Final = 0.1
 """Jitter never exceeds this share of a service's interval, so short intervals stay regular."""
+
+
+def grid_phase_seconds(service: str, interval_seconds: float) -> float:
+    """Where in its interval a service's slots fall, from a hash of its name (not random).
+
+    The same on every replica and across restarts; uniform over the interval, so services spread.
+    """
+    digest = hashlib.blake2b(service.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * interval_seconds
 
 
 class GridTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
@@ -70,8 +84,21 @@ class GridTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no 
             # from landing one slot early and being scheduled again.
             elapsed = (previous_fire_time - self._phase).total_seconds()
             slot = math.floor(elapsed / self._interval + GRID_TOLERANCE) + 1
-        offset = slot * self._interval + (self._rng.uniform(0, self._jitter) if self._jitter else 0)
-        return self._phase + timedelta(seconds=offset)
+        jitter = self._rng.uniform(0, self._jitter) if self._jitter else 0
+        return self._slot_time(slot) + timedelta(seconds=jitter)
+
+    def slot_of(self, fire_time: datetime) -> datetime:
+        """The slot a run fired at ``fire_time`` belongs to: the latest grid point at or before it.
+
+        A jittered run finds its own slot (the jitter is below a tenth of the interval); the
+        off-grid first run at start finds the slot that just passed.
+        """
+        elapsed = (fire_time - self._phase).total_seconds()
+        return self._slot_time(math.floor(elapsed / self._interval + GRID_TOLERANCE))
+
+    def _slot_time(self, slot: int) -> datetime:
+        """Grid point ``slot``: one expression, so every replica rounds it alike."""
+        return self._phase + timedelta(seconds=slot * self._interval)
 
     def __repr__(self) -> str:
         """How APScheduler names the trigger in its logs."""
@@ -103,6 +130,7 @@ class CheckScheduler:
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._submitted: dict[str, datetime] = {}
+        self._triggers: dict[str, GridTrigger] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = False
         self.skipped_runs = 0
@@ -137,17 +165,18 @@ class CheckScheduler:
         assert self._scheduler is not None  # noqa: S101 - only called after start()
         interval = policy.interval_seconds
         first = now + timedelta(seconds=self._rng.uniform(0, min(interval, self._spread_seconds())))
+        trigger = self._triggers[name] = GridTrigger(
+            phase=EPOCH + timedelta(seconds=grid_phase_seconds(name, interval)),
+            interval_seconds=interval,
+            jitter_seconds=min(self._settings.jitter_seconds, interval * MAX_JITTER_FRACTION),
+            rng=self._rng,
+        )
         self._scheduler.add_job(
             self._fire,
             # Explicit: without it APScheduler derives the first run from the trigger, one grid
             # step away; the first check should come at start.
             next_run_time=first,
-            trigger=GridTrigger(
-                phase=now + timedelta(seconds=self._rng.uniform(0, interval)),
-                interval_seconds=interval,
-                jitter_seconds=min(self._settings.jitter_seconds, interval * MAX_JITTER_FRACTION),
-                rng=self._rng,
-            ),
+            trigger=trigger,
             args=(name,),
             id=name,
             name=name,
@@ -160,7 +189,7 @@ class CheckScheduler:
     def reload(self, settings: Settings) -> None:
         """Follow a reloaded service set (nothing to do while scheduling is disabled)."""
         if settings.scheduler.enabled:
-            self.reschedule(settings.services)
+            self.reschedule(settings.probed_here())
 
     def reschedule(self, services: Mapping[str, CheckPolicy]) -> None:
         """Apply a reloaded service set: add new jobs, drop removed ones, re-time changed ones."""
@@ -171,6 +200,7 @@ class CheckScheduler:
         now = self._clock.now()
         for name in old.keys() - services.keys():
             self._scheduler.remove_job(name)
+            self._triggers.pop(name, None)
         for name, policy in services.items():
             previous = old.get(name)
             if previous is None or previous.interval_seconds != policy.interval_seconds:
@@ -195,7 +225,9 @@ class CheckScheduler:
         lateness = max(0.0, (started - scheduled).total_seconds())
         if self._on_lateness is not None:
             self._on_lateness(lateness)
-        task = asyncio.create_task(self._guarded(name, scheduled), name=f"check-{name}")
+        trigger = self._triggers.get(name)
+        slot = scheduled if trigger is None else trigger.slot_of(scheduled)
+        task = asyncio.create_task(self._guarded(name, slot), name=f"check-{name}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         # Shielded: APScheduler cancels its job coroutines on shutdown; our bounded stop decides.

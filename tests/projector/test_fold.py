@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.fold import (
     HISTOGRAM_RELATIVE_ERROR,
     Observation,
@@ -320,3 +321,84 @@ def test_states_add_up_to_the_window_length(
     assert periods[0].start == start
     assert periods[-1].end == now
     assert all(a.end == b.start for a, b in itertools.pairwise(periods))
+
+
+# --- each check counts once ---------------------------------------------------------------------
+
+SLOTTED = st.lists(
+    st.tuples(
+        st.floats(min_value=0.5, max_value=600),  # time since the previous check completed
+        st.floats(min_value=0, max_value=900),  # how late the check completed after its slot
+        st.sampled_from(["eu", "us"]),
+        STATUS,
+        st.floats(min_value=0, max_value=5),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def _slotted(steps: list[tuple[float, float, str, Status, float]]) -> list[Observation]:
+    at, found = T0, []
+    for delta, lateness, location, status, response in steps:
+        at += timedelta(seconds=delta)
+        slot = (at - timedelta(seconds=lateness)).replace(microsecond=0)
+        found.append(Observation("svc", at, status, response, 45.0, location, slot))
+    return found
+
+
+def _folded(observations: list[Observation]) -> bytes:
+    state = ProjectionState()
+    for obs in observations:
+        apply(state, obs)
+    for service in state.services.values():
+        service.repeated_checks = 0  # the one field that differs: how many repeats were skipped
+    return snapshot.encode(snapshot.Snapshot(position=None, state=state))
+
+
+@settings(max_examples=200, deadline=None)
+@given(SLOTTED, st.data())
+def test_a_log_written_twice_folds_like_the_log_written_once(
+    steps: list[tuple[float, float, str, Status, float]], data: st.DataObject
+) -> None:
+    """Every check appended a second time, anywhere after the first: identical, byte for byte.
+
+    A retried append, a second replica probing the same slot, an id cache that forgot.
+    """
+    once = _slotted(steps)
+    delays = data.draw(st.lists(st.integers(0, 60), min_size=len(once), max_size=len(once)))
+    order = sorted(
+        [(i, 0, i) for i in range(len(once))] + [(i + d, 1, i) for i, d in enumerate(delays)]
+    )
+    twice = [once[i] for _, _, i in order]
+    assert _folded(twice) == _folded(once)
+
+
+def test_a_repeated_slot_is_skipped_and_counted_as_repeated() -> None:
+    """Same (service, location, slot): counted once; another location's same slot is its own check."""
+    slot = T0
+    first = Observation("svc", T0 + timedelta(seconds=1), UP, 0.1, 45.0, "eu", slot)
+    again = Observation("svc", T0 + timedelta(seconds=2), DOWN, 0.1, 45.0, "eu", slot)
+    elsewhere = Observation("svc", T0 + timedelta(seconds=3), UP, 0.1, 45.0, "us", slot)
+    state = ProjectionState()
+    for obs in (first, again, elsewhere):
+        apply(state, obs)
+    service = state.services["svc"]
+    assert summarize(service, now=T0 + timedelta(seconds=10), hours=1).checks.total == 2
+    assert service.repeated_checks == 1
+    assert service.status is UP
+
+
+def test_a_late_check_of_an_older_slot_still_counts_within_the_window() -> None:
+    """Replica B's slot k arriving after replica A's slot k+1 is a new check, not a repeat."""
+    newer = Observation(
+        "svc", T0 + timedelta(seconds=61), UP, 0.1, 150.0, "eu", T0 + timedelta(seconds=60)
+    )
+    older = Observation("svc", T0 + timedelta(seconds=62), UP, 0.1, 150.0, "eu", T0)
+    state = ProjectionState()
+    apply(state, newer)
+    apply(state, older)
+    assert state.services["svc"].repeated_checks == 0
+    assert (
+        summarize(state.services["svc"], now=T0 + timedelta(seconds=70), hours=1).checks.total == 2
+    )

@@ -59,6 +59,7 @@ async def write_checks(store: SqliteEventStore, count: int, seed: int, start: da
         )
         event = events.status_changed(
             service=name,
+            instance="test",
             location="default",
             kind=CheckKind.HTTP,
             scheduled_at=at,
@@ -169,3 +170,34 @@ async def test_a_corrupt_event_is_logged_and_skipped(store: SqliteEventStore) ->
     assert any(
         e["event"] == "event_decode_failed" and e["stream"] == "service-uptime-a" for e in logs
     )
+
+
+async def test_a_check_stored_twice_counts_once(store: SqliteEventStore, tmp_path: Path) -> None:
+    """One check stored twice under two ids (an id cache that forgot, a re-import) counts once.
+
+    The projection equals the one of the log that holds each check once.
+    """
+    await write_checks(store, 60, seed=5)
+    once = projector(store)
+    assert await once.catch_up() == 60
+    doubled = await SqliteEventStore.open(tmp_path / "doubled.db")
+    try:
+        for event in await store.read_all(stream_prefix="service-uptime-"):
+            for event_id in (event.id, uuid.uuid4()):
+                await doubled.append(
+                    event.stream,
+                    [
+                        NewEvent(
+                            id=event_id, type=event.type, data=event.data, metadata=event.metadata
+                        )
+                    ],
+                )
+        twice = projector(doubled)
+        assert await twice.catch_up() == 120
+    finally:
+        await doubled.close()
+    assert sum(s.repeated_checks for s in twice.state.services.values()) == 60
+    for service in twice.state.services.values():
+        service.repeated_checks = 0
+    same_position = snapshot.Snapshot(None, twice.state), snapshot.Snapshot(None, once.state)
+    assert snapshot.encode(same_position[0]) == snapshot.encode(same_position[1])

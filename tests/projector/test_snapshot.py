@@ -83,9 +83,13 @@ def test_encoding_is_deterministic() -> None:
             b'{"format": 999, "position": 1, "retentionSeconds": 1, "services": {}}',
             id="future-format",
         ),
-        pytest.param(b'{"format": 1, "position": 1, "services": {}}', id="missing-key"),
         pytest.param(
-            b'{"format": 1, "position": 1, "retentionSeconds": 1, "services": {"a": {"status": "sideways"}}}',
+            b'{"format": 1, "position": 1, "retentionSeconds": 1, "services": {}}',
+            id="older-format-without-recent-slots",
+        ),
+        pytest.param(b'{"format": 2, "position": 1, "services": {}}', id="missing-key"),
+        pytest.param(
+            b'{"format": 2, "position": 1, "retentionSeconds": 1, "services": {"a": {"status": "sideways"}}}',
             id="bad-status",
         ),
     ],

@@ -49,6 +49,16 @@ class WindowQuery(ApiModel):
     )
 
 
+class TimelineQuery(WindowQuery):
+    """A window, and optionally one location's own timeline instead of the service's verdict."""
+
+    location: str | None = Field(
+        default=None,
+        description="One location's timeline (its own status machine); default: the service's "
+        "k-of-n quorum timeline.",
+    )
+
+
 class CheckQuery(ApiModel):
     """Which service to check now."""
 
@@ -206,8 +216,35 @@ class Incident(ApiModel):
     seconds_in_window: float
 
 
+class Quorum(ApiModel):
+    """How the service's status comes from its locations.
+
+    Down when at least ``k`` of the ``n`` locations say down; degraded when any says down or
+    degraded below that; unknown only when none has a credible verdict.
+    """
+
+    k: int
+    n: int
+    locations: list[str]
+
+
+class LocationUptime(ApiModel):
+    """One location's own view of the service over the window (its own status machine)."""
+
+    status: Status
+    since: Timestamp | None
+    last_check: Timestamp | None
+    seconds: StateSeconds
+    checks: CheckCounts
+    response_time: ResponseTime
+
+
 class ServiceUptime(ServiceStatusBrief):
-    """Every figure of one service over the window (its current status first)."""
+    """Every figure of one service over the window (its current status first).
+
+    ``status``, ``seconds``, incidents and ratios are the k-of-n quorum verdict over the locations;
+    ``checks`` and ``responseTime`` count every location's checks; ``locations`` has each one's own.
+    """
 
     last_response_ms: float | None
     window: Window
@@ -222,6 +259,8 @@ class ServiceUptime(ServiceStatusBrief):
     mttr_seconds: float | None
     mtbf_seconds: float | None
     longest_outage_seconds: float | None
+    quorum: Quorum
+    locations: dict[str, LocationUptime]
 
 
 class UptimeSummary(ApiModel):
@@ -248,6 +287,9 @@ class Timeline(ApiModel):
     """``GET /uptime/timeline/{name}``."""
 
     service: str
+    location: str | None = Field(
+        description="The location whose own timeline this is; null for the service's verdict."
+    )
     window: Window
     periods: list[Period]
 

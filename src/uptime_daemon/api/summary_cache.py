@@ -29,8 +29,7 @@ import orjson
 from uptime_daemon.api import views
 from uptime_daemon.clock import to_iso_millis
 from uptime_daemon.config.model import Settings
-from uptime_daemon.projector.fold import ProjectionState
-from uptime_daemon.projector.summary import credible_until
+from uptime_daemon.projector.fold import ProjectionState, next_change
 
 WINDOWS_KEPT: Final = 4
 """Distinct ``hours`` values cached at once (the least recently asked is dropped)."""
@@ -147,8 +146,7 @@ class SummaryCache:
         self.rebuilt += 1
         model = views.service_uptime(settings, state, name, hours=hours, now=now)
         projection = state.services.get(name)
-        until = None if projection is None else credible_until(projection)
-        stale_at = until if until is not None and now <= until else None  # else: already unknown
+        stale_at = None if projection is None else next_change(projection, now)
         return _Fragment(
             body=model.model_dump_json(by_alias=True).encode(),
             last_check=None if projection is None else projection.last_check,

@@ -75,19 +75,26 @@ async def service(request: web.Request, query: models.WindowQuery) -> models.Ser
 @api.route(
     "GET",
     "/uptime/timeline/{name}",
-    query=models.WindowQuery,
+    query=models.TimelineQuery,
     response=models.Timeline,
     tag="uptime",
     summary="Status periods of one service",
     errors=(404,),
 )
-async def timeline(request: web.Request, query: models.WindowQuery) -> models.Timeline:
-    """Contiguous periods of up, degraded, down and unknown (no check for 2 × interval + timeout)."""
+async def timeline(request: web.Request, query: models.TimelineQuery) -> models.Timeline:
+    """Contiguous periods of up, degraded, down and unknown (no check for 2 × interval + timeout).
+
+    By default the service's k-of-n quorum verdict; ``?location=`` gives one location's own.
+    """
     hours = _hours(request, query)
     name = _known(request)
-    return views.timeline(
-        request.app[PROJECTOR].state, name, hours=hours, now=request.app[CLOCK].now()
-    )
+    state, settings = request.app[PROJECTOR].state, request.app[SETTINGS].current
+    location = query.location
+    if location is not None and not views.has_location(settings, state, name, location):
+        raise not_found(
+            "unknown_location", f"service {name!r} has no location {location!r}", "location"
+        )
+    return views.timeline(state, name, hours=hours, now=request.app[CLOCK].now(), location=location)
 
 
 @api.route(

@@ -15,6 +15,7 @@ from uptime_daemon.projector.fold import (
 )
 from uptime_daemon.projector.summary import (
     IncidentView,
+    ServiceSummary,
     current_status,
     service_timeline,
     summarize,
@@ -56,12 +57,71 @@ def _incident(incident: IncidentView) -> models.Incident:
     )
 
 
+def _seconds(seconds: dict[Status, float]) -> models.StateSeconds:
+    return models.StateSeconds(
+        up=seconds[Status.UP],
+        degraded=seconds[Status.DEGRADED],
+        down=seconds[Status.DOWN],
+        unknown=seconds[Status.UNKNOWN],
+    )
+
+
+def _checks(summary: ServiceSummary) -> models.CheckCounts:
+    return models.CheckCounts(
+        total=summary.checks.total,
+        up=summary.checks.up,
+        degraded=summary.checks.degraded,
+        down=summary.checks.down,
+        up_ratio=summary.checks.up_ratio,
+    )
+
+
+def _response(summary: ServiceSummary) -> models.ResponseTime:
+    return models.ResponseTime(
+        samples=summary.response.samples,
+        avg_ms=_ms(summary.response.average),
+        p50_ms=_ms(summary.response.p50),
+        p95_ms=_ms(summary.response.p95),
+        p99_ms=_ms(summary.response.p99),
+        relative_error=summary.response.relative_error,
+    )
+
+
+def quorum(settings: Settings, projection: ServiceProjection) -> models.Quorum:
+    """The quorum the figures were computed with (the newest event's), else the configured one."""
+    if projection.quorum_of:
+        k, locations = projection.quorum, list(projection.quorum_of)
+    else:
+        placement = settings.placement(projection.name)
+        k, locations = placement.quorum, list(placement.locations)
+    return models.Quorum(k=k, n=len(locations), locations=locations)
+
+
+def _locations(
+    projection: ServiceProjection, *, hours: int, now: datetime
+) -> dict[str, models.LocationUptime]:
+    found = {}
+    records = projection.location_records()
+    for location in sorted(records):
+        record = records[location]
+        summary = summarize(record, now=now, hours=hours)
+        found[location] = models.LocationUptime(
+            status=summary.status,
+            since=summary.since,
+            last_check=summary.last_check,
+            seconds=_seconds(summary.seconds),
+            checks=_checks(summary),
+            response_time=_response(summary),
+        )
+    return found
+
+
 def service_uptime(
     settings: Settings, state: ProjectionState, name: str, *, hours: int, now: datetime
 ) -> models.ServiceUptime:
-    """Every figure of one service over ``hours``."""
-    summary = summarize(_projection(state, name), now=now, hours=hours)
-    seconds = summary.seconds
+    """Every figure of one service over ``hours``: the quorum verdict's, and each location's."""
+    projection = _projection(state, name)
+    summary = summarize(projection, now=now, hours=hours)
     return models.ServiceUptime(
         service=name,
         kind=_kind(settings, name),
@@ -73,31 +133,15 @@ def service_uptime(
         window=_window(hours, now),
         uptime_ratio=summary.uptime_ratio,
         availability_ratio=summary.availability_ratio,
-        seconds=models.StateSeconds(
-            up=seconds[Status.UP],
-            degraded=seconds[Status.DEGRADED],
-            down=seconds[Status.DOWN],
-            unknown=seconds[Status.UNKNOWN],
-        ),
-        checks=models.CheckCounts(
-            total=summary.checks.total,
-            up=summary.checks.up,
-            degraded=summary.checks.degraded,
-            down=summary.checks.down,
-            up_ratio=summary.checks.up_ratio,
-        ),
-        response_time=models.ResponseTime(
-            samples=summary.response.samples,
-            avg_ms=_ms(summary.response.average),
-            p50_ms=_ms(summary.response.p50),
-            p95_ms=_ms(summary.response.p95),
-            p99_ms=_ms(summary.response.p99),
-            relative_error=summary.response.relative_error,
-        ),
+        seconds=_seconds(summary.seconds),
+        checks=_checks(summary),
+        response_time=_response(summary),
         incidents=[_incident(incident) for incident in summary.incidents],
         mttr_seconds=summary.mttr_seconds,
         mtbf_seconds=summary.mtbf_seconds,
         longest_outage_seconds=summary.longest_outage_seconds,
+        quorum=quorum(settings, projection),
+        locations=_locations(projection, hours=hours, now=now),
     )
 
 
@@ -110,11 +154,36 @@ def overall(statuses: Sequence[str]) -> str:
     return "ok"
 
 
-def timeline(state: ProjectionState, name: str, *, hours: int, now: datetime) -> models.Timeline:
-    """Contiguous periods of one service."""
-    periods = service_timeline(_projection(state, name), now=now, hours=hours)
+def location_record(state: ProjectionState, name: str, location: str) -> ServiceProjection | None:
+    """One location's record of a service, if that location has checked it."""
+    return _projection(state, name).location_records().get(location)
+
+
+def has_location(settings: Settings, state: ProjectionState, name: str, location: str) -> bool:
+    """Whether ``location`` checked the service or is one of its locations."""
+    projection = _projection(state, name)
+    return (
+        location in projection.location_records()
+        or location in quorum(settings, projection).locations
+    )
+
+
+def timeline(
+    state: ProjectionState,
+    name: str,
+    *,
+    hours: int,
+    now: datetime,
+    location: str | None = None,
+) -> models.Timeline:
+    """Contiguous periods of one service (its quorum verdict), or of one location's own view."""
+    projection = _projection(state, name)
+    if location is not None:
+        projection = location_record(state, name, location) or ServiceProjection(name)
+    periods = service_timeline(projection, now=now, hours=hours)
     return models.Timeline(
         service=name,
+        location=location,
         window=_window(hours, now),
         periods=[
             models.Period(

@@ -128,6 +128,9 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
     if (port := environ.get("HTTP_PORT")) is not None:
         server["port"] = _parse_port(port)
     _apply_auth_environment(server, environ)
+    for variable, key in (("UPTIME_INSTANCE", "instance"), ("UPTIME_LOCATION", "location")):
+        if (value := environ.get(variable)) is not None:
+            data[key] = value
     if store:
         data["store"] = store
     if server:

@@ -8,6 +8,8 @@ the event-payload edge.
 from __future__ import annotations
 
 import re
+import socket
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
@@ -25,6 +27,7 @@ from uptime_daemon.results import CheckKind
 
 SERVICE_NAME_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
+LocationName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 _STATUS_RANGE: Final = re.compile(r"^([1-5]\d\d)(?:-([1-5]\d\d))?$")
 
@@ -74,6 +77,25 @@ class ServerSettings(_Model):
     A new check or status change always shows at once; this only bounds how stale the growing
     up/down seconds of a quiet service may be, which keeps the summary cheap under load."""
     auth: AuthSettings = AuthSettings()
+
+
+def host_instance_name(host: str) -> str:
+    """A host name as an instance name: lower-case letters, digits and ``-``, at most 64."""
+    name = re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-")[:64].strip("-")
+    return name or "uptime-daemon"
+
+
+def default_quorum(locations: int) -> int:
+    """The default k: a majority of the service's locations (1 of 1, 2 of 2, 2 of 3)."""
+    return locations // 2 + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A service's locations and its quorum k (``1 ≤ k ≤ len(locations)``)."""
+
+    locations: tuple[str, ...]
+    quorum: int
 
 
 class StoreKind(StrEnum):
@@ -186,6 +208,18 @@ class CheckPolicy(_Model):
     degraded_after_seconds: Seconds | None = None
     """A successful probe slower than this is ``degraded``; unset means never degraded."""
     grades: GradeThresholds = GradeThresholds()
+    locations: tuple[LocationName, ...] | None = Field(default=None, min_length=1)
+    """Where the service is probed from; each daemon probes only the services listed for its own
+    ``location``. Unset: this daemon's location alone, so a single daemon behaves as ever."""
+    quorum: int | None = Field(default=None, ge=1)
+    """k: how many locations must say down for the service to be down; default a majority."""
+
+    @field_validator("locations")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each location at most once")
+        return value
 
 
 class Defaults(CheckPolicy):
@@ -361,9 +395,12 @@ class Settings(_Model):
     """The whole configuration."""
 
     environment: Literal["dev", "staging", "test", "mainnet"] = "dev"
-    instance: Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)] = "uptime-daemon"
-    """This daemon's name among several sharing one KurrentDB."""
-    location: Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)] = "default"
+    instance: Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)] = Field(
+        default_factory=lambda: host_instance_name(socket.gethostname())
+    )
+    """This daemon's name among several sharing one KurrentDB (in every event it writes); by default
+    the host name, lower-cased, other characters as ``-``. ``UPTIME_INSTANCE`` overrides it."""
+    location: LocationName = "default"
     """Where probes run from; part of every event id."""
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
@@ -376,3 +413,27 @@ class Settings(_Model):
     def policy(self, service: str) -> CheckPolicy:
         """The check policy of ``service``; ``[defaults]`` for one only the log still knows."""
         return self.services.get(service, self.defaults)
+
+    def placement(self, service: str) -> Placement:
+        """Where ``service`` is probed from and the quorum its status needs."""
+        policy = self.policy(service)
+        locations = policy.locations or (self.location,)
+        return Placement(locations, policy.quorum or default_quorum(len(locations)))
+
+    def probed_here(self) -> dict[str, Service]:
+        """The services this daemon probes: those listed for its own location."""
+        return {
+            name: service
+            for name, service in self.services.items()
+            if self.location in (service.locations or (self.location,))
+        }
+
+    @model_validator(mode="after")
+    def _quorum_fits(self) -> Settings:
+        for name in self.services:
+            placement = self.placement(name)
+            if placement.quorum > len(placement.locations):
+                n = len(placement.locations)
+                msg = f"services.{name}.quorum: {placement.quorum} is more than its {n} location(s)"
+                raise ValueError(msg)
+        return self

@@ -51,13 +51,17 @@ def database_path(store: StoreSettings) -> Path | None:
 
 
 def _state_file(settings: Settings, configured: str | None, suffix: str, fallback: str) -> Path:
-    """A configured path, else beside the SQLite file (``events.db`` + suffix), else in ``STATE_DIR``."""
+    """A configured path, else beside the SQLite file (``events.db`` + suffix), else in ``STATE_DIR``.
+
+    In ``STATE_DIR`` the file is named for this instance, so daemons sharing a KurrentDB from one
+    host never share a file by accident.
+    """
     if configured is not None:
         return Path(configured)
     database = database_path(settings.store)
     if database is not None:
         return database.with_name(database.name + suffix)
-    return STATE_DIR / fallback
+    return STATE_DIR / f"{settings.instance}.{fallback}"
 
 
 def snapshot_path(settings: Settings) -> Path:

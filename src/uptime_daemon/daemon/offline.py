@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Final, TextIO
 
 from uptime_daemon import transfer
 from uptime_daemon.api import views
@@ -19,7 +19,14 @@ from uptime_daemon.api.models import UptimeSummary
 from uptime_daemon.clock import Clock, SystemClock
 from uptime_daemon.config.load import store_for_url
 from uptime_daemon.config.model import Settings, StoreKind
-from uptime_daemon.daemon.build import database_path, kurrentdb_uri, new_projector, open_store
+from uptime_daemon.daemon.build import (
+    database_path,
+    kurrentdb_uri,
+    new_projector,
+    open_store,
+    snapshot_path,
+)
+from uptime_daemon.daemon.exclusive import exclusive
 from uptime_daemon.daemon.serving import base_url
 from uptime_daemon.errors import ConfigError
 from uptime_daemon.probes import probe_for
@@ -91,6 +98,9 @@ async def summary(settings: Settings, hours: int) -> UptimeSummary:
     )
 
 
+STOP_THE_DAEMON: Final = "stop the daemon first: replay rewrites the snapshot it keeps"
+
+
 @dataclass(frozen=True, slots=True)
 class Replayed:
     """What a replay from position zero did."""
@@ -107,12 +117,16 @@ class Replayed:
 
 
 async def replay(settings: Settings) -> Replayed:
-    """Fold the whole log from position zero and write a fresh snapshot."""
+    """Fold the whole log from position zero and write a fresh snapshot.
+
+    Never under a running daemon's feet: the snapshot is claimed as the daemon claims it.
+    """
     clock = SystemClock()
-    started = clock.monotonic()
-    projector, folded = await fold_log(settings, from_snapshot=False)
-    seconds = clock.monotonic() - started
-    projector.save_snapshot()
+    with exclusive(snapshot_path(settings), holder="uptime-daemon replay", why=STOP_THE_DAEMON):
+        started = clock.monotonic()
+        projector, folded = await fold_log(settings, from_snapshot=False)
+        seconds = clock.monotonic() - started
+        projector.save_snapshot()
     return Replayed(folded, len(projector.state.services), seconds, projector.position)
 
 

@@ -1,18 +1,21 @@
 """The composition root: every part of one daemon, built from ``Settings`` and started in order.
 
-Each long-lived resource has one aiohttp cleanup context, in dependency order — store → outage
-spool → projector → checks (HTTP client session, check runner, scheduler) — and aiohttp tears them
-down in reverse: the scheduler stops first (in-flight checks finish, bounded), then the session,
-the projector folds what they wrote and saves its snapshot, the spool flushes what it can, and the
-store closes last, completing queued appends. Nothing starts until the app's start-up runs.
+Each long-lived resource has one aiohttp cleanup context, in dependency order — this daemon's files
+(locks) → store → outage spool → projector → checks (HTTP client session, check runner,
+scheduler) — and aiohttp tears them down in reverse: the scheduler stops first (in-flight checks
+finish, bounded), then the session, the projector folds what they wrote and saves its snapshot, the
+spool flushes what it can, the store closes, completing queued appends, and the file locks go
+last. Nothing starts until the app's start-up runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -37,11 +40,18 @@ from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock, SystemClock
 from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.config.model import Settings
-from uptime_daemon.daemon.build import new_projector, open_store, spool_path
+from uptime_daemon.daemon.build import (
+    database_path,
+    new_projector,
+    open_store,
+    snapshot_path,
+    spool_path,
+)
+from uptime_daemon.daemon.exclusive import exclusive
 from uptime_daemon.daemon.health import ComponentHealth
 from uptime_daemon.daemon.reload import Reloader
 from uptime_daemon.daemon.supervisor import Supervisor
-from uptime_daemon.errors import EventStoreError
+from uptime_daemon.errors import EventStoreError, EventStoreUnavailable
 from uptime_daemon.metrics import Metrics
 from uptime_daemon.probes import PROBERS
 from uptime_daemon.probes.base import ProbeContext
@@ -55,6 +65,15 @@ from uptime_daemon.store.instrumented import InstrumentedStore
 from uptime_daemon.store.spool import OutageBuffer, Spool
 
 log = structlog.get_logger(__name__)
+
+ONE_DAEMON_PER_SQLITE: Final = (
+    "the embedded SQLite store serves one daemon; to run several, point them all at one "
+    "KurrentDB (README: Running several daemons)"
+)
+ONE_DAEMON_PER_STATE_FILE: Final = (
+    "each daemon needs its own spool and snapshot: give this one another `instance` name or set "
+    "store.spool_path / projector.snapshot_path"
+)
 
 
 class Daemon:
@@ -76,6 +95,7 @@ class Daemon:
         self.clock: Clock = clock or SystemClock()
         self.supervisor = supervisor or Supervisor()
         self.base_url = base_url
+        self._holder = f"uptime-daemon instance {settings.instance!r}"
         registry = CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(registry, version=__version__)
         self.health = ComponentHealth(self.settings)
@@ -91,7 +111,9 @@ class Daemon:
         app[SUMMARY_CACHE] = SummaryCache(monotonic=self.clock.monotonic)
         app[STARTED] = Started(monotonic=time.monotonic(), version=__version__)
         app[HEALTH] = self.health
-        app.cleanup_ctx.extend((self._store, self._spool, self._projector, self._checks))
+        app.cleanup_ctx.extend(
+            (self._files, self._store, self._spool, self._projector, self._checks)
+        )
 
     async def stop_checks(self) -> None:
         """Stop scheduling and let in-flight checks finish (bounded); idempotent."""
@@ -99,6 +121,29 @@ class Daemon:
             await self.scheduler.stop(self.settings.current.server.shutdown_timeout_seconds)
 
     # --- cleanup contexts, in start-up order -------------------------------------------------------
+
+    async def _files(self, _app: web.Application) -> AsyncIterator[None]:
+        """Claim this daemon's files (an embedded store, the spool, the snapshot) for its whole life.
+
+        Claimed first and released last, so a second daemon on the same files is refused before
+        it touches anything.
+        """
+        settings = self.settings.current
+        database = database_path(settings.store)
+        with contextlib.ExitStack() as held:
+            if database is not None:
+                try:
+                    held.enter_context(
+                        exclusive(database, holder=self._holder, why=ONE_DAEMON_PER_SQLITE)
+                    )
+                except OSError as exc:  # a read-only or missing directory: the store is unusable
+                    msg = f"sqlite: cannot use {database}: {exc.strerror or exc}"
+                    raise EventStoreUnavailable(msg) from exc
+            for path in (spool_path(settings), snapshot_path(settings)):
+                held.enter_context(
+                    exclusive(path, holder=self._holder, why=ONE_DAEMON_PER_STATE_FILE)
+                )
+            yield
 
     async def _store(self, app: web.Application) -> AsyncIterator[None]:
         settings = self.settings.current
@@ -185,7 +230,7 @@ class Daemon:
             app[RUN_CHECKS] = run_now
             result = await connection_test(store, self.clock)
             log.info("connection_test", ok=result.ok, detail=result.detail, reason=result.failure)
-            for name in settings.services:
+            for name in runner.services:
                 try:
                     await runner.prepare(name)
                 except EventStoreError as exc:
@@ -193,7 +238,7 @@ class Daemon:
             scheduler = CheckScheduler(
                 run=runner.run_check,
                 settings=settings.scheduler,
-                services=settings.services,
+                services=settings.probed_here(),
                 clock=self.clock,
                 on_lateness=self.metrics.observe_lateness,
                 on_skip=self.metrics.count_skipped_run,

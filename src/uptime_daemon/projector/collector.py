@@ -43,8 +43,15 @@ class ProjectionCollector(Collector):
         now = self._clock.now()
         up = GaugeMetricFamily(
             "uptime_service_up",
-            "1 when up or degraded, 0 when down, NaN when unknown.",
+            "The service's verdict (its locations' quorum): 1 when up or degraded, 0 when down, "
+            "NaN when unknown.",
             labels=["service"],
+        )
+        location_up = GaugeMetricFamily(
+            "uptime_location_up",
+            "One location's verdict of the service: 1 when up or degraded, 0 when down, NaN when "
+            "unknown.",
+            labels=["service", "location"],
         )
         status = GaugeMetricFamily(
             "uptime_service_status",
@@ -65,10 +72,12 @@ class ProjectionCollector(Collector):
         for name in sorted(services):
             service = services[name]
             current = current_status(service, now)
-            up.add_metric(
-                [name],
-                math.nan if current is Status.UNKNOWN else float(current is not Status.DOWN),
-            )
+            up.add_metric([name], _up(current))
+            records = service.location_records()
+            for location in sorted(records):
+                location_up.add_metric(
+                    [name, location], _up(current_status(records[location], now))
+                )
             for state in STATE_ORDER:
                 status.add_metric([name, state.value], float(state is current))
             for label, hours in WINDOWS:
@@ -86,4 +95,8 @@ class ProjectionCollector(Collector):
             "Age of the newest folded event while catching up; 0 when current.",
         )
         lag.add_metric([], self._projector.lag_seconds())
-        yield from (up, status, ratio, seconds, lag)
+        yield from (up, location_up, status, ratio, seconds, lag)
+
+
+def _up(status: Status) -> float:
+    return math.nan if status is Status.UNKNOWN else float(status is not Status.DOWN)

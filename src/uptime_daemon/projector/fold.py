@@ -9,6 +9,22 @@ A status is credible for ``gap_seconds`` (2 × interval + timeout) after the che
 it; past that, until the next check, the time is ``unknown`` — the daemon was not looking, which is
 neither up nor down. The same rule applies to the open interval up to ``now``.
 
+Per location and per service. Each location of a service has its own record (status machine
+verdicts, timeline, checks, response times); the service's own record is its k-of-n quorum
+timeline (``quorum.verdict``), evaluated at every instant a location's verdict arrives or stops
+being credible: its seconds, incidents and counters are exact and identical on every replica. A
+service watched from one location keeps a single record, which is that location's: one location
+behaves exactly as before, at no extra cost. The first check from a second location, or an event
+naming several, splits it (the history so far is the same for both).
+
+Each check counts once. A check is identified by ``(service, location, slot)`` (its scheduled
+time); KurrentDB's id dedupe is only a cache, so the same check can reach the log twice (a retried
+append, two replicas of one location probing one slot). The fold remembers the newest
+``RECENT_SLOTS`` slots of each (service, location) and skips a check whose slot is among them, or
+older than all of them once that many are known: a log with every event written twice folds to
+exactly the projection of the log written once, and the skip depends only on the log's order, so
+every replica and every replay agree.
+
 Memory per service is bounded: status periods (transitions only), hourly buckets and incidents, all
 pruned to ``retention_seconds`` behind the newest observation — never raw samples.
 """
@@ -23,9 +39,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from uptime_daemon.projector.quorum import verdict
 from uptime_daemon.status import Status
 
 HOUR_SECONDS: Final = 3600
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
 HISTOGRAM_BASE_SECONDS: Final = 0.001
 HISTOGRAM_GROWTH: Final = 2**0.25
 HISTOGRAM_BUCKETS: Final = 72
@@ -33,6 +52,9 @@ HISTOGRAM_BUCKETS: Final = 72
 HISTOGRAM_RELATIVE_ERROR: Final = 2**0.125 - 1
 """A percentile is reported as its bucket's geometric midpoint: at most ~9.05 % off (1 ms .. 4.3 min)."""
 DEFAULT_RETENTION_SECONDS: Final = 90 * 86_400.0
+RECENT_SLOTS: Final = 8
+"""Slots remembered per (service, location) to recognise a check already counted. A late check of
+an older slot still counts while fewer than this many newer ones have arrived."""
 
 
 STATE_ORDER: Final = tuple(Status)
@@ -51,6 +73,14 @@ class Observation:
     response_seconds: float
     gap_seconds: float
     """How long this check's verdict stays credible: 2 × interval + timeout."""
+    location: str = "default"
+    slot: datetime | None = None
+    """The check's scheduled time: with ``service`` and ``location`` it names the check. ``None``
+    only for folds that feed observations by hand; such a check is never recognised as repeated."""
+    quorum: int = 1
+    """k: locations that must say down for the service to be down (as the event states it)."""
+    locations: tuple[str, ...] = ()
+    """The service's locations as the event states them; empty means only ``location``."""
 
 
 @dataclass(slots=True)
@@ -103,6 +133,29 @@ class ServiceProjection:
     totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     """Seconds ever credited per state (up, degraded, down, unknown): never pruned, never
     decreasing — the source of the ``uptime_service_state_seconds_total`` counter."""
+    recent_slots: dict[str, list[int]] = field(default_factory=dict)
+    """Location → the newest ``RECENT_SLOTS`` slots counted, in epoch milliseconds, ascending."""
+    repeated_checks: int = 0
+    """Checks skipped because their slot was already counted (or too old to tell)."""
+    location: str | None = None
+    """While ``locations`` is empty: the one location this record is the record of."""
+    quorum: int = 1
+    quorum_of: tuple[str, ...] = ()
+    """The locations the quorum counts (from the newest event); others are shown, not counted."""
+    locations: dict[str, ServiceProjection] = field(default_factory=dict)
+    """Per-location records once the service is watched from more than one location; empty while
+    this record is its only location's (then ``status``/``gap_seconds`` are that location's)."""
+
+    @property
+    def by_quorum(self) -> bool:
+        """Whether this record's timeline is a quorum over ``locations``."""
+        return bool(self.locations)
+
+    def location_records(self) -> dict[str, ServiceProjection]:
+        """Location → its record (this one, while there is only one)."""
+        if self.locations:
+            return self.locations
+        return {} if self.location is None else {self.location: self}
 
 
 @dataclass(slots=True)
@@ -171,46 +224,198 @@ def _enter(service: ServiceProjection, state: Status, at: datetime) -> None:
     service.open_start = at
 
 
+def _credit_until(service: ServiceProjection, at: datetime) -> None:
+    """Credit the time since the last check: its status while credible, then ``unknown``."""
+    if service.last_check is None or service.status is None:
+        service.first_check = at
+        return
+    credible_until = min(at, service.last_check + timedelta(seconds=service.gap_seconds))
+    _credit(service, service.status, service.last_check, credible_until)
+    if credible_until < at:
+        _enter(service, Status.UNKNOWN, credible_until)
+        _credit(service, Status.UNKNOWN, credible_until, at)
+
+
+def _first_count(service: ServiceProjection, obs: Observation) -> bool:
+    """Remember ``obs``'s slot; ``False`` when that check was counted already (or is too old)."""
+    if obs.slot is None:
+        return True
+    key = (obs.slot - _EPOCH) // _MILLISECOND
+    recent = service.recent_slots.get(obs.location)
+    if recent is None:
+        service.recent_slots[obs.location] = [key]
+        return True
+    if len(recent) >= RECENT_SLOTS and key < recent[0]:
+        return False
+    index = bisect.bisect_left(recent, key)
+    if index < len(recent) and recent[index] == key:
+        return False
+    recent.insert(index, key)
+    if len(recent) > RECENT_SLOTS:
+        del recent[0]
+    return True
+
+
 def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
-    """Fold one observation into the projection."""
+    """Fold one observation into the projection (a check already counted changes nothing)."""
     service = state.services.get(obs.service)
     if service is None:
         service = state.services[obs.service] = ServiceProjection(obs.service)
+    if not _first_count(service, obs):
+        service.repeated_checks += 1
+        return state
+    quorum_of = obs.locations or (obs.location,)
+    horizon_seconds = state.retention_seconds
+    if not service.locations:
+        if service.location is None:
+            service.location = obs.location
+        if quorum_of == (service.location,) == (obs.location,):
+            service.quorum, service.quorum_of = obs.quorum, quorum_of
+            _check(service, obs, horizon_seconds)
+            return state
+        _split(service)
+    service.quorum, service.quorum_of = obs.quorum, quorum_of
+    at = obs.at
+    if service.last_check is not None and at < service.last_check:
+        at = service.last_check  # the service's timeline never runs backwards
+    if service.last_check is None:
+        service.first_check = at
+    else:
+        _advance(service, at)
+    record = service.locations.get(obs.location)
+    if record is None:
+        record = service.locations[obs.location] = ServiceProjection(obs.service)
+    _check(record, obs, horizon_seconds)
+    _transition(service, _status_at(service, at), at)
+    service.last_check = at
+    service.last_response_seconds = obs.response_seconds
+    _count(service, obs, at, horizon_seconds)
+    return state
+
+
+def _check(service: ServiceProjection, obs: Observation, horizon_seconds: float) -> None:
+    """One location's check on its own record: credit the time since its last check, then step."""
     at = obs.at
     if service.last_check is not None and at < service.last_check:
         at = service.last_check  # clocks stepped back: never count negative time
-    if service.last_check is not None and service.status is not None:
-        credible_until = min(at, service.last_check + timedelta(seconds=service.gap_seconds))
-        _credit(service, service.status, service.last_check, credible_until)
-        if credible_until < at:
-            _enter(service, Status.UNKNOWN, credible_until)
-            _credit(service, Status.UNKNOWN, credible_until, at)
-    else:
-        service.first_check = at
-    previous = service.status
-    if obs.status is not previous:
-        service.since = at
-        if obs.status is Status.DOWN:
-            service.incidents.append(Incident(start=at))
-        elif previous is Status.DOWN and service.incidents:
-            service.incidents[-1].end = at
-    _enter(service, obs.status, at)
-    service.status = obs.status
+    _credit_until(service, at)
+    _transition(service, obs.status, at)
     service.last_check = at
     service.gap_seconds = obs.gap_seconds
     service.last_response_seconds = obs.response_seconds
+    _count(service, obs, at, horizon_seconds)
+
+
+def _transition(service: ServiceProjection, status: Status, at: datetime) -> None:
+    """``status`` holds from ``at``: a new period, and an incident opened or closed on a change.
+
+    ``unknown`` is the absence of a verdict, not a verdict: it opens a period of its own but leaves
+    the last status, its ``since`` and any open incident as they are.
+    """
+    _enter(service, status, at)
+    if status is Status.UNKNOWN:
+        return
+    previous = service.status
+    if status is not previous:
+        service.since = at
+        if status is Status.DOWN:
+            service.incidents.append(Incident(start=at))
+        elif previous is Status.DOWN and service.incidents:
+            service.incidents[-1].end = at
+    service.status = status
+
+
+def _count(
+    service: ServiceProjection, obs: Observation, at: datetime, horizon_seconds: float
+) -> None:
+    """The check in its hour's counts and response-time histogram."""
     hour = _hour(at)
     bucket = service.buckets.get(hour)
     if bucket is None:
         # Once per service-hour: cheap enough to prune here, and retention is days, not minutes.
-        _prune(service, at - timedelta(seconds=state.retention_seconds))
+        _prune(service, at - timedelta(seconds=horizon_seconds))
         bucket = service.buckets[hour] = HourBucket()
     bucket.checks[_INDEX[obs.status]] += 1
     if obs.status is not Status.DOWN:
         bucket.response_sum_seconds += obs.response_seconds
         index = histogram_index(obs.response_seconds)
         bucket.histogram[index] = bucket.histogram.get(index, 0) + 1
-    return state
+
+
+def _split(service: ServiceProjection) -> None:
+    """A second location appears: the single record's history becomes its location's too."""
+    location = service.location or "default"
+    service.locations[location] = ServiceProjection(
+        name=service.name,
+        status=service.status,
+        since=service.since,
+        last_check=service.last_check,
+        gap_seconds=service.gap_seconds,
+        first_check=service.first_check,
+        periods=list(service.periods),
+        open_state=service.open_state,
+        open_start=service.open_start,
+        buckets={
+            hour: HourBucket(
+                checks=list(b.checks),
+                seconds=list(b.seconds),
+                response_sum_seconds=b.response_sum_seconds,
+                histogram=dict(b.histogram),
+            )
+            for hour, b in service.buckets.items()
+        },
+        incidents=[Incident(i.start, i.end) for i in service.incidents],
+        last_response_seconds=service.last_response_seconds,
+        totals=list(service.totals),
+        location=location,
+    )
+    service.location = None
+
+
+def credible(service: ServiceProjection) -> list[tuple[Status, datetime, datetime]]:
+    """Each counted location's last verdict and the span it is credible for."""
+    found = []
+    for name in service.quorum_of:
+        record = service.locations.get(name)
+        if record is not None and record.status is not None and record.last_check is not None:
+            until = record.last_check + timedelta(seconds=record.gap_seconds)
+            found.append((record.status, record.last_check, until))
+    return found
+
+
+def _status_at(service: ServiceProjection, at: datetime) -> Status:
+    verdicts = credible(service)
+    return verdict(
+        (s if start <= at < until else None for s, start, until in verdicts), service.quorum
+    )
+
+
+def quorum_spans(service: ServiceProjection, start: datetime, end: datetime) -> Iterator[Period]:
+    """The quorum status over ``[start, end)`` with no new check.
+
+    It changes only where a location's verdict stops being credible.
+    """
+    verdicts = credible(service)
+    breaks = sorted({until for _, _, until in verdicts if start < until < end})
+    cursor = start
+    for point in (*breaks, end):
+        if point <= cursor:
+            continue
+        status = verdict(
+            (s if begun <= cursor < until else None for s, begun, until in verdicts),
+            service.quorum,
+        )
+        yield Period(status, cursor, point)
+        cursor = point
+
+
+def _advance(service: ServiceProjection, at: datetime) -> None:
+    """Credit the quorum timeline from the last check up to ``at`` (no check in between)."""
+    assert service.last_check is not None  # noqa: S101 - only called after a first check
+    for period in quorum_spans(service, service.last_check, at):
+        if period.state is not service.open_state:
+            _transition(service, period.state, period.start)
+        _credit(service, period.state, period.start, period.end)
 
 
 def _prune(service: ServiceProjection, horizon: datetime) -> None:
@@ -234,7 +439,10 @@ def _prune(service: ServiceProjection, horizon: datetime) -> None:
 def spans(
     service: ServiceProjection, now: datetime, since: datetime | None = None
 ) -> Iterator[Period]:
-    """State spans up to ``now``, oldest first, including the open one and a trailing unknown.
+    """State spans up to ``now``, oldest first, including the open one and what follows it.
+
+    After the last check comes a trailing unknown once its verdict is stale; for a quorum, whatever
+    the locations' verdicts still say.
 
     With ``since``, closed periods that ended at or before it are skipped (found by bisection: they
     are in time order), so a 24-hour query on a long-flapping service does not walk 90 days.
@@ -244,15 +452,35 @@ def spans(
     yield from itertools.islice(periods, first, None)
     if service.open_state is None or service.open_start is None or service.last_check is None:
         return
-    credible_until = service.last_check + timedelta(seconds=service.gap_seconds)
-    if service.open_state is Status.UNKNOWN:
-        yield Period(Status.UNKNOWN, service.open_start, max(now, service.open_start))
+    yield from _open_spans(service, now)
+
+
+def _open_spans(service: ServiceProjection, now: datetime) -> Iterator[Period]:
+    """The open period from its start, and what follows the last check up to ``now``."""
+    open_state, open_start, last_check = service.open_state, service.open_start, service.last_check
+    if open_state is None or open_start is None or last_check is None:
+        return
+    if service.by_quorum:
+        pending = Period(open_state, open_start, max(open_start, min(now, last_check)))
+        for period in quorum_spans(service, max(last_check, open_start), now):
+            if period.state is pending.state:
+                pending = Period(pending.state, pending.start, period.end)
+                continue
+            if pending.end > pending.start:
+                yield pending
+            pending = period
+        if pending.end > pending.start:
+            yield pending
+        return
+    credible_until = last_check + timedelta(seconds=service.gap_seconds)
+    if open_state is Status.UNKNOWN:
+        yield Period(Status.UNKNOWN, open_start, max(now, open_start))
         return
     end = min(now, credible_until)
-    if end > service.open_start:
-        yield Period(service.open_state, service.open_start, end)
+    if end > open_start:
+        yield Period(open_state, open_start, end)
     if now > credible_until:
-        yield Period(Status.UNKNOWN, max(credible_until, service.open_start), now)
+        yield Period(Status.UNKNOWN, max(credible_until, open_start), now)
 
 
 def seconds_in_window(
@@ -313,11 +541,41 @@ def state_totals(service: ServiceProjection, now: datetime) -> list[float]:
     totals = list(service.totals)
     if service.last_check is None or service.status is None or now <= service.last_check:
         return totals
+    if service.by_quorum:
+        for period in quorum_spans(service, service.last_check, now):
+            totals[_INDEX[period.state]] += (period.end - period.start).total_seconds()
+        return totals
     credible_until = min(now, service.last_check + timedelta(seconds=service.gap_seconds))
     totals[_INDEX[service.status]] += (credible_until - service.last_check).total_seconds()
     if now > credible_until:
         totals[_INDEX[Status.UNKNOWN]] += (now - credible_until).total_seconds()
     return totals
+
+
+def status_at(service: ServiceProjection, now: datetime) -> Status:
+    """The status at ``now`` (not before the last check).
+
+    The last verdict while credible, else unknown; for a quorum, the rule over the locations'
+    verdicts still credible at ``now``.
+    """
+    if service.status is None or service.last_check is None:
+        return Status.UNKNOWN
+    if service.by_quorum:
+        return _status_at(service, now)
+    if now > service.last_check + timedelta(seconds=service.gap_seconds):
+        return Status.UNKNOWN
+    return service.status
+
+
+def next_change(service: ServiceProjection, now: datetime) -> datetime | None:
+    """The next instant after ``now`` at which the status changes without a new check, if any."""
+    if service.last_check is None:
+        return None
+    if service.by_quorum:
+        later = [until for _, _, until in credible(service) if until > now]
+        return min(later, default=None)
+    until = service.last_check + timedelta(seconds=service.gap_seconds)
+    return until if until > now else None
 
 
 def epoch(seconds: float) -> datetime:

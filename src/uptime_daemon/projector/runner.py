@@ -51,7 +51,7 @@ class StatusChange:
     """The event data as stored."""
 
     @classmethod
-    def of(cls, position: int, event: events.StatusChangedV1) -> StatusChange:
+    def of(cls, position: int, event: events.StatusChanged) -> StatusChange:
         """The transition a decoded ``ServiceStatusChanged`` at ``position`` records."""
         return cls(
             service=event.service,
@@ -224,6 +224,10 @@ class Projector:
             status=decoded.status,
             response_seconds=decoded.response_seconds,
             gap_seconds=gap,
+            location=decoded.location,
+            slot=decoded.scheduled_at,
+            quorum=decoded.quorum,
+            locations=decoded.quorum_of,
         )
         apply(self.state, observation)
         if decoded.changed and self._listeners:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -25,7 +25,9 @@ from uptime_daemon.projector.fold import (
 )
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+"""2 added per-location records, the quorum, the recent slots of each (service, location) and
+the repeated-check count."""
 
 
 class SnapshotError(ValueError):
@@ -48,28 +50,38 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else epoch(value)
 
 
+def _encode_service(s: ServiceProjection) -> dict[str, Any]:
+    return {
+        "status": s.status,
+        "since": _ts(s.since),
+        "lastCheck": _ts(s.last_check),
+        "gap": s.gap_seconds,
+        "firstCheck": _ts(s.first_check),
+        "openState": s.open_state,
+        "openStart": _ts(s.open_start),
+        "lastResponse": s.last_response_seconds,
+        "totals": s.totals,
+        "periods": [[p.state, p.start.timestamp(), p.end.timestamp()] for p in s.periods],
+        "buckets": [
+            [hour, b.checks, b.seconds, b.response_sum_seconds, sorted(b.histogram.items())]
+            for hour, b in sorted(s.buckets.items())
+        ],
+        "incidents": [[i.start.timestamp(), _ts(i.end)] for i in s.incidents],
+        "recentSlots": {where: s.recent_slots[where] for where in sorted(s.recent_slots)},
+        "repeatedChecks": s.repeated_checks,
+        "location": s.location,
+        "quorum": s.quorum,
+        "quorumOf": list(s.quorum_of),
+        "locations": {where: _encode_service(s.locations[where]) for where in sorted(s.locations)},
+    }
+
+
 def encode(snapshot: Snapshot) -> bytes:
-    """Serialize to JSON bytes (deterministic: services in name order)."""
-    services = {}
-    for name in sorted(snapshot.state.services):
-        s = snapshot.state.services[name]
-        services[name] = {
-            "status": s.status,
-            "since": _ts(s.since),
-            "lastCheck": _ts(s.last_check),
-            "gap": s.gap_seconds,
-            "firstCheck": _ts(s.first_check),
-            "openState": s.open_state,
-            "openStart": _ts(s.open_start),
-            "lastResponse": s.last_response_seconds,
-            "totals": s.totals,
-            "periods": [[p.state, p.start.timestamp(), p.end.timestamp()] for p in s.periods],
-            "buckets": [
-                [hour, b.checks, b.seconds, b.response_sum_seconds, sorted(b.histogram.items())]
-                for hour, b in sorted(s.buckets.items())
-            ],
-            "incidents": [[i.start.timestamp(), _ts(i.end)] for i in s.incidents],
-        }
+    """Serialize to JSON bytes (deterministic: services and locations in name order)."""
+    services = {
+        name: _encode_service(snapshot.state.services[name])
+        for name in sorted(snapshot.state.services)
+    }
     return orjson.dumps(
         {
             "format": FORMAT_VERSION,
@@ -78,6 +90,41 @@ def encode(snapshot: Snapshot) -> bytes:
             "services": services,
         }
     )
+
+
+def _decode_service(name: str, s: dict[str, Any]) -> ServiceProjection:
+    service = ServiceProjection(
+        name=name,
+        status=None if s["status"] is None else Status(s["status"]),
+        since=_dt(s["since"]),
+        last_check=_dt(s["lastCheck"]),
+        gap_seconds=float(s["gap"]),
+        first_check=_dt(s["firstCheck"]),
+        open_state=None if s["openState"] is None else Status(s["openState"]),
+        open_start=_dt(s["openStart"]),
+        last_response_seconds=s["lastResponse"],
+        totals=[float(x) for x in s["totals"]],
+        periods=[Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
+        incidents=[Incident(epoch(i[0]), _dt(i[1])) for i in s["incidents"]],
+        recent_slots={
+            str(where): [int(k) for k in keys] for where, keys in s["recentSlots"].items()
+        },
+        repeated_checks=int(s["repeatedChecks"]),
+        location=None if s["location"] is None else str(s["location"]),
+        quorum=int(s["quorum"]),
+        quorum_of=tuple(str(where) for where in s["quorumOf"]),
+        locations={
+            str(where): _decode_service(name, record) for where, record in s["locations"].items()
+        },
+    )
+    for hour, checks, seconds, response_sum, histogram in s["buckets"]:
+        service.buckets[int(hour)] = HourBucket(
+            checks=[int(c) for c in checks],
+            seconds=[float(x) for x in seconds],
+            response_sum_seconds=float(response_sum),
+            histogram={int(k): int(v) for k, v in histogram},
+        )
+    return service
 
 
 def decode(data: bytes) -> Snapshot:
@@ -92,28 +139,7 @@ def decode(data: bytes) -> Snapshot:
     try:
         state = ProjectionState(retention_seconds=float(raw["retentionSeconds"]))
         for name, s in raw["services"].items():
-            service = ServiceProjection(
-                name=name,
-                status=None if s["status"] is None else Status(s["status"]),
-                since=_dt(s["since"]),
-                last_check=_dt(s["lastCheck"]),
-                gap_seconds=float(s["gap"]),
-                first_check=_dt(s["firstCheck"]),
-                open_state=None if s["openState"] is None else Status(s["openState"]),
-                open_start=_dt(s["openStart"]),
-                last_response_seconds=s["lastResponse"],
-                totals=[float(x) for x in s["totals"]],
-                periods=[Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
-                incidents=[Incident(epoch(i[0]), _dt(i[1])) for i in s["incidents"]],
-            )
-            for hour, checks, seconds, response_sum, histogram in s["buckets"]:
-                service.buckets[int(hour)] = HourBucket(
-                    checks=[int(c) for c in checks],
-                    seconds=[float(x) for x in seconds],
-                    response_sum_seconds=float(response_sum),
-                    histogram={int(k): int(v) for k, v in histogram},
-                )
-            state.services[name] = service
+            state.services[name] = _decode_service(name, s)
         position = raw["position"]
         return Snapshot(position=None if position is None else int(position), state=state)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:

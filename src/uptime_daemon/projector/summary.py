@@ -20,6 +20,7 @@ from uptime_daemon.projector.fold import (
     ServiceProjection,
     histogram_value,
     seconds_in_window,
+    status_at,
     timeline,
 )
 from uptime_daemon.status import Status
@@ -90,19 +91,9 @@ class ServiceSummary:
     longest_outage_seconds: float | None
 
 
-def credible_until(service: ServiceProjection) -> datetime | None:
-    """When the last verdict stops being credible (2 × interval + timeout after the last check)."""
-    if service.last_check is None:
-        return None
-    return service.last_check + timedelta(seconds=service.gap_seconds)
-
-
 def current_status(service: ServiceProjection, now: datetime) -> Status:
-    """The status now: the last verdict while credible, else unknown."""
-    until = credible_until(service)
-    if service.status is None or until is None or now > until:
-        return Status.UNKNOWN
-    return service.status
+    """The status now: the last verdict while credible, else unknown (for a quorum, the rule)."""
+    return status_at(service, now)
 
 
 def _percentile(histogram: dict[int, int], total: int, fraction: float) -> float | None:
