@@ -126,6 +126,14 @@ class CheckRunner:
             self._states.pop(gone, None)
             self._prepared.discard(gone)
 
+    def forget(self, name: str) -> None:
+        """Drop ``name``'s state: another daemon probes it now.
+
+        If it comes back, its status is restored from the log, where the other owner left it.
+        """
+        self._states.pop(name, None)
+        self._prepared.discard(name)
+
     async def prepare(self, name: str) -> None:
         """Create the service's stream once and restore its status from the last stored event.
 

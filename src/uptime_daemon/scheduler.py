@@ -29,7 +29,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from uptime_daemon.clock import Clock
-from uptime_daemon.config.model import CheckPolicy, SchedulerSettings, Settings
+from uptime_daemon.config.model import CheckPolicy, SchedulerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -185,11 +185,6 @@ class CheckScheduler:
             misfire_grace_time=max(1, round(interval)),
             replace_existing=True,
         )
-
-    def reload(self, settings: Settings) -> None:
-        """Follow a reloaded service set (nothing to do while scheduling is disabled)."""
-        if settings.scheduler.enabled:
-            self.reschedule(settings.probed_here())
 
     def reschedule(self, services: Mapping[str, CheckPolicy]) -> None:
         """Apply a reloaded service set: add new jobs, drop removed ones, re-time changed ones."""

@@ -10,7 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from uptime_daemon.config.load import load_settings, masked_settings, resolve_config_path
+from uptime_daemon.config.load import (
+    load_settings,
+    masked_settings,
+    resolve_config_path,
+    settings_from_mapping,
+)
 from uptime_daemon.config.model import HttpService
 from uptime_daemon.errors import ConfigError
 
@@ -224,3 +229,29 @@ def test_cli_validate_prints_effective_config_masked() -> None:
     assert printed["server"]["port"] == 9191
     assert printed["store"]["password"] == "**********"  # noqa: S105 - the mask, not a secret
     assert "hunter2" not in done.stdout
+
+
+def test_in_a_cluster_self_monitoring_services_are_each_instance_s_own() -> None:
+    """``http`` on ``/health`` and ``database`` are this daemon's own.
+
+    Renamed per instance and placed at its location only, so members on one log never merge or
+    share them.
+    """
+    data = {
+        "instance": "web-2",
+        "location": "eu",
+        "store": {"url": "kurrentdb://127.0.0.1:2113?tls=false"},
+        "cluster": {"locations": ["eu", "us"]},
+        "services": {
+            "http": {"kind": "http", "url": "/health"},
+            "database": {"kind": "database"},
+            "api": {"kind": "http", "url": "https://api.example.com/"},
+        },
+    }
+    settings = settings_from_mapping(data, source="test", environ={})
+    assert list(settings.services) == ["http-web-2", "database-web-2", "api"]
+    assert settings.placement("http-web-2").locations == ("eu",)
+    assert settings.placement("api").locations == ("eu", "us")
+    assert settings.placement("api").quorum == 2
+    single = settings_from_mapping({**data, "cluster": None}, source="test", environ={})
+    assert list(single.services) == ["http", "database", "api"]

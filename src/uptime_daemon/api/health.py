@@ -100,5 +100,9 @@ async def comprehensive(request: web.Request, _query: None) -> models.Comprehens
     if not all(c.ok for c in components) and status == "ok":
         status = "degraded"
     return models.ComprehensiveHealth(
-        status=status, timestamp=now, components=components, services=services
+        status=status,
+        timestamp=now,
+        components=components,
+        services=services,
+        members=request.app[HEALTH].members(),
     )

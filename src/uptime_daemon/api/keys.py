@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from uptime_daemon.api.models import Component
+from uptime_daemon.api.models import Component, Member
 from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.live import LiveSettings
@@ -64,6 +64,10 @@ class Health(Protocol):
 
     async def components(self) -> list[Component]:
         """Each of the daemon's parts (store, projector, scheduler) and whether it is healthy."""
+        ...
+
+    def members(self) -> list[Member]:
+        """The daemons sharing the store, this one included; empty without ``[cluster]``."""
         ...
 
 

@@ -154,7 +154,10 @@ async def _send_loop(
 
 
 async def _send_backlog(app: web.Application, ws: web.WebSocketResponse, after: int) -> int:
-    """Send stored transitions after ``after``; return the last position read."""
+    """Send stored transitions after ``after``; return the last position read.
+
+    Only single-location services' transitions can be read off single events.
+    """
     store = app[STORE]
     cursor = after
     while True:
@@ -169,7 +172,10 @@ async def _send_backlog(app: web.Application, ws: web.WebSocketResponse, after: 
                 decoded = events.decode_status_changed(event.data)
             except events.EventDecodeError:
                 continue  # the projector logs and counts it; a live client just never sees it
-            if decoded.changed:
+            # One location's transition is the service's only when it is the service's only
+            # location; a quorum's missed transitions are not replayed: the snapshot that follows
+            # the backlog carries its current verdict.
+            if decoded.changed and len(decoded.quorum_of) == 1:
                 await ws.send_str(_dumps(_change_message(StatusChange.of(event.position, decoded))))
         if len(page) < BACKLOG_PAGE:
             return cursor

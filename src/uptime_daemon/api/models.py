@@ -156,6 +156,22 @@ class ServiceStatusBrief(ApiModel):
     last_check: Timestamp | None
 
 
+class Member(ApiModel):
+    """One daemon sharing the store, as its heartbeats on ``system-cluster-members`` say."""
+
+    instance: str
+    location: str
+    alive: bool
+    this: bool = Field(description="This daemon.")
+    started_at: Timestamp | None
+    last_heartbeat: Timestamp | None
+    left_at: Timestamp | None
+    services_owned: int | None = Field(
+        description="Services of this daemon's location it probes now (by rendezvous hashing over "
+        "the alive members); null for members of other locations."
+    )
+
+
 class ComprehensiveHealth(ApiModel):
     """``GET /health/comprehensive``."""
 
@@ -163,6 +179,9 @@ class ComprehensiveHealth(ApiModel):
     timestamp: Timestamp
     components: list[Component]
     services: list[ServiceStatusBrief]
+    members: list[Member] = Field(
+        description="The daemons sharing the store (with [cluster]); empty for a daemon alone."
+    )
 
 
 # --- uptime --------------------------------------------------------------------------------------
@@ -342,6 +361,14 @@ class DayBar(ApiModel):
     )
 
 
+class PageLocation(ApiModel):
+    """One location's own current view of a service (the page shows it beside the verdict)."""
+
+    location: str
+    status: Status
+    since: Timestamp | None
+
+
 class PageService(ApiModel):
     """Everything the status page shows for one service."""
 
@@ -356,6 +383,9 @@ class PageService(ApiModel):
     days: list[DayBar]
     response_ms_hourly: list[float | None] = Field(
         description="Average response time per hour, last 24 h, oldest first."
+    )
+    locations: list[PageLocation] = Field(
+        description="Each location's own status when the service is watched from more than one."
     )
     incidents: list[Incident] = Field(
         description="The most recent incidents (newest first), at most 5."

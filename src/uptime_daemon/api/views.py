@@ -267,5 +267,11 @@ def page_service(
         uptime_30d=ratios[24 * 30],
         days=days,
         response_ms_hourly=hourly,
+        locations=[
+            models.PageLocation(
+                location=location, status=current_status(record, now), since=record.since
+            )
+            for location, record in sorted(projection.locations.items())
+        ],
         incidents=[_incident(i) for i in reversed(incidents)],
     )

@@ -84,7 +84,7 @@ def settings_from_mapping(
     data["services"] = _merge_defaults(data.get("services", {}), defaults, source)
     _apply_environment(data, environ)
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data).instance_scoped()
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
 
@@ -212,12 +212,16 @@ def _format(exc: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> 
         if location and location[-1] == "[key]":
             location.pop()
             message = "invalid name: use lowercase letters, digits and '-' (at most 64)"
-        path = ".".join(_key(part) for part in location) or "(top level)"
-        problems.append(f"{path}: {message}")
+        path = ".".join(_key(part) for part in location)
+        if not path and _NAMES_ITS_KEY.match(message):
+            problems.append(message)  # a whole-file rule names the key it is about
+        else:
+            problems.append(f"{path or '(top level)'}: {message}")
     return f"{source}: " + "; ".join(problems)
 
 
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-\[\]]+")
+_NAMES_ITS_KEY: Final = re.compile(r"[a-z_]+(\.[a-z0-9_-]+)*: ")
 
 
 def _key(part: str) -> str:

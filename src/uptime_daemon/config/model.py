@@ -26,6 +26,9 @@ from pydantic import (
 from uptime_daemon.results import CheckKind
 
 SERVICE_NAME_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+MAX_NAME: Final = 64
+MAX_INSTANCE_SUFFIX: Final = 24
+"""How much of the instance name an instance-scoped service name carries."""
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 LocationName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -181,6 +184,29 @@ class SchedulerSettings(_Model):
     """Random delay added to each run so thousands of services do not fire in the same instant."""
 
 
+class ClusterSettings(_Model):
+    """Several daemons on one KurrentDB: membership and sharing (README "Running several daemons").
+
+    Without this table a daemon probes every service of its location.
+    """
+
+    replicas: int = Field(default=1, ge=1, le=100)
+    """Members of one location that probe each service (1: each service once; 2: an HA pair)."""
+    heartbeat_seconds: Seconds = 2.0
+    """How often a member says it is alive (on the temporary stream ``system-cluster-members``)."""
+    member_ttl_seconds: Seconds = 10.0
+    """A member silent for this long is gone: its services move to the others within this plus
+    one interval."""
+    locations: tuple[LocationName, ...] | None = Field(default=None, min_length=1)
+    """The default ``locations`` of every service (else this daemon's own location)."""
+
+    @model_validator(mode="after")
+    def _ttl_outlives_heartbeats(self) -> ClusterSettings:
+        if self.member_ttl_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("member_ttl_seconds must be at least twice heartbeat_seconds")
+        return self
+
+
 class GradeThresholds(_Model):
     """Response-time limits for the performance grade of a successful probe (slower is ``poor``)."""
 
@@ -231,6 +257,12 @@ DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 
 class _ServiceBase(CheckPolicy):
     description: str | None = None
+
+    @property
+    def watches_this_daemon(self) -> bool:
+        """A relative URL is this daemon's own server: only this daemon can probe it."""
+        url = getattr(self, "url", "")
+        return isinstance(url, str) and url.startswith("/")
 
     @model_validator(mode="before")
     @classmethod
@@ -373,6 +405,11 @@ class WebSocketService(_ServiceBase):
 class DatabaseService(_ServiceBase):
     """The event store: a write/read round trip on a temporary system stream."""
 
+    @property
+    def watches_this_daemon(self) -> bool:
+        """The round trip is this daemon's own connection to the store."""
+        return True
+
     kind: Literal[CheckKind.DATABASE]
     stream: str = "system-health-check"
     max_age_seconds: int = Field(default=3600, ge=1)
@@ -407,6 +444,8 @@ class Settings(_Model):
     log: LogSettings = LogSettings()
     projector: ProjectorSettings = ProjectorSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    cluster: ClusterSettings | None = None
+    """Present: this daemon shares its location's services with the other members."""
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = {}
 
@@ -417,7 +456,7 @@ class Settings(_Model):
     def placement(self, service: str) -> Placement:
         """Where ``service`` is probed from and the quorum its status needs."""
         policy = self.policy(service)
-        locations = policy.locations or (self.location,)
+        locations = policy.locations or self._default_locations()
         return Placement(locations, policy.quorum or default_quorum(len(locations)))
 
     def probed_here(self) -> dict[str, Service]:
@@ -425,8 +464,43 @@ class Settings(_Model):
         return {
             name: service
             for name, service in self.services.items()
-            if self.location in (service.locations or (self.location,))
+            if self.location in (service.locations or self._default_locations())
         }
+
+    def instance_scoped(self) -> Settings:
+        """In a cluster, the services that watch this daemon itself become this instance's own.
+
+        Every member's config has the seeds' self-monitoring services (``http`` on ``/health``,
+        ``database``, ...): in one log they would merge into one stream and be shared out as if
+        they were one target. Named ``{name}-{instance}`` and placed at this location only, each
+        member keeps its own. Without ``[cluster]`` nothing changes (the seeds' stream names).
+        """
+        if self.cluster is None:
+            return self
+        suffix = "-" + self.instance[:MAX_INSTANCE_SUFFIX].rstrip("-")
+        services: dict[str, Service] = {}
+        for name, service in self.services.items():
+            if not service.watches_this_daemon:
+                services[name] = service
+                continue
+            own = name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+            services[own] = service.model_copy(update={"locations": (self.location,), "quorum": 1})
+        return self.model_copy(update={"services": services})
+
+    def _default_locations(self) -> tuple[str, ...]:
+        if self.cluster is not None and self.cluster.locations is not None:
+            return self.cluster.locations
+        return (self.location,)
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_shared_store(self) -> Settings:
+        if self.cluster is not None and self.store.kind is StoreKind.SQLITE:
+            msg = (
+                "cluster: needs a KurrentDB store (store.url or KURRENTDB_URL): the embedded "
+                "SQLite store serves one daemon"
+            )
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _quorum_fits(self) -> Settings:

@@ -10,8 +10,11 @@ import asyncio
 from typing import Final
 
 from uptime_daemon.api.keys import ObservedStore, StorePing
-from uptime_daemon.api.models import Component
+from uptime_daemon.api.models import Component, Member
+from uptime_daemon.clock import Clock
+from uptime_daemon.cluster import Membership
 from uptime_daemon.config.live import LiveSettings
+from uptime_daemon.daemon.sharing import shared_owned_by
 from uptime_daemon.errors import EventStoreError
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.scheduler import CheckScheduler
@@ -23,13 +26,19 @@ class ComponentHealth:
     """Asks each part of the daemon how it is; parts not started yet report as not ready."""
 
     def __init__(
-        self, settings: LiveSettings, *, timeout_seconds: float = STORE_PING_TIMEOUT_SECONDS
+        self,
+        settings: LiveSettings,
+        clock: Clock,
+        *,
+        timeout_seconds: float = STORE_PING_TIMEOUT_SECONDS,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._timeout = timeout_seconds
         self.store: ObservedStore | None = None
         self.projector: Projector | None = None
         self.scheduler: CheckScheduler | None = None
+        self.membership: Membership | None = None
 
     async def ping(self) -> StorePing:
         """Round-trip the store once within the deadline."""
@@ -42,6 +51,40 @@ class ComponentHealth:
             return StorePing(None, f"no answer within {self._timeout:g} s")
         except EventStoreError as exc:
             return StorePing(None, f"{type(exc).__name__}: {exc}")
+
+    def members(self) -> list[Member]:
+        """Every member the heartbeat stream knows, alive or not.
+
+        Those of this daemon's location carry how many of its shared services each probes now.
+        """
+        membership = self.membership
+        if membership is None:
+            return []
+        settings = self._settings.current
+        alive_here = membership.members
+        now = self._clock.now()
+        found = []
+        for name, member in sorted(membership.table.members.items()):
+            heartbeat, left = member.heartbeat, member.left
+            location = heartbeat.location if heartbeat else left.location if left else ""
+            owned = None
+            if location == settings.location and name in alive_here:
+                owned = len(shared_owned_by(settings, name, alive_here))
+            found.append(
+                Member(
+                    instance=name,
+                    location=location,
+                    alive=name in alive_here
+                    if location == settings.location
+                    else member.alive_at(now),
+                    this=name == settings.instance,
+                    started_at=None if heartbeat is None else heartbeat.started_at,
+                    last_heartbeat=None if heartbeat is None else heartbeat.at,
+                    left_at=None if left is None else left.at,
+                    services_owned=owned,
+                )
+            )
+        return found
 
     async def components(self) -> list[Component]:
         """Store, projector and scheduler, each healthy or not, with a reason."""

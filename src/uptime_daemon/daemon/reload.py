@@ -21,7 +21,15 @@ from uptime_daemon.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
-RESTART_ONLY: Final = ("server", "store", "projector", "scheduler")
+RESTART_ONLY: Final = (
+    "server",
+    "store",
+    "projector",
+    "scheduler",
+    "cluster",
+    "instance",
+    "location",
+)
 """Settings a reload cannot change in place (sockets, files, pools): kept, with a warning."""
 
 

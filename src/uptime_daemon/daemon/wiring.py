@@ -38,6 +38,7 @@ from uptime_daemon.api.keys import (
 )
 from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock, SystemClock
+from uptime_daemon.cluster import Membership
 from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.config.model import Settings
 from uptime_daemon.daemon.build import (
@@ -50,6 +51,7 @@ from uptime_daemon.daemon.build import (
 from uptime_daemon.daemon.exclusive import exclusive
 from uptime_daemon.daemon.health import ComponentHealth
 from uptime_daemon.daemon.reload import Reloader
+from uptime_daemon.daemon.sharing import Sharing
 from uptime_daemon.daemon.supervisor import Supervisor
 from uptime_daemon.errors import EventStoreError, EventStoreUnavailable
 from uptime_daemon.metrics import Metrics
@@ -98,9 +100,11 @@ class Daemon:
         self._holder = f"uptime-daemon instance {settings.instance!r}"
         registry = CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(registry, version=__version__)
-        self.health = ComponentHealth(self.settings)
+        self.health = ComponentHealth(self.settings, self.clock)
         self.reloader = Reloader(self.settings, self.metrics)
         self.scheduler: CheckScheduler | None = None
+        self.sharing: Sharing | None = None
+        self.membership: Membership | None = None
         self._buffer: OutageBuffer | None = None
         self.app = app = create_web_app(
             registry=registry,
@@ -230,27 +234,74 @@ class Daemon:
             app[RUN_CHECKS] = run_now
             result = await connection_test(store, self.clock)
             log.info("connection_test", ok=result.ok, detail=result.detail, reason=result.failure)
-            for name in runner.services:
-                try:
-                    await runner.prepare(name)
-                except EventStoreError as exc:
-                    log.warning("stream_prepare_failed", service=name, error=str(exc))
             scheduler = CheckScheduler(
                 run=runner.run_check,
                 settings=settings.scheduler,
-                services=settings.probed_here(),
+                services={},
                 clock=self.clock,
                 on_lateness=self.metrics.observe_lateness,
                 on_skip=self.metrics.count_skipped_run,
             )
             self.scheduler = self.health.scheduler = scheduler
-            self.reloader.register(scheduler)
-            if settings.scheduler.enabled:
-                scheduler.start()
-            yield
-            await self.stop_checks()
+            self.sharing = sharing = Sharing(self.settings, scheduler, runner)
+            self.reloader.register(sharing)
+            async with self._membership(app, sharing):
+                owned = sharing.start()
+                for name in owned:
+                    try:
+                        await runner.prepare(name)
+                    except EventStoreError as exc:
+                        log.warning("stream_prepare_failed", service=name, error=str(exc))
+                scheduler.reschedule(owned)
+                if settings.scheduler.enabled:
+                    scheduler.start()
+                yield
+                await self.stop_checks()
         finally:
             await session.close()
+
+    @contextlib.asynccontextmanager
+    async def _membership(self, app: web.Application, sharing: Sharing) -> AsyncIterator[None]:
+        """In a cluster: heartbeat and follow the members; alone: nothing.
+
+        Waits (at most one member lifetime) to know the members before taking a share, so a new
+        member does not probe everything first; announces leaving on the way out.
+        """
+        cluster = self.settings.current.cluster
+        if cluster is None:
+            yield
+            return
+        known = asyncio.Event()
+
+        def changed(members: tuple[str, ...]) -> None:
+            known.set()
+            sharing.members_changed(members)
+
+        settings = self.settings.current
+        self.membership = membership = Membership(
+            store=app[STORE],
+            clock=self.clock,
+            instance=settings.instance,
+            location=settings.location,
+            heartbeat_seconds=cluster.heartbeat_seconds,
+            ttl_seconds=cluster.member_ttl_seconds,
+            on_change=changed,
+        )
+        self.health.membership = membership
+        task = asyncio.create_task(membership.run(), name="cluster-membership")
+        self.supervisor.watch(task)
+        with suppress(TimeoutError):  # the store may be down: start alone, share once it answers
+            async with asyncio.timeout(cluster.member_ttl_seconds):
+                await known.wait()
+        sharing.members = membership.members
+        log.info("cluster_joined", members=list(sharing.members), location=settings.location)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            await membership.leave()
 
     def _observe(self, report: CheckReport) -> None:
         changed_to = report.outcome.status.value if report.outcome.changed else None

@@ -40,7 +40,11 @@ RESUBSCRIBE_BACKOFF_SECONDS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """A transition, as the live feed announces it."""
+    """A transition of a service, as the live feed announces it.
+
+    For a service watched from several locations it is the quorum verdict's; ``payload`` is then
+    the check that moved it.
+    """
 
     service: str
     status: Status
@@ -229,11 +233,31 @@ class Projector:
             quorum=decoded.quorum,
             locations=decoded.quorum_of,
         )
+        service = self.state.services.get(decoded.service)
+        before = None if service is None else service.status
         apply(self.state, observation)
-        if decoded.changed and self._listeners:
+        if not self._listeners:
+            return
+        service = self.state.services[decoded.service]
+        if service.by_quorum:
+            # The service's transition is the quorum's, not this location's: announce it when
+            # this check moved the verdict, with the verdict's status.
+            if service.status is before or service.status is None:
+                return
+            change = StatusChange(
+                decoded.service,
+                service.status,
+                before,
+                decoded.timestamp,
+                event.position,
+                decoded.payload,
+            )
+        elif decoded.changed:
             change = StatusChange.of(event.position, decoded)
-            for listener in list(self._listeners):
-                listener(change)
+        else:
+            return
+        for listener in list(self._listeners):
+            listener(change)
 
     # --- live feed --------------------------------------------------------------------------
 

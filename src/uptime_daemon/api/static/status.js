@@ -93,6 +93,25 @@ function renderSpark(svg, values, last) {
   last.textContent = latest === null ? "—" : `${latest.toFixed(1)} ms`;
 }
 
+function renderLocations(list, locations) {
+  // A service watched from several locations: each one's own view beside the quorum verdict.
+  list.replaceChildren();
+  for (const where of locations) {
+    const li = document.createElement("li");
+    li.className = "pill";
+    li.dataset.status = where.status;
+    li.dataset.location = where.location;
+    const icon = document.createElement("span");
+    icon.className = "icon";
+    icon.setAttribute("aria-hidden", "true");
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = `${where.location}: ${LABELS[where.status] || where.status}`;
+    li.append(icon, label);
+    list.append(li);
+  }
+}
+
 function renderIncidents(list, incidents) {
   list.replaceChildren();
   if (!incidents.length) {
@@ -131,6 +150,7 @@ function render(data) {
     renderBars(item.querySelector(".bars"), svc.days);
     renderSpark(item.querySelector(".spark"), svc.responseMsHourly, item.querySelector(".spark-last"));
     renderIncidents(item.querySelector(".incidents ul"), svc.incidents);
+    renderLocations(item.querySelector(".locations"), svc.locations);
   }
   renderComponents(data.components, data.projectorLagSeconds);
   if (lastPosition === null) lastPosition = data.position;
