@@ -557,7 +557,10 @@ class EventStoreContract:
             await store.read_stream(stream)
 
     async def test_delete_checks_expected_and_existence(self, store: EventStore) -> None:
-        """Deleting a missing stream is not found; a stale expected revision conflicts; twice is not found."""
+        """A missing stream is not found; a stale expected revision conflicts; twice is a no-op.
+
+        Deleting a deleted stream again with ``any`` succeeds and changes nothing, as on KurrentDB.
+        """
         with pytest.raises(StreamNotFound):
             await store.delete_stream(unique())
         with pytest.raises(StreamNotFound):
@@ -568,8 +571,9 @@ class EventStoreContract:
             await store.delete_stream(stream, 0)
         assert len(await store.read_stream(stream)) == 2
         await store.delete_stream(stream, 1)
+        await store.delete_stream(stream)
         with pytest.raises(StreamNotFound):
-            await store.delete_stream(stream)
+            await store.read_stream(stream)
 
     # --- health and lifecycle ---------------------------------------------------------------------------
 
