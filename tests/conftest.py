@@ -22,13 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 class DaemonProcess:
     """``uptime-daemon run`` in a subprocess; its JSON log lines are collected as they arrive."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> None:
+        """``prefix`` runs it under another command (``ip netns exec NAME`` for a partition test)."""
         self.config = config
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uptime_daemon", "--config", str(config), "run"],
+            [*prefix, sys.executable, "-m", "uptime_daemon", "--config", str(config), "run"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -824,20 +824,22 @@ class _Streams(streams_pb2_grpc.StreamsServicer):
 class StandInServer:
     """Start, stop and restart the stand-in on one loopback port, keeping its data."""
 
-    def __init__(self, log: Log | None = None) -> None:
+    def __init__(self, log: Log | None = None, *, bind: str = "127.0.0.1") -> None:
         self.log = log or Log()
         self.service = StandIn(self.log)
+        self.bind = bind
+        """The address to listen on: loopback, or a test network namespace's link address."""
         self._server: grpc.aio.Server | None = None
 
     @property
     def url(self) -> str:
-        return f"kurrentdb://127.0.0.1:{self.service.port}?tls=false"
+        return f"kurrentdb://{self.bind}:{self.service.port}?tls=false"
 
     async def start(self) -> None:
         server = grpc.aio.server()
         streams_pb2_grpc.add_StreamsServicer_to_server(_Streams(self.service), server)  # type: ignore[no-untyped-call]
         gossip_pb2_grpc.add_GossipServicer_to_server(_Gossip(self.service), server)  # type: ignore[no-untyped-call]
-        self.service.port = server.add_insecure_port(f"127.0.0.1:{self.service.port}")
+        self.service.port = server.add_insecure_port(f"{self.bind}:{self.service.port}")
         await server.start()
         self._server = server
 
@@ -850,11 +852,11 @@ class StandInServer:
 class ThreadedStandIn:
     """The stand-in on its own event loop thread, for tests whose thread blocks on a subprocess."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bind: str = "127.0.0.1") -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="standin", daemon=True)
         self._thread.start()
-        self.server = StandInServer()
+        self.server = StandInServer(bind=bind)
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
