@@ -38,7 +38,7 @@ format: $(VENV)/.test-deps
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-# Figures, not tests: each script prints one JSON line per figure, kept in var/bench/ (about 35 min
+# Figures, not tests: each script prints one JSON line per figure, kept in var/bench/ (about 45 min
 # in all; docs/performance.md and docs/reliability.md quote them). One at a time: they measure CPU.
 BENCH_OUT := var/bench
 bench: $(VENV)/.test-deps system-deps
@@ -49,6 +49,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/replay.py | tee $(BENCH_OUT)/replay.jsonl
 	$(BIN)/python bench/api.py | tee $(BENCH_OUT)/api.jsonl
 	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10 | tee $(BENCH_OUT)/soak.jsonl
+	$(BIN)/python bench/cluster.py | tee $(BENCH_OUT)/cluster.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -30,13 +30,16 @@ SEED_KEYS = ["serviceName", "status", "timestamp", "duration", "metadata", "even
 async def target(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
     app = web.Application()
     state = {"code": 200}
+    server: TestServer
 
     async def handler(_: web.Request) -> web.Response:
+        server.requests += 1  # type: ignore[attr-defined]
         return web.Response(status=state["code"], text="ok")
 
     app.router.add_get("/", handler)
     server = await aiohttp_server(app)
     server.state = state  # type: ignore[attr-defined]
+    server.requests = 0  # type: ignore[attr-defined]
     return server
 
 
@@ -212,3 +215,24 @@ async def test_status_changes_warn_only_when_on_call_should_look(
         if e["event"] == "service_status_changed"
     ]
     assert changes == [("info", "up", None), ("warning", "down", "up"), ("warning", "down", None)]
+
+
+async def test_a_slot_already_stored_is_not_probed_again(
+    store: SqliteEventStore, runners: RunnerFactory, target: TestServer
+) -> None:
+    """After a restart or a takeover the first run's slot may be stored already: no probe.
+
+    No event either; the next slot is checked as usual.
+    """
+    slot = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    first = await runners(store)
+    assert await first.run_slot("web", slot) is not None
+    requests_before = target.requests  # type: ignore[attr-defined]
+    taken_over = await runners(store)
+    assert await taken_over.run_slot("web", slot) is None
+    assert target.requests == requests_before  # type: ignore[attr-defined]
+    assert await taken_over.run_slot("web", slot + timedelta(seconds=5)) is not None
+    stored = [
+        e for e in await store.read_stream("service-uptime-web") if e.type == "ServiceStatusChanged"
+    ]
+    assert len(stored) == 2

@@ -78,6 +78,7 @@ async def probe_with_deadline(
         )
 
 
+_ONE_MS: Final = timedelta(milliseconds=1)
 RESTORE_LOOKBACK: Final = 100
 """Events read back to find this location's last verdict of a service."""
 
@@ -110,6 +111,8 @@ class CheckRunner:
         self._context = context
         self._clock = clock
         self._states: dict[str, ServiceState] = {}
+        self._last_slots: dict[str, datetime] = {}
+        """Per service, the newest slot this location stored a check of (as far as we know)."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._prepared: set[str] = set()
 
@@ -132,40 +135,47 @@ class CheckRunner:
         If it comes back, its status is restored from the log, where the other owner left it.
         """
         self._states.pop(name, None)
+        self._last_slots.pop(name, None)
         self._prepared.discard(name)
 
     async def prepare(self, name: str) -> None:
-        """Create the service's stream once and restore its status from the last stored event.
+        """Restore the service's status from its last stored event, or create its stream once.
 
-        Failures are logged and retried before the next check: a store that is down at start-up
-        must not stop probing.
+        One read when the stream exists (a restart, a takeover of thousands of services); the
+        ``StreamCreated`` append only when it does not. Failures are logged and retried before the
+        next check: a store that is down at start-up must not stop probing.
         """
         if name in self._prepared:
             return
         service = self._services[name]
         stream = events.stream_name(name)
-        created = events.stream_created(name, self._clock.now(), service.description)
         try:
-            delivery = await self._appender.append(stream, [created], StreamState.NO_STREAM)
-            if delivery.delivered is Delivered.STORED:
-                log.info("stream_created", stream=stream)
-        except ConcurrencyConflict:
-            pass  # present already: another run or another daemon created it
-        try:
-            self._states[name] = await self._restore_state(stream)
+            state, last_slot, exists = await self._restore_state(stream)
         except EventStoreUnavailable:
-            self._states[name] = ServiceState.initial()  # the store is down: no history to resume
+            state, last_slot, exists = ServiceState.initial(), None, False  # no history to resume
+        if not exists:
+            created = events.stream_created(name, self._clock.now(), service.description)
+            try:
+                delivery = await self._appender.append(stream, [created], StreamState.NO_STREAM)
+                if delivery.delivered is Delivered.STORED:
+                    log.info("stream_created", stream=stream)
+            except ConcurrencyConflict:
+                pass  # present already: another run or another daemon created it
+        self._states[name] = state
+        if last_slot is not None:
+            self._last_slots[name] = last_slot
         self._prepared.add(name)
 
-    async def _restore_state(self, stream: str) -> ServiceState:
-        """This location's last verdict in the stream (other locations write into it too).
+    async def _restore_state(self, stream: str) -> tuple[ServiceState, datetime | None, bool]:
+        """This location's last verdict in the stream, its slot, and whether the stream exists.
 
-        Looks back at most ``RESTORE_LOOKBACK`` events: a location silent for longer starts afresh.
+        Other locations write into the stream too. Looks back at most ``RESTORE_LOOKBACK`` events:
+        a location silent for longer starts afresh.
         """
         try:
             newest = await self._store.read_stream(stream, backwards=True, limit=RESTORE_LOOKBACK)
         except StreamNotFound:
-            return ServiceState.initial()
+            return ServiceState.initial(), None, False
         for event in newest:
             if event.type != events.EVENT_TYPE_STATUS_CHANGED:
                 continue
@@ -173,8 +183,29 @@ class CheckRunner:
             if decoded.location != self._settings.location:
                 continue
             since = decoded.timestamp - timedelta(seconds=decoded.duration_seconds)
-            return ServiceState.restored(decoded.status, since)
-        return ServiceState.initial()
+            return ServiceState.restored(decoded.status, since), decoded.scheduled_at, True
+        return ServiceState.initial(), None, bool(newest)
+
+    async def run_slot(self, name: str, slot: datetime) -> CheckReport | None:
+        """The scheduler's check of ``slot``; ``None`` (no probe) when already stored.
+
+        This location may have stored a check of that slot or a later one already: the first run
+        after a takeover, say, whose slot the previous owner did before it died. The next slot is
+        then the next check.
+        """
+        if name in self._services:
+            await self._prepare_quietly(name)
+        done = self._last_slots.get(name)
+        if done is not None and slot <= done:
+            log.debug("check_slot_already_stored", service=name, slot=slot.isoformat())
+            return None
+        return await self.run_check(name, slot)
+
+    async def _prepare_quietly(self, name: str) -> None:
+        try:
+            await self.prepare(name)
+        except EventStoreError as exc:
+            log.warning("stream_prepare_failed", service=name, error=str(exc))
 
     async def run_check(self, name: str, scheduled_at: datetime | None = None) -> CheckReport:
         """Probe ``name`` once, decide its status, append the event; never raises for a target."""
@@ -226,6 +257,8 @@ class CheckRunner:
             position, spooled = delivery.position, delivery.delivered is Delivered.SPOOLED
             if delivery.delivered is Delivered.DROPPED:
                 store_error = "store unreachable and the outage spool full: event dropped"
+            elif scheduled_at > self._last_slots.get(name, scheduled_at - _ONE_MS):
+                self._last_slots[name] = scheduled_at
         except EventStoreError as exc:
             store_error = f"{type(exc).__name__}: {exc}"
             log.error("event_append_failed", error=store_error)  # noqa: TRY400 - no traceback for an outage

@@ -51,6 +51,17 @@ def test_shipped_environments_are_valid(env: str) -> None:
     assert set(settings.services) == {"http", "websocket", "database"}
 
 
+@pytest.mark.parametrize("location", ["eu", "us"])
+def test_the_example_cluster_configs_are_valid(location: str) -> None:
+    """deploy/examples: each location's file loads, shares web and docs, keeps its own /health."""
+    path = ROOT / "deploy" / "examples" / f"cluster-{location}.toml"
+    settings = load_settings(path, environ={"UPTIME_INSTANCE": f"{location}-1"})
+    assert settings.location == location
+    assert set(settings.probed_here()) == {"web", "docs", f"self-{location}-1"}
+    assert settings.placement("web").locations == ("eu", "us")
+    assert settings.placement("web").quorum == 2
+
+
 def test_defaults_apply_unless_a_service_overrides_them(tmp_path: Path) -> None:
     """``[defaults]`` fills every service; a service's own value wins."""
     path = tmp_path / "c.toml"

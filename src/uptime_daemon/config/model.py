@@ -196,7 +196,7 @@ class ClusterSettings(_Model):
     """How often a member says it is alive (on the temporary stream ``system-cluster-members``)."""
     member_ttl_seconds: Seconds = 10.0
     """A member silent for this long is gone: its services move to the others within this plus
-    one interval."""
+    one heartbeat and one interval."""
     locations: tuple[LocationName, ...] | None = Field(default=None, min_length=1)
     """The default ``locations`` of every service (else this daemon's own location)."""
 

@@ -235,7 +235,7 @@ class Daemon:
             result = await connection_test(store, self.clock)
             log.info("connection_test", ok=result.ok, detail=result.detail, reason=result.failure)
             scheduler = CheckScheduler(
-                run=runner.run_check,
+                run=runner.run_slot,
                 settings=settings.scheduler,
                 services={},
                 clock=self.clock,
