@@ -9,12 +9,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+
+from tests.kurrentdb_standin import ThreadedStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,3 +171,18 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield start
     for daemon in started:
         daemon.stop(signal.SIGKILL)  # no-op signal for one that already exited; closes its pipe
+
+
+def get_json(url: str) -> Any:
+    """GET a loopback (or test-namespace) URL and parse its JSON body."""
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a URL the test built
+        return orjson.loads(response.read())
+
+
+@pytest.fixture
+def standin() -> Iterator[ThreadedStandIn]:
+    """The KurrentDB stand-in on loopback, on its own thread (the test's thread may block)."""
+    server = ThreadedStandIn()
+    server.start()
+    yield server
+    server.close()

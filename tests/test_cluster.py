@@ -14,7 +14,6 @@ import math
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import DaemonProcess, free_port
+from tests.conftest import DaemonProcess, free_port, get_json
 from tests.kurrentdb_standin import ThreadedStandIn
 from tests.polling import wait_until
 from uptime_daemon.scheduler import grid_phase_seconds
@@ -81,14 +80,6 @@ def _slot_start(name: str, slot: int) -> float:
 
 
 @pytest.fixture
-def standin() -> Iterator[ThreadedStandIn]:
-    server = ThreadedStandIn()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def target() -> Iterator[Target]:
     server = Target()
     yield server
@@ -107,13 +98,8 @@ def _config(port: int) -> str:
     )
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback test URL
-        return orjson.loads(response.read())
-
-
 def _alive(daemon: DaemonProcess) -> list[str]:
-    members = _get(f"{daemon.url}/health/comprehensive")["members"]
+    members = get_json(f"{daemon.url}/health/comprehensive")["members"]
     return sorted(m["instance"] for m in members if m["alive"])
 
 

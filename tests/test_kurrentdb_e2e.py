@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonProcess, get_json
 from tests.kurrentdb_standin import ThreadedStandIn
 from tests.polling import wait_until
 
@@ -28,19 +27,6 @@ kind = "database"
 """
 
 
-@pytest.fixture
-def standin() -> Iterator[ThreadedStandIn]:
-    server = ThreadedStandIn()
-    server.start()
-    yield server
-    server.close()
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback test URL
-        return orjson.loads(response.read())
-
-
 def _checks(lines: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
     return [e for e in lines if e.get("event") == "probe_completed" and e.get("service") == service]
 
@@ -53,14 +39,14 @@ def test_daemon_on_kurrentdb_monitors_itself(
     daemon.wait_until(
         lambda lines: len(_checks(lines, "http")) >= 3 and len(_checks(lines, "database")) >= 3
     )
-    health = _get(f"{daemon.url}/health/kurrentdb")
+    health = get_json(f"{daemon.url}/health/kurrentdb")
     assert health["backend"] == "kurrentdb"
     assert health["connected"] is True
     assert health["lastAppendPosition"] > 0
     assert "127.0.0.1" in health["url"]
 
     def three_http_checks() -> dict[str, Any]:
-        summary = _get(f"{daemon.url}/uptime/summary?hours=1")
+        summary = get_json(f"{daemon.url}/uptime/summary?hours=1")
         found = {s["service"]: s for s in summary["services"]}
         return found if found["http"]["checks"]["total"] >= 3 else {}
 

@@ -12,29 +12,15 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.conftest import DaemonProcess, free_port, start_http_target
+from tests.conftest import DaemonProcess, free_port, get_json, start_http_target
 from tests.kurrentdb_standin import ThreadedStandIn
 from tests.polling import wait_until
-
-
-@pytest.fixture
-def standin() -> Iterator[ThreadedStandIn]:
-    server = ThreadedStandIn()
-    server.start()
-    yield server
-    server.close()
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback test URL
-        return orjson.loads(response.read())
 
 
 def _service(port: int) -> str:
@@ -71,7 +57,7 @@ def test_a_one_location_outage_is_degraded_and_both_down_is_down(
         )
 
         def partial_outage_seen() -> dict[str, Any]:
-            web = _get(f"{eu.url}/uptime/service/web?hours=1")
+            web = get_json(f"{eu.url}/uptime/service/web?hours=1")
             statuses = {k: v["status"] for k, v in web["locations"].items()}
             return dict(web) if statuses == {"eu": "up", "us": "down"} else {}
 
@@ -81,11 +67,13 @@ def test_a_one_location_outage_is_degraded_and_both_down_is_down(
         assert web["incidents"] == []
         assert web["seconds"]["down"] == 0
         # Let both keep checking for a while: still no down, no flapping.
-        wait_until(lambda: _get(f"{eu.url}/uptime/service/web?hours=1")["checks"]["total"] >= 30)
-        periods = _get(f"{us.url}/uptime/timeline/web?hours=1")["periods"]
+        wait_until(
+            lambda: get_json(f"{eu.url}/uptime/service/web?hours=1")["checks"]["total"] >= 30
+        )
+        periods = get_json(f"{us.url}/uptime/timeline/web?hours=1")["periods"]
         assert "down" not in {p["status"] for p in periods}
         assert [p["status"] for p in periods if p["status"] != "unknown"][-1] == "degraded"
-        us_own = _get(f"{eu.url}/uptime/timeline/web?hours=1&location=us")
+        us_own = get_json(f"{eu.url}/uptime/timeline/web?hours=1&location=us")
         assert us_own["location"] == "us"
         assert us_own["periods"][-1]["status"] == "down"
 
@@ -93,7 +81,7 @@ def test_a_one_location_outage_is_degraded_and_both_down_is_down(
         target.wait(timeout=10)
 
         def both_down() -> dict[str, Any]:
-            found = _get(f"{us.url}/uptime/service/web?hours=1")
+            found = get_json(f"{us.url}/uptime/service/web?hours=1")
             return dict(found) if found["status"] == "down" else {}
 
         down = wait_until(both_down, within=20, what="the service down once eu sees it too")
