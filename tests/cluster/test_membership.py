@@ -489,6 +489,10 @@ async def test_an_outage_does_not_end_run_and_membership_recovers(
             a = member(stores[0], "a", running, clock=clock)
             b = member(stores[1], "b", running, clock=clock)
             await until(lambda: seen(a, clock.now()) == seen(b, clock.now()) == ("a", "b"))
+            # Both caught up, and told so, before the outage: a member that has not caught up yet
+            # stays silent (on purpose), which would make the rest of this test wait for nothing.
+            await heard(running, "a", ("a", "b"))
+            await heard(running, "b", ("a", "b"))
             await standin.stop(0)
             await until(
                 lambda: (
