@@ -43,8 +43,6 @@ from uptime_daemon.projector.quorum import verdict
 from uptime_daemon.status import Status
 
 HOUR_SECONDS: Final = 3600
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND: Final = timedelta(milliseconds=1)
 HISTOGRAM_BASE_SECONDS: Final = 0.001
 HISTOGRAM_GROWTH: Final = 2**0.25
 HISTOGRAM_BUCKETS: Final = 72
@@ -240,10 +238,15 @@ def _first_count(service: ServiceProjection, obs: Observation) -> bool:
     """Remember ``obs``'s slot; ``False`` when that check was counted already (or is too old)."""
     if obs.slot is None:
         return True
-    key = (obs.slot - _EPOCH) // _MILLISECOND
+    key = round(obs.slot.timestamp() * 1000)  # slots have millisecond precision: exact
     recent = service.recent_slots.get(obs.location)
     if recent is None:
         service.recent_slots[obs.location] = [key]
+        return True
+    if key > recent[-1]:  # the usual case: the newest slot yet
+        recent.append(key)
+        if len(recent) > RECENT_SLOTS:
+            del recent[0]
         return True
     if len(recent) >= RECENT_SLOTS and key < recent[0]:
         return False
@@ -269,7 +272,11 @@ def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
     if not service.locations:
         if service.location is None:
             service.location = obs.location
-        if quorum_of == (service.location,) == (obs.location,):
+        if (
+            service.location == obs.location
+            and len(quorum_of) == 1
+            and quorum_of[0] == obs.location
+        ):
             service.quorum, service.quorum_of = obs.quorum, quorum_of
             _check(service, obs, horizon_seconds)
             return state
