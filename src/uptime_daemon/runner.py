@@ -194,18 +194,25 @@ class CheckRunner:
         then the next check.
         """
         if name in self._services:
-            await self._prepare_quietly(name)
+            await self.try_prepare(name)
         done = self._last_slots.get(name)
         if done is not None and slot <= done:
             log.debug("check_slot_already_stored", service=name, slot=slot.isoformat())
             return None
         return await self.run_check(name, slot)
 
-    async def _prepare_quietly(self, name: str) -> None:
+    async def try_prepare(self, name: str) -> str | None:
+        """``prepare``, logging a store failure instead of raising it; the failure's text, if any.
+
+        The next check tries again: a store that is down must not stop probing.
+        """
         try:
             await self.prepare(name)
         except EventStoreError as exc:
-            log.warning("stream_prepare_failed", service=name, error=str(exc))
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("stream_prepare_failed", service=name, error=error)
+            return error
+        return None
 
     async def run_check(self, name: str, scheduled_at: datetime | None = None) -> CheckReport:
         """Probe ``name`` once, decide its status, append the event; never raises for a target."""
@@ -218,12 +225,7 @@ class CheckRunner:
                 return await self._run_locked(name, service, scheduled_at or self._clock.now())
 
     async def _run_locked(self, name: str, service: Service, scheduled_at: datetime) -> CheckReport:
-        store_error: str | None = None
-        try:
-            await self.prepare(name)
-        except EventStoreError as exc:
-            store_error = f"{type(exc).__name__}: {exc}"
-            log.warning("stream_prepare_failed", error=store_error)
+        store_error = await self.try_prepare(name)
         result = await self._probe(service)
         completed_at = self._clock.now()
         state = self._states.get(name, ServiceState.initial())

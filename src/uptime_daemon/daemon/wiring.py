@@ -248,10 +248,7 @@ class Daemon:
             async with self._membership(app, sharing):
                 owned = sharing.start()
                 for name in owned:
-                    try:
-                        await runner.prepare(name)
-                    except EventStoreError as exc:
-                        log.warning("stream_prepare_failed", service=name, error=str(exc))
+                    await runner.try_prepare(name)
                 scheduler.reschedule(owned)
                 if settings.scheduler.enabled:
                     scheduler.start()

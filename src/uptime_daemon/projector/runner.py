@@ -233,11 +233,12 @@ class Projector:
             quorum=decoded.quorum,
             locations=decoded.quorum_of,
         )
-        service = self.state.services.get(decoded.service)
-        before = None if service is None else service.status
-        apply(self.state, observation)
-        if not self._listeners:
+        if not self._listeners:  # a replay, or no live client: nothing to announce
+            apply(self.state, observation)
             return
+        known = self.state.services.get(decoded.service)
+        before = None if known is None else known.status
+        apply(self.state, observation)
         service = self.state.services[decoded.service]
         if service.by_quorum:
             # The service's transition is the quorum's, not this location's: announce it when
