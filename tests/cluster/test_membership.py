@@ -30,7 +30,7 @@ from uptime_daemon.cluster.members import (
 )
 from uptime_daemon.cluster.membership import stream_max_age_seconds
 from uptime_daemon.errors import EventStoreUnavailable
-from uptime_daemon.store import CaughtUp, EventStore, NewEvent, RecordedEvent
+from uptime_daemon.store import CaughtUp, EventStore, NewEvent, RecordedEvent, StreamPrefix
 from uptime_daemon.store.kurrentdb import KurrentDBEventStore
 from uptime_daemon.store.sqlite import SqliteEventStore
 
@@ -442,7 +442,7 @@ class SubscribeSpy:
         self.afters: list[int | None] = []
 
     def subscribe(
-        self, *, after: int | None = None, stream_prefix: str | None = None
+        self, *, after: int | None = None, stream_prefix: StreamPrefix = None
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         self.afters.append(after)
         return self._store.subscribe(after=after, stream_prefix=stream_prefix)

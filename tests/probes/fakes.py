@@ -16,6 +16,7 @@ from uptime_daemon.store import (
     NewEvent,
     RecordedEvent,
     StreamMetadata,
+    StreamPrefix,
     StreamState,
 )
 
@@ -146,13 +147,13 @@ class FakeStore:
         self,
         *,
         after: int | None = None,
-        stream_prefix: str | None = None,
+        stream_prefix: StreamPrefix = None,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         raise NotImplementedError
 
     async def subscribe(
-        self, *, after: int | None = None, stream_prefix: str | None = None
+        self, *, after: int | None = None, stream_prefix: StreamPrefix = None
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         raise NotImplementedError
         yield CaughtUp(None)  # pragma: no cover - makes this an async generator

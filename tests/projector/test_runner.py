@@ -22,7 +22,7 @@ from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
 from uptime_daemon.status import ServiceState, step
-from uptime_daemon.store import CaughtUp, NewEvent, RecordedEvent
+from uptime_daemon.store import CaughtUp, NewEvent, RecordedEvent, StreamPrefix
 from uptime_daemon.store.sqlite import SqliteEventStore
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -124,7 +124,7 @@ class BrokenOnce:
         return getattr(self.inner, name)
 
     async def subscribe(
-        self, *, after: int | None = None, stream_prefix: str | None = None
+        self, *, after: int | None = None, stream_prefix: StreamPrefix = None
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         self.subscriptions += 1
         count = 0

@@ -23,7 +23,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from uptime_daemon.errors import ConcurrencyConflict, EventStoreUnavailable, StreamNotFound
-from uptime_daemon.store import CaughtUp, EventStore, Expected, NewEvent, RecordedEvent, StreamState
+from uptime_daemon.store import (
+    CaughtUp,
+    EventStore,
+    Expected,
+    NewEvent,
+    RecordedEvent,
+    StreamPrefix,
+    StreamState,
+)
 
 WAIT = 10.0
 """Seconds any single expected event may take before the test fails instead of hanging."""
@@ -71,7 +79,7 @@ async def aclose(iterator: AsyncIterator[Item]) -> None:
 
 @contextlib.asynccontextmanager
 async def subscribed(
-    store: EventStore, *, after: int | None = None, stream_prefix: str | None = None
+    store: EventStore, *, after: int | None = None, stream_prefix: StreamPrefix = None
 ) -> AsyncIterator[AsyncIterator[Item]]:
     iterator = store.subscribe(after=after, stream_prefix=stream_prefix)
     try:
@@ -343,6 +351,23 @@ class EventStoreContract:
             items = await take(subscription, 3)
         assert [getattr(i, "stream", None) for i in items[:2]] == [prefix + "-1", tag + "a_b%c"]
         assert isinstance(items[2], CaughtUp)
+
+    async def test_several_prefixes_keep_each_and_nothing_else(self, store: EventStore) -> None:
+        """A tuple of prefixes keeps every stream that starts with any one of them, in commit order."""
+        tag = f"multi-{uuid.uuid4().hex[:8]}-"
+        for stream in (tag + "a-1", tag + "b-1", tag + "c-1", tag + "a-2"):
+            await store.append(stream, [new(stream)])
+        wanted = (tag + "a-", tag + "c-")
+        found = await store.read_all(stream_prefix=wanted)
+        assert [e.stream for e in found] == [tag + "a-1", tag + "c-1", tag + "a-2"]
+        async with subscribed(store, stream_prefix=wanted) as subscription:
+            items = await take(subscription, 4)
+        assert [getattr(i, "stream", None) for i in items[:3]] == [
+            tag + "a-1",
+            tag + "c-1",
+            tag + "a-2",
+        ]
+        assert isinstance(items[3], CaughtUp)
 
     # --- subscriptions -------------------------------------------------------------------------------
 

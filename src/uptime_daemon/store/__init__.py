@@ -40,6 +40,17 @@ class StreamState(StrEnum):
 Expected = StreamState | int
 """Either a ``StreamState`` or the exact revision of the stream's last event."""
 
+StreamPrefix = str | tuple[str, ...] | None
+"""Which streams a ``read_all``/``subscribe`` keeps: those whose name starts with the prefix (or
+with any of several); ``None`` keeps every stream."""
+
+
+def prefixes(stream_prefix: StreamPrefix) -> tuple[str, ...]:
+    """The prefixes a ``StreamPrefix`` names (empty: every stream)."""
+    if not stream_prefix:
+        return ()
+    return (stream_prefix,) if isinstance(stream_prefix, str) else stream_prefix
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -121,14 +132,14 @@ class EventStore(Protocol):
         self,
         *,
         after: int | None = None,
-        stream_prefix: str | None = None,
+        stream_prefix: StreamPrefix = None,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         """Read the global log forwards from just after ``after``, optionally only streams with a prefix."""
         ...
 
     def subscribe(
-        self, *, after: int | None = None, stream_prefix: str | None = None
+        self, *, after: int | None = None, stream_prefix: StreamPrefix = None
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         """Catch up from just after ``after``, yield ``CaughtUp`` once, then yield live events forever.
 

@@ -20,6 +20,7 @@ from uptime_daemon.store import (
     NewEvent,
     RecordedEvent,
     StreamMetadata,
+    StreamPrefix,
     StreamState,
 )
 
@@ -94,14 +95,14 @@ class InstrumentedStore:
         self,
         *,
         after: int | None = None,
-        stream_prefix: str | None = None,
+        stream_prefix: StreamPrefix = None,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         """Delegate."""
         return await self.inner.read_all(after=after, stream_prefix=stream_prefix, limit=limit)
 
     def subscribe(
-        self, *, after: int | None = None, stream_prefix: str | None = None
+        self, *, after: int | None = None, stream_prefix: StreamPrefix = None
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         """Delegate."""
         return self.inner.subscribe(after=after, stream_prefix=stream_prefix)

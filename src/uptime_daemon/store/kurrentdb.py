@@ -51,7 +51,9 @@ from uptime_daemon.store import (
     NewEvent,
     RecordedEvent,
     StreamMetadata,
+    StreamPrefix,
     StreamState,
+    prefixes,
 )
 
 READ_ALL_LIMIT: Final = 2**62
@@ -143,12 +145,13 @@ def _translated(stream: str | None = None, expected: Expected = StreamState.ANY)
         raise _ours(exc, stream, expected) from exc
 
 
-def _prefix_filter(stream_prefix: str | None) -> dict[str, Any]:
-    """``read_all`` / ``subscribe_to_all`` arguments that keep streams with the prefix, on the server."""
-    if not stream_prefix:
+def _prefix_filter(stream_prefix: StreamPrefix) -> dict[str, Any]:
+    """``read_all`` / ``subscribe_to_all`` arguments that keep streams with the prefix(es), on the server."""
+    wanted = prefixes(stream_prefix)
+    if not wanted:
         return {}
     return {
-        "filter_include": [stream_prefix],
+        "filter_include": list(wanted),
         "filter_by_stream_name": True,
         "filter_by_prefix": True,
     }
@@ -238,7 +241,7 @@ class KurrentDBEventStore:
         self,
         *,
         after: int | None = None,
-        stream_prefix: str | None = None,
+        stream_prefix: StreamPrefix = None,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         """``$all`` forwards, exclusive of ``after``, filtered by stream-name prefix on the server."""
@@ -257,7 +260,7 @@ class KurrentDBEventStore:
         return found[:wanted]
 
     async def subscribe(
-        self, *, after: int | None = None, stream_prefix: str | None = None
+        self, *, after: int | None = None, stream_prefix: StreamPrefix = None
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         """A filtered ``$all`` catch-up subscription; ``CaughtUp`` once, then live events."""
         self._check_open()

@@ -38,6 +38,7 @@ from uptime_daemon.store import (
     NewEvent,
     RecordedEvent,
     StreamMetadata,
+    StreamPrefix,
     StreamState,
 )
 from uptime_daemon.store.sqlite import reads
@@ -235,7 +236,7 @@ class SqliteEventStore:
         self,
         *,
         after: int | None = None,
-        stream_prefix: str | None = None,
+        stream_prefix: StreamPrefix = None,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         """The global log after ``after`` (exclusive), optionally only streams with a prefix."""
@@ -247,7 +248,7 @@ class SqliteEventStore:
         )
 
     def subscribe(
-        self, *, after: int | None = None, stream_prefix: str | None = None
+        self, *, after: int | None = None, stream_prefix: StreamPrefix = None
     ) -> AsyncIterator[RecordedEvent | CaughtUp]:
         """Catch up, yield ``CaughtUp`` once, then follow commits (see ``reads.subscribe``).
 

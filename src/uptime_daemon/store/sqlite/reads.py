@@ -11,7 +11,13 @@ from typing import Final
 from uuid import UUID
 
 from uptime_daemon.errors import StreamNotFound
-from uptime_daemon.store import CaughtUp, RecordedEvent, StreamMetadata
+from uptime_daemon.store import (
+    CaughtUp,
+    RecordedEvent,
+    StreamMetadata,
+    StreamPrefix,
+    prefixes,
+)
 from uptime_daemon.store.sqlite.checks import check_at_least
 from uptime_daemon.store.sqlite.connection import Connections
 from uptime_daemon.store.sqlite.head import Head
@@ -62,7 +68,7 @@ async def read_stream(
 
 
 async def read_all(
-    connections: Connections, *, after: int, prefix: str | None, limit: int | None
+    connections: Connections, *, after: int, prefix: StreamPrefix, limit: int | None
 ) -> list[RecordedEvent]:
     """The global log after ``after`` (exclusive), optionally only streams with a prefix."""
     events, _ = await connections.read(
@@ -72,7 +78,7 @@ async def read_all(
 
 
 async def subscribe(
-    connections: Connections, head: Head, *, after: int | None, prefix: str | None
+    connections: Connections, head: Head, *, after: int | None, prefix: StreamPrefix
 ) -> AsyncIterator[RecordedEvent | CaughtUp]:
     """Catch up in pages, yield ``CaughtUp`` once, then follow commits as they happen.
 
@@ -121,7 +127,7 @@ async def ping(connections: Connections) -> float:
 
 
 def _page(
-    conn: sqlite3.Connection, *, after: int, prefix: str | None, limit: int | None
+    conn: sqlite3.Connection, *, after: int, prefix: StreamPrefix, limit: int | None
 ) -> tuple[list[RecordedEvent], int]:
     """Events after ``after`` and the highest position committed in the same snapshot.
 
@@ -129,13 +135,17 @@ def _page(
     index, which would sort the whole prefix range for every page).
     """
     where, params = "position > ?", list[object]([after])
-    if prefix:
-        where += " AND +stream >= ?"
-        params.append(prefix)
-        upper = _prefix_upper(prefix)
-        if upper is not None:
-            where += " AND +stream < ?"
+    ranges = []
+    for each in prefixes(prefix):
+        params.append(each)
+        upper = _prefix_upper(each)
+        if upper is None:
+            ranges.append("+stream >= ?")
+        else:
+            ranges.append("(+stream >= ? AND +stream < ?)")
             params.append(upper)
+    if ranges:
+        where += " AND (" + " OR ".join(ranges) + ")"
     params.append(-1 if limit is None else limit)
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",  # noqa: S608 - fixed fragments
