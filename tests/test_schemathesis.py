@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import DaemonProcess, write_config
 from uptime_daemon.api import openapi_document
@@ -43,4 +44,9 @@ def daemon_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_api_conforms_to_its_schema(case: schemathesis.Case, daemon_url: str) -> None:  # type: ignore[type-arg]
     """Generated requests never get a 5xx, and every response matches the documented schema."""
     SENT.append(f"{case.method} {case.path}")
-    case.call_and_validate(base_url=daemon_url)
+    # What JSON Schema cannot say: a window's end after its start, its services configured. A
+    # schema-valid body may still be a 400 there (naming the field); every other check applies.
+    semantic = case.method == "POST" and case.path == "/maintenance"
+    case.call_and_validate(
+        base_url=daemon_url, excluded_checks=[positive_data_acceptance] if semantic else None
+    )

@@ -1,14 +1,18 @@
-"""The status page in a real headless Chromium: lists services, turns red live, works at phone width."""
+"""The status page in headless Chromium: live outages, maintenance, held alerts, phone width."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.conftest import ROOT, DaemonProcess, free_port, start_http_target
@@ -59,6 +63,37 @@ def _status(driver: Any, service: str) -> str | None:
         service,
     )
     return None if value is None else str(value)
+
+
+def _text(driver: Any, service: str, selector: str) -> str | None:
+    """The visible text of ``selector`` in the service's card; None while it is hidden or absent."""
+    value = driver.execute_script(
+        "const li = document.querySelector(`#services > li[data-service='${arguments[0]}']`);"
+        "const el = li && li.querySelector(arguments[1]);"
+        "return el && !el.hidden && el.offsetParent !== null ? el.textContent : null;",
+        service,
+        selector,
+    )
+    return None if value is None else str(value)
+
+
+def _declare_maintenance(daemon: DaemonProcess, services: list[str], reason: str) -> None:
+    """``POST /maintenance``: a window from a minute ago to an hour from now."""
+    now = datetime.now(UTC)
+    body = {
+        "services": services,
+        "start": (now - timedelta(minutes=1)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+        "reason": reason,
+    }
+    request = urllib.request.Request(  # noqa: S310 - the daemon's loopback URL
+        f"{daemon.url.rstrip('/')}/maintenance",
+        data=orjson.dumps(body),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert response.status == 201
 
 
 def test_page_lists_services_and_turns_red_live(
@@ -191,3 +226,77 @@ def test_a_service_removed_from_the_config_leaves_the_page(
     assert _status(browser, "retired") is None
     assert "All services are up" in browser.find_element("id", "overall").text
     assert daemon.stop() == 0
+
+
+def test_a_maintenance_window_shows_live_on_its_service_only(
+    daemon_factory: Callable[..., DaemonProcess], browser: Any
+) -> None:
+    """A window declared while the page is open shows as a badge with its reason, on that service only."""
+    daemon = daemon_factory(
+        '[services.router]\nkind = "database"\ninterval_seconds = 1\nstream = "system-router"\n'
+        '[services.database]\nkind = "database"\ninterval_seconds = 1\n'
+    )
+    browser.get(f"{daemon.url}/")
+    _until(lambda: _status(browser, "router") == "up" and _status(browser, "database") == "up")
+    _until(lambda: browser.find_element("id", "live").text == "live")
+    assert _text(browser, "router", ".in-maintenance") is None
+    browser.execute_script("window.__noReload = 5;")
+
+    _declare_maintenance(daemon, ["router"], "router swap")
+    # No status changes: the next health_status on the socket (every 10 s) says a window covers
+    # the service, and the page fetches the reason.
+    _until(
+        lambda: _text(browser, "router", ".in-maintenance") == "Maintenance: router swap",
+        within=15.0,
+    )
+    assert browser.execute_script("return window.__noReload;") == 5
+    assert _text(browser, "database", ".in-maintenance") is None
+    assert _status(browser, "router") == "up"  # the checks' verdict still shows beside it
+    assert "1 in maintenance" in browser.find_element("id", "overall").text
+    today = browser.find_element("css selector", "li[data-service='router'] .bars .bar:last-child")
+    assert today.get_attribute("data-maintenance") == "true"
+    assert today.find_element("css selector", ".maintenance").size["height"] > 0
+    assert re.search(r", \d+[ms]( \d+s)? maintenance$", today.get_attribute("title") or "")
+    badge, band, down = browser.execute_script(
+        "const css = (selector, pseudo) => getComputedStyle("
+        "document.querySelector(`li[data-service='router'] ${selector}`), pseudo);"
+        "return [css('.in-maintenance').color, css('.bar:last-child .maintenance').backgroundColor,"
+        " css('.scale .poor', '::before').backgroundColor];"
+    )
+    assert badge == band != down  # one colour for maintenance, and not the outage red
+    other = browser.find_element(
+        "css selector", "li[data-service='database'] .bars .bar:last-child"
+    )
+    assert other.get_attribute("data-maintenance") is None
+    assert daemon.stop() == 0
+
+
+def test_a_child_of_a_down_parent_says_its_alerts_are_held(
+    daemon_factory: Callable[..., DaemonProcess], browser: Any, tmp_path: Path
+) -> None:
+    """When a parent goes down, the open page notes on its child that the child's alerts are held."""
+    port = free_port()
+    target = start_http_target(port, tmp_path)
+    try:
+        daemon = daemon_factory(
+            "[scheduler]\njitter_seconds = 0\n"
+            f'[services.router]\nkind = "http"\nurl = "http://127.0.0.1:{port}/"\n'
+            "interval_seconds = 1\nfailures_before_down = 1\n"
+            '[services.app]\nkind = "database"\ninterval_seconds = 1\ndepends_on = ["router"]\n'
+        )
+        browser.get(f"{daemon.url}/")
+        _until(lambda: _status(browser, "router") == "up" and _status(browser, "app") == "up")
+        _until(lambda: browser.find_element("id", "live").text == "live")
+        assert _text(browser, "app", ".held") is None
+
+        target.kill()
+        target.wait(timeout=10)
+        # Sooner than the next health_status (10 s): the page refetches on the status change.
+        _until(lambda: _text(browser, "app", ".held") == "Alerts held: router is down", within=5.0)
+        assert _status(browser, "router") == "down"
+        assert _status(browser, "app") == "up"
+        assert _text(browser, "router", ".held") is None
+        assert daemon.stop() == 0
+    finally:
+        target.kill()
+        target.wait(timeout=10)

@@ -92,6 +92,19 @@ class Metrics:
             buckets=APPEND_BUCKETS,
             registry=registry,
         )
+        self.notifications = Counter(
+            "uptime_notifications",
+            "Notifications this daemon settled, by channel and result (delivered, suppressed, "
+            "abandoned) and delivery attempts that failed (failed).",
+            ["channel", "result"],
+            registry=registry,
+        )
+        self.heartbeats = Counter(
+            "uptime_heartbeats",
+            "Outgoing heartbeats ([alerting] heartbeat_url), by result (ok, failed).",
+            ["result"],
+            registry=registry,
+        )
         self.store_up = Gauge(
             "uptime_store_up",
             "1 when the last event-store operation succeeded, else 0.",
@@ -157,6 +170,14 @@ class Metrics:
     def observe_lateness(self, seconds: float) -> None:
         """Record how late a check started."""
         self.scheduler_lateness.observe(seconds)
+
+    def count_notification(self, channel: str, result: str) -> None:
+        """A notification settled (or one delivery attempt failed) on ``channel``."""
+        self.notifications.labels(channel, result).inc()
+
+    def count_heartbeat(self, *, ok: bool) -> None:
+        """One outgoing heartbeat was sent (or not)."""
+        self.heartbeats.labels("ok" if ok else "failed").inc()
 
     def count_skipped_run(self) -> None:
         """A check was due while the previous one of its service still ran."""

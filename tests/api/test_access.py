@@ -90,6 +90,24 @@ async def test_running_checks_needs_an_operator(
     ("token", "expected"),
     [
         pytest.param(None, 401, id="no-token"),
+        pytest.param(READ, 403, id="read-token"),
+        pytest.param(OPERATOR, 404, id="operator-token"),  # past the gate: no such window
+    ],
+)
+async def test_maintenance_writes_need_an_operator(
+    make_client: MakeClient, token: str | None, expected: int
+) -> None:
+    """Ending or cancelling a window is a write: the operator gate comes before the lookup."""
+    client = await make_client({"read_tokens": [READ], "operator_tokens": [OPERATOR]})
+    assert await _status(client, "POST", "/maintenance/mw-x/end", token) == expected
+    assert await _status(client, "DELETE", "/maintenance/mw-x", token) == expected
+    assert await _status(client, "GET", "/maintenance", token) == 200  # reads stay open
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        pytest.param(None, 401, id="no-token"),
         pytest.param("wrong", 401, id="unknown-token"),
         pytest.param(READ, 200, id="read-token"),
         pytest.param(OPERATOR, 200, id="operator-token"),

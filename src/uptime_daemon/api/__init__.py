@@ -12,14 +12,23 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from uptime_daemon import __version__
-from uptime_daemon.api import docs, health, live, metrics_endpoint, page, streams, uptime
+from uptime_daemon.api import (
+    docs,
+    health,
+    live,
+    maintenance,
+    metrics_endpoint,
+    page,
+    streams,
+    uptime,
+)
 from uptime_daemon.api.access import CHECK_BUCKET, TokenBucket, access_middleware
 from uptime_daemon.api.endpoint import Endpoint, openapi
 from uptime_daemon.api.errors import error_middleware
 
 __all__ = ["create_web_app", "openapi_document"]
 
-_APIS = (health.api, uptime.api, streams.api, page.api)
+_APIS = (health.api, uptime.api, maintenance.api, streams.api, page.api)
 
 
 def endpoints() -> list[Endpoint]:

@@ -1,6 +1,7 @@
 """Who may call what: bearer tokens (read, operator), Basic auth on /metrics, a check rate limit.
 
-* ``POST /uptime/check`` needs an operator token once any operator token is configured.
+* Every write (``POST /uptime/check``, ``POST``/``DELETE`` under ``/maintenance``) needs an
+  operator token once any operator token is configured.
 * ``/streams`` needs a read or operator token once any read token is configured.
 * With ``protect_reads`` every endpoint but ``/health``, ``/health/ready`` and ``/metrics`` does.
 * ``/metrics`` takes HTTP Basic auth when ``metrics_username``/``metrics_password`` are set, as
@@ -28,6 +29,7 @@ from uptime_daemon.api.keys import SETTINGS
 from uptime_daemon.config.model import AuthSettings
 
 ALWAYS_OPEN: Final = frozenset({"/health", "/health/ready"})
+WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Role(IntEnum):
@@ -88,7 +90,7 @@ def needed_role(request: web.Request, auth: AuthSettings) -> Role:
     path = request.path
     if path in ALWAYS_OPEN or path == "/metrics":
         return Role.NONE
-    if path == "/uptime/check" and request.method == "POST" and auth.operator_tokens:
+    if request.method in WRITES and auth.operator_tokens:
         return Role.OPERATOR
     if path.startswith("/streams") and auth.read_tokens:
         return Role.READ
@@ -130,7 +132,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
             response.headers["WWW-Authenticate"] = 'Bearer realm="uptime-daemon"'
             return response
         if role < needed:
-            return json_error(403, "forbidden", "this token may read but not run checks")
+            return json_error(403, "forbidden", "this token may read but not write")
     if request.path == "/uptime/check" and request.method == "POST":
         wait = request.app[CHECK_BUCKET].take(auth.checks_per_minute)
         if wait > 0:

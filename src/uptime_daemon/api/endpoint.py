@@ -54,6 +54,9 @@ class Endpoint:
     query: type[BaseModel] | None
     response: type[BaseModel] | None
     content_type: str = JSON
+    body: type[BaseModel] | None = None
+    status: int = 200
+    """The success status (201 for an endpoint that creates something)."""
     errors: tuple[int, ...] = ()
     description: str = ""
 
@@ -74,22 +77,32 @@ class Api:
         tag: str,
         response: type[BaseModel] | None,
         query: type[BaseModel] | None = None,
+        body: type[BaseModel] | None = None,
+        status: int = 200,
         errors: tuple[int, ...] = (),
         content_type: str = JSON,
         description: str = "",
     ) -> Callable[[Handler], Handler]:
-        """Register ``handler(request, query)`` for ``method path``."""
+        """Register ``handler(request, query)`` for ``method path``.
+
+        An endpoint that takes a JSON ``body`` instead of a query gets ``handler(request, body)``.
+        """
+        if query is not None and body is not None:
+            raise ValueError("an endpoint takes a query or a body, not both")
 
         def decorate(handler: Handler) -> Handler:
             async def wrapped(request: web.Request) -> web.StreamResponse:
-                parsed = _parse_query(query, request) if query is not None else None
+                if body is not None:
+                    parsed: BaseModel | None = await _parse_body(body, request)
+                else:
+                    parsed = _parse_query(query, request) if query is not None else None
                 result = await handler(request, parsed)
                 if isinstance(result, web.StreamResponse):
                     return result
-                return json_response(result)
+                return json_response(result, status)
 
             self.routes.route(method, path)(wrapped)
-            every_error = errors if query is None else (*errors, 400)
+            every_error = errors if query is None and body is None else (*errors, 400)
             self.endpoints.append(
                 Endpoint(
                     method=method.lower(),
@@ -99,6 +112,8 @@ class Api:
                     query=query,
                     response=response,
                     content_type=content_type,
+                    body=body,
+                    status=status,
                     errors=tuple(sorted(set(every_error))),
                     description=description or (handler.__doc__ or "").strip(),
                 )
@@ -124,48 +139,38 @@ def _parse_query(model: type[Q], request: web.Request) -> Q:
         raise bad_request(name, message) from None
 
 
+async def _parse_body(model: type[Q], request: web.Request) -> Q:
+    """The JSON body as ``model``: a 400 naming the field when it does not fit (an empty body is ``{}``)."""
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = ".".join(str(part) for part in first["loc"]) or None
+        kind = first["type"]
+        message = "unknown field" if kind == "extra_forbidden" else first["msg"]
+        if kind == "json_invalid":
+            name, message = None, "the body is not valid JSON"
+        raise bad_request(name, message) from None
+
+
 def openapi(endpoints: list[Endpoint], *, title: str, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``endpoints``."""
     models: set[type[BaseModel]] = {ErrorBody}
     for endpoint in endpoints:
         if endpoint.response is not None:
             models.add(endpoint.response)
-    keyed: list[tuple[type[BaseModel], Literal["serialization"]]] = [
+    keyed: list[tuple[type[BaseModel], Literal["serialization", "validation"]]] = [
         (model, "serialization") for model in sorted(models, key=lambda m: m.__name__)
     ]
+    bodies = sorted({e.body for e in endpoints if e.body is not None}, key=lambda m: m.__name__)
+    keyed += [(model, "validation") for model in bodies]
     refs, schemas = models_json_schema(
         keyed, ref_template="#/components/schemas/{model}", by_alias=True
     )
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
-        operation: dict[str, Any] = {
-            "summary": endpoint.summary,
-            "tags": [endpoint.tag],
-            "operationId": f"{endpoint.method}_{re.sub(r'[^a-zA-Z0-9]+', '_', endpoint.path).strip('_')}",
-            "parameters": _parameters(endpoint),
-            "responses": {},
-        }
-        if endpoint.description:
-            operation["description"] = endpoint.description
-        ok: dict[str, Any] = {"description": "OK"}
-        if endpoint.response is not None:
-            ok["content"] = {JSON: {"schema": refs[(endpoint.response, "serialization")]}}
-        elif endpoint.content_type != JSON:
-            ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
-        operation["responses"]["200"] = ok
-        error_ref = refs[(ErrorBody, "serialization")]
-        errors = set(endpoint.errors)
-        if endpoint.path not in {"/health", "/health/ready"}:
-            errors.add(401)  # any read endpoint can be protected (server.auth.protect_reads)
-            operation["security"] = [{}, {"bearer": []}]
-        if endpoint.method == "post":
-            errors |= {403, 429}
-        for status in sorted(errors):
-            operation["responses"][str(status)] = {
-                "description": _ERROR_TEXT.get(status, "Error"),
-                "content": {JSON: {"schema": error_ref}},
-            }
-        paths.setdefault(endpoint.path, {})[endpoint.method] = operation
+        paths.setdefault(endpoint.path, {})[endpoint.method] = _operation(endpoint, refs)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
@@ -184,11 +189,46 @@ def openapi(endpoints: list[Endpoint], *, title: str, version: str) -> dict[str,
     }
 
 
+def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": endpoint.summary,
+        "tags": [endpoint.tag],
+        "operationId": f"{endpoint.method}_{re.sub(r'[^a-zA-Z0-9]+', '_', endpoint.path).strip('_')}",
+        "parameters": _parameters(endpoint),
+        "responses": {},
+    }
+    if endpoint.description:
+        operation["description"] = endpoint.description
+    if endpoint.body is not None:
+        schema = refs[(endpoint.body, "validation")]
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": schema}}}
+    ok: dict[str, Any] = {"description": "Created" if endpoint.status == 201 else "OK"}  # noqa: PLR2004
+    if endpoint.response is not None:
+        ok["content"] = {JSON: {"schema": refs[(endpoint.response, "serialization")]}}
+    elif endpoint.content_type != JSON:
+        ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
+    operation["responses"][str(endpoint.status)] = ok
+    error_ref = refs[(ErrorBody, "serialization")]
+    errors = set(endpoint.errors)
+    if endpoint.path not in {"/health", "/health/ready"}:
+        errors.add(401)  # any read endpoint can be protected (server.auth.protect_reads)
+        operation["security"] = [{}, {"bearer": []}]
+    if endpoint.method in ("post", "delete"):
+        errors |= {403, 429}
+    for status in sorted(errors):
+        operation["responses"][str(status)] = {
+            "description": _ERROR_TEXT.get(status, "Error"),
+            "content": {JSON: {"schema": error_ref}},
+        }
+    return operation
+
+
 _ERROR_TEXT: Final = {
     400: "Bad request: the body names the field",
     401: "Missing or wrong bearer token",
     403: "Token lacks the role",
     404: "Unknown service or stream",
+    409: "Conflicts with the current state (the body says why)",
     429: "Rate limited; Retry-After says when to try again",
     503: "Not ready",
 }

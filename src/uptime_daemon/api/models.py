@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from uptime_daemon.clock import to_iso_millis
@@ -154,6 +162,14 @@ class ServiceStatusBrief(ApiModel):
     status: Status
     since: Timestamp | None
     last_check: Timestamp | None
+    in_maintenance: bool = Field(
+        default=False, description="A maintenance window covers the service now."
+    )
+    suppressed_by: list[str] = Field(
+        default_factory=list,
+        description="Parents (depends_on) that are down now: this service's notifications are "
+        "suppressed while it lasts.",
+    )
 
 
 class Member(ApiModel):
@@ -196,12 +212,17 @@ class Window(ApiModel):
 
 
 class StateSeconds(ApiModel):
-    """Time-weighted seconds per state inside the window (exact)."""
+    """Time-weighted seconds per state inside the window (exact); the five add up to the window.
+
+    ``maintenance`` is the time maintenance windows cover, whatever was observed then: it is
+    left out of the other four and of every ratio.
+    """
 
     up: float
     degraded: float
     down: float
     unknown: float
+    maintenance: float = 0.0
 
 
 class CheckCounts(ApiModel):
@@ -232,7 +253,12 @@ class Incident(ApiModel):
     end: Timestamp | None
     ongoing: bool
     duration_seconds: float
-    seconds_in_window: float
+    seconds_in_window: float = Field(
+        description="Downtime inside the window, maintenance left out."
+    )
+    maintenance_seconds: float = Field(
+        default=0.0, description="Downtime inside the window that maintenance covers."
+    )
 
 
 class Quorum(ApiModel):
@@ -294,9 +320,9 @@ class UptimeSummary(ApiModel):
 
 
 class Period(ApiModel):
-    """A contiguous span of one status."""
+    """A contiguous span of one status (``maintenance``: a maintenance window, whatever was observed)."""
 
-    status: Status
+    status: Status | Literal["maintenance"]
     start: Timestamp
     end: Timestamp
     duration_seconds: float
@@ -356,8 +382,9 @@ class DayBar(ApiModel):
     degraded: float
     down: float
     unknown: float
+    maintenance: float = 0.0
     uptime_ratio: float | None = Field(
-        description="up / (up + degraded + down); null when nothing was observed."
+        description="up / (up + degraded + down), maintenance left out; null when nothing was observed."
     )
 
 
@@ -377,6 +404,11 @@ class PageService(ApiModel):
     configured: bool
     status: Status
     since: Timestamp | None
+    in_maintenance: bool = Field(description="A maintenance window covers the service now.")
+    maintenance_reason: str | None = Field(description="The reason of the window covering it now.")
+    suppressed_by: list[str] = Field(
+        description="Parents (depends_on) down now: this service's alerts are held back."
+    )
     uptime_24h: float | None = Field(alias="uptime24h")
     uptime_7d: float | None = Field(alias="uptime7d")
     uptime_30d: float | None = Field(alias="uptime30d")
@@ -439,3 +471,63 @@ class StreamEvents(ApiModel):
     stream_name: str
     direction: Literal["forwards", "backwards"]
     events: list[RecordedEvent]
+
+
+# --- maintenance ---------------------------------------------------------------------------------
+
+
+class MaintenanceRequest(ApiModel):
+    """``POST /maintenance``: a one-off window.
+
+    Also one already past: its time then turns into ``maintenance`` in every figure.
+    """
+
+    services: list[str] = Field(
+        default_factory=list, description="Service names; empty: every service.", max_length=1000
+    )
+    start: AwareDatetime = Field(
+        strict=True, description="ISO 8601 with a zone (``Z`` or an offset)."
+    )
+    end: AwareDatetime = Field(strict=True, description="ISO 8601 with a zone; after start.")
+    reason: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaintenanceRequest:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if len(set(self.services)) != len(self.services):
+            raise ValueError("services: each name at most once")
+        return self
+
+
+class MaintenanceAction(ApiModel):
+    """``POST /maintenance/{id}/end`` and ``DELETE /maintenance/{id}``: an optional reason."""
+
+    reason: str = Field(default="", max_length=500)
+
+
+class MaintenanceWindowView(ApiModel):
+    """One maintenance window as the log declares it."""
+
+    id: str
+    services: list[str] = Field(description="Empty: every service.")
+    start: Timestamp | None
+    end: Timestamp | None = Field(description="As declared; ``endedAt`` may end it earlier.")
+    cron: str | None = Field(description="Recurring: when each occurrence starts.")
+    duration_seconds: float | None = Field(description="Recurring: how long each occurrence lasts.")
+    timezone: str
+    reason: str
+    source: str = Field(
+        description="``api``, or ``config:NAME`` for a ``[maintenance.NAME]`` table."
+    )
+    declared_at: Timestamp
+    declared_by: str
+    ended_at: Timestamp | None
+    cancelled: bool
+    state: Literal["scheduled", "active", "ended", "cancelled"]
+
+
+class MaintenanceList(ApiModel):
+    """``GET /maintenance``."""
+
+    windows: list[MaintenanceWindowView]

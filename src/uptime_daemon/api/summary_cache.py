@@ -64,6 +64,7 @@ class SummaryCache:
         """``monotonic`` ages fragments (the app's clock, so tests control it)."""
         self._monotonic = monotonic
         self._settings: Settings | None = None
+        self._maintenance_revision = 0
         self._windows: OrderedDict[int, _Window] = OrderedDict()
         self.rebuilt = 0
         """Fragments computed so far (what a test or a profile looks at)."""
@@ -81,8 +82,12 @@ class SummaryCache:
         The per-service test is a few attribute reads, so a warm answer for 1,000 services costs
         well under a millisecond; the joined body is reused whole while nothing changed.
         """
-        if settings is not self._settings:  # a reload: kinds, names and order may all differ
+        revision = state.maintenance.revision
+        if settings is not self._settings or revision != self._maintenance_revision:
+            # A reload (kinds, names and order may all differ), or a maintenance window declared,
+            # ended or cancelled (it may change any service's figures, also in the past).
             self._settings = settings
+            self._maintenance_revision = revision
             self._windows.clear()
         window = self._window(hours)
         clock = self._monotonic()

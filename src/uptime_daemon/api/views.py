@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from uptime_daemon import maintenance
 from uptime_daemon.api import models
 from uptime_daemon.config.model import Settings
+from uptime_daemon.maintenance import Interval, Window
 from uptime_daemon.projector.fold import (
     HOUR_SECONDS,
     ProjectionState,
     ServiceProjection,
+    last_verdict,
     seconds_in_window,
 )
 from uptime_daemon.projector.summary import (
@@ -19,6 +22,7 @@ from uptime_daemon.projector.summary import (
     current_status,
     service_timeline,
     summarize,
+    with_maintenance,
 )
 from uptime_daemon.status import Status
 
@@ -54,15 +58,58 @@ def _incident(incident: IncidentView) -> models.Incident:
         ongoing=incident.end is None,
         duration_seconds=incident.duration_seconds,
         seconds_in_window=incident.seconds_in_window,
+        maintenance_seconds=incident.maintenance_seconds,
     )
 
 
-def _seconds(seconds: dict[Status, float]) -> models.StateSeconds:
+def _seconds(summary: ServiceSummary) -> models.StateSeconds:
+    seconds = summary.seconds
     return models.StateSeconds(
         up=seconds[Status.UP],
         degraded=seconds[Status.DEGRADED],
         down=seconds[Status.DOWN],
         unknown=seconds[Status.UNKNOWN],
+        maintenance=summary.maintenance_seconds,
+    )
+
+
+def planned(state: ProjectionState, name: str, start: datetime, end: datetime) -> list[Interval]:
+    """The time in ``[start, end)`` maintenance windows cover for ``name``."""
+    if not state.maintenance.windows:
+        return []
+    return state.maintenance.intervals(name, start, end)
+
+
+def down_parents(settings: Settings, state: ProjectionState, name: str, at: datetime) -> list[str]:
+    """The service's parents (``depends_on``) whose last verdict at ``at`` is down."""
+    service = settings.services.get(name)
+    if service is None or not service.depends_on:
+        return []
+    return [
+        parent
+        for parent in service.depends_on
+        if (projection := state.services.get(parent)) is not None
+        and last_verdict(projection, at) is Status.DOWN
+    ]
+
+
+def window_view(window: Window, now: datetime) -> models.MaintenanceWindowView:
+    """One maintenance window for the API."""
+    return models.MaintenanceWindowView(
+        id=window.id,
+        services=sorted(window.services),
+        start=window.start,
+        end=window.end,
+        cron=window.cron,
+        duration_seconds=None if window.duration is None else window.duration.total_seconds(),
+        timezone=window.timezone,
+        reason=window.reason,
+        source=window.source,
+        declared_at=window.declared_at,
+        declared_by=window.declared_by,
+        ended_at=window.ended_at,
+        cancelled=window.cancelled,
+        state=maintenance.status_of(window, now),
     )
 
 
@@ -98,18 +145,18 @@ def quorum(settings: Settings, projection: ServiceProjection) -> models.Quorum:
 
 
 def _locations(
-    projection: ServiceProjection, *, hours: int, now: datetime
+    projection: ServiceProjection, *, hours: int, now: datetime, excluded: list[Interval]
 ) -> dict[str, models.LocationUptime]:
     found = {}
     records = projection.location_records()
     for location in sorted(records):
         record = records[location]
-        summary = summarize(record, now=now, hours=hours)
+        summary = summarize(record, now=now, hours=hours, maintenance=excluded)
         found[location] = models.LocationUptime(
             status=summary.status,
             since=summary.since,
             last_check=summary.last_check,
-            seconds=_seconds(summary.seconds),
+            seconds=_seconds(summary),
             checks=_checks(summary),
             response_time=_response(summary),
         )
@@ -121,7 +168,8 @@ def service_uptime(
 ) -> models.ServiceUptime:
     """Every figure of one service over ``hours``: the quorum verdict's, and each location's."""
     projection = _projection(state, name)
-    summary = summarize(projection, now=now, hours=hours)
+    excluded = planned(state, name, now - timedelta(hours=hours), now)
+    summary = summarize(projection, now=now, hours=hours, maintenance=excluded)
     return models.ServiceUptime(
         service=name,
         kind=_kind(settings, name),
@@ -129,11 +177,13 @@ def service_uptime(
         status=summary.status,
         since=summary.since,
         last_check=summary.last_check,
+        in_maintenance=bool(excluded) and excluded[-1][1] >= now,
+        suppressed_by=down_parents(settings, state, name, now),
         last_response_ms=_ms(summary.last_response_seconds),
         window=_window(hours, now),
         uptime_ratio=summary.uptime_ratio,
         availability_ratio=summary.availability_ratio,
-        seconds=_seconds(summary.seconds),
+        seconds=_seconds(summary),
         checks=_checks(summary),
         response_time=_response(summary),
         incidents=[_incident(incident) for incident in summary.incidents],
@@ -141,7 +191,7 @@ def service_uptime(
         mtbf_seconds=summary.mtbf_seconds,
         longest_outage_seconds=summary.longest_outage_seconds,
         quorum=quorum(settings, projection),
-        locations=_locations(projection, hours=hours, now=now),
+        locations=_locations(projection, hours=hours, now=now, excluded=excluded),
     )
 
 
@@ -181,18 +231,19 @@ def timeline(
     if location is not None:
         projection = location_record(state, name, location) or ServiceProjection(name)
     periods = service_timeline(projection, now=now, hours=hours)
+    excluded = planned(state, name, now - timedelta(hours=hours), now)
     return models.Timeline(
         service=name,
         location=location,
         window=_window(hours, now),
         periods=[
             models.Period(
-                status=p.state,
-                start=p.start,
-                end=p.end,
-                duration_seconds=(p.end - p.start).total_seconds(),
+                status=status,  # a Status value or "maintenance", validated by the model
+                start=start,
+                end=end,
+                duration_seconds=(end - start).total_seconds(),
             )
-            for p in periods
+            for status, start, end in with_maintenance(periods, excluded)
         ],
     )
 
@@ -209,6 +260,9 @@ def brief(
         status=current_status(projection, now),
         since=projection.since,
         last_check=projection.last_check,
+        in_maintenance=bool(state.maintenance.windows)
+        and bool(state.maintenance.active(name, now)),
+        suppressed_by=down_parents(settings, state, name, now),
     )
 
 
@@ -227,11 +281,16 @@ def page_service(
     """The status page's figures for one service: uptimes, 90 daily bars, 24 h response times."""
     projection = _projection(state, name)
     today = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
+    first_day = today - timedelta(days=PAGE_DAYS - 1)
+    excluded = planned(state, name, first_day, now)
     days = []
     for back in range(PAGE_DAYS - 1, -1, -1):
         start = today - timedelta(days=back)
         end = min(start + timedelta(days=1), now)
-        seconds = seconds_in_window(projection, start, end)
+        day_excluded = [
+            (max(lo, start), min(hi, end)) for lo, hi in excluded if lo < end and hi > start
+        ]
+        seconds = seconds_in_window(projection, start, end, day_excluded)
         known = seconds[Status.UP] + seconds[Status.DEGRADED] + seconds[Status.DOWN]
         days.append(
             models.DayBar(
@@ -240,6 +299,7 @@ def page_service(
                 degraded=seconds[Status.DEGRADED],
                 down=seconds[Status.DOWN],
                 unknown=seconds[Status.UNKNOWN],
+                maintenance=sum((hi - lo).total_seconds() for lo, hi in day_excluded),
                 uptime_ratio=seconds[Status.UP] / known if known else None,
             )
         )
@@ -252,16 +312,31 @@ def page_service(
             round(bucket.response_sum_seconds / samples * 1000, 3) if bucket and samples else None
         )
     ratios = {
-        hours: summarize(projection, now=now, hours=hours).uptime_ratio
+        hours: summarize(
+            projection,
+            now=now,
+            hours=hours,
+            maintenance=planned(state, name, now - timedelta(hours=hours), now),
+        ).uptime_ratio
         for hours in (24, 24 * 7, 24 * 30)
     }
-    incidents = summarize(projection, now=now, hours=max_hours(state)).incidents[-PAGE_INCIDENTS:]
+    retained = max_hours(state)
+    incidents = summarize(
+        projection,
+        now=now,
+        hours=retained,
+        maintenance=planned(state, name, now - timedelta(hours=retained), now),
+    ).incidents[-PAGE_INCIDENTS:]
+    active = state.maintenance.active(name, now) if state.maintenance.windows else []
     return models.PageService(
         service=name,
         kind=_kind(settings, name),
         configured=name in settings.services,
         status=current_status(projection, now),
         since=projection.since,
+        in_maintenance=bool(active),
+        maintenance_reason=(active[0].reason or "maintenance") if active else None,
+        suppressed_by=down_parents(settings, state, name, now),
         uptime_24h=ratios[24],
         uptime_7d=ratios[24 * 7],
         uptime_30d=ratios[24 * 30],

@@ -7,13 +7,18 @@ the event-payload edge.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -257,6 +262,9 @@ DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 
 class _ServiceBase(CheckPolicy):
     description: str | None = None
+    depends_on: tuple[ServiceName, ...] = ()
+    """Parents: while one of them is down, this service's notifications are recorded as suppressed
+    (its monitoring and accounting go on). A resolution of an outage you were told of is always sent."""
 
     @property
     def watches_this_daemon(self) -> bool:
@@ -428,6 +436,210 @@ class DatabaseService(_ServiceBase):
 Service = Annotated[HttpService | WebSocketService | DatabaseService, Field(discriminator="kind")]
 
 
+NotificationKind = Literal["webhook", "slack", "email", "alertmanager"]
+Transition = Literal["down", "up", "degraded"]
+ChannelName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
+_CHANNEL_SCHEMES: Final[dict[str, tuple[str, ...]]] = {
+    "webhook": ("http", "https"),
+    "slack": ("http", "https"),
+    "alertmanager": ("http", "https"),
+    "email": ("smtp", "smtps"),
+}
+_EMAIL: Final = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE: Final = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def shown_url(url: str) -> str:
+    """A channel URL as logs and the API may show it: scheme, host and port only.
+
+    Incoming-webhook URLs carry their secret in the path (Slack's ``/services/T…/B…/secret``), so
+    the path, query and any credentials are never shown.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+class NotificationChannel(_Model):
+    """One ``[notifications.NAME]`` table: where to send, and which transitions.
+
+    README "Notifications and maintenance" has examples of each kind.
+    """
+
+    kind: NotificationKind
+    url: SecretStr
+    """``http(s)://`` (webhook, slack: the incoming-webhook URL, alertmanager: its base URL) or
+    ``smtp://host:port`` / ``smtps://host:port`` (email). Secret: only scheme and host are shown."""
+    headers: dict[str, SecretStr] = {}
+    """Extra request headers (webhook, alertmanager); values are secrets."""
+    services: tuple[ServiceName, ...] = ()
+    """Only these services; empty: every service."""
+    on: tuple[Transition, ...] = ("down", "up")
+    """Which transitions: ``down`` and ``degraded`` open an outage, ``up`` ends it (sent only for
+    an outage this channel was told of)."""
+    min_down_seconds: float = Field(default=0.0, ge=0, le=7 * 86_400)
+    """Only when the outage (down or degraded) lasted at least this long; a shorter one is recorded
+    as suppressed, and its end is not sent."""
+    repeat_every_seconds: float | None = Field(default=None, ge=60, le=7 * 86_400)
+    """Reminders while the outage lasts (each one delivered once, like the first)."""
+    timeout_seconds: Seconds = 10.0
+    """Deadline of one delivery attempt."""
+    to: tuple[str, ...] = ()
+    """Email: the recipients."""
+    sender: str | None = Field(default=None, alias="from")
+    """Email: the ``From`` address (the key is ``from``)."""
+    username: str | None = None
+    """Email: SMTP AUTH user."""
+    password: SecretStr | None = None
+    """Email: SMTP AUTH password."""
+    starttls: bool = True
+    """Email over ``smtp://``: upgrade with STARTTLS when the server offers it (required when a
+    password is set: credentials never cross the network in the clear)."""
+    verify_tls: bool = True
+    """Check the receiver's certificate (off only for a self-signed test receiver)."""
+    ca_file: str | None = None
+    """PEM file of the CA that signed the receiver's certificate (a private CA); default: the
+    system's trust store."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, populate_by_name=True
+    )
+
+    @property
+    def shown_url(self) -> str:
+        """The URL without its secret parts."""
+        return shown_url(self.url.get_secret_value())
+
+    def wants(self, service: str, transition: str) -> bool:
+        """Whether this channel is told of ``service`` entering ``transition``."""
+        return transition in self.on and (not self.services or service in self.services)
+
+    def _check_email(self) -> None:
+        if not self.to:
+            raise ValueError("to: an email channel needs at least one recipient")
+        if self.sender is None:
+            raise ValueError("from: an email channel needs a sender address")
+        for address in (*self.to, self.sender):
+            if _EMAIL.fullmatch(address) is None:
+                raise ValueError(f"{address!r} is not an email address")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"cannot read {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> NotificationChannel:
+        url = self.url.get_secret_value()
+        schemes = _CHANNEL_SCHEMES[self.kind]
+        parts = urlsplit(url)
+        if parts.scheme not in schemes or not parts.hostname:
+            shown = " or ".join(f"{s}://host" for s in schemes)
+            raise ValueError(f"url: a {self.kind} channel needs {shown}")
+        if self.kind == "email":
+            self._check_email()
+        elif self.to or self.sender is not None or self.username or self.password:
+            raise ValueError("to/from/username/password are for email channels only")
+        if self.kind in ("slack", "email") and self.headers:
+            raise ValueError(f"headers: not sent by {self.kind} channels")
+        for header, value in self.headers.items():
+            if not _HEADER_NAME.fullmatch(header) or not _HEADER_VALUE.fullmatch(
+                value.get_secret_value()
+            ):
+                raise ValueError(f"headers: {header!r} is not a valid HTTP header name and value")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and password, or neither")
+        if "up" in self.on and not {"down", "degraded"} & set(self.on):
+            raise ValueError("on: up ends an outage this channel was told of: add down or degraded")
+        if len(set(self.on)) != len(self.on) or not self.on:
+            raise ValueError("on: list each of down, up, degraded at most once, at least one")
+        return self
+
+
+class AlertingSettings(_Model):
+    """How notifications are delivered, and the outgoing heartbeat (the dead-man's switch)."""
+
+    heartbeat_url: SecretStr | None = None
+    """Fetched (GET) every ``heartbeat_seconds`` while this daemon is ready — a Healthchecks-style
+    check that alerts when the pings stop, that is when every daemon is gone."""
+    heartbeat_seconds: Seconds = 60.0
+    lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    """A claimed notification whose sender went silent for this long is taken over by another
+    daemon (it is sent again with the same idempotency key)."""
+    retry_for_seconds: float = Field(default=86_400.0, ge=60, le=30 * 86_400)
+    """Failed deliveries are retried (backoff 5 s doubling to 5 min) for this long, then recorded
+    as abandoned."""
+    max_age_seconds: float = Field(default=86_400.0, ge=60, le=30 * 86_400)
+    """A transition already this old when a starting daemon first reads it is not sent (a daemon
+    replaying history pages nobody); transitions read live are always sent, however late."""
+    alert_ttl_seconds: float = Field(default=7 * 86_400.0, ge=60, le=365 * 86_400)
+    """Alertmanager: a firing alert's ``endsAt`` is this far after the push (a reminder renews it);
+    the resolution ends it at once."""
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class MaintenanceWindow(_Model):
+    """One ``[maintenance.NAME]`` table: a one-off or a recurring window.
+
+    One-off: ``start``/``end``. Recurring: ``cron`` + ``duration_seconds``, optionally bounded by
+    ``start``/``end``.
+    """
+
+    services: tuple[ServiceName, ...] = ()
+    """Empty: every service."""
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    cron: str | None = None
+    """Five fields (minute hour day month weekday) in ``timezone``: when each occurrence starts."""
+    duration_seconds: float | None = Field(default=None, gt=0, le=30 * 86_400)
+    timezone: str = "UTC"
+    reason: str = Field(default="", max_length=500)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> MaintenanceWindow:
+        if self.cron is None:
+            if self.start is None or self.end is None:
+                raise ValueError("a window needs start and end, or cron and duration_seconds")
+            if self.duration_seconds is not None:
+                raise ValueError("duration_seconds goes with cron")
+        else:
+            if self.duration_seconds is None:
+                raise ValueError("cron needs duration_seconds")
+            from uptime_daemon.config.cron import CronError, parse_cron  # noqa: PLC0415 - keeps model import light
+
+            try:
+                parse_cron(self.cron, self.timezone)
+            except CronError as exc:
+                raise ValueError(f"cron: {exc}") from None
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long each occurrence of a recurring window lasts."""
+        return None if self.duration_seconds is None else timedelta(seconds=self.duration_seconds)
+
+
 class Settings(_Model):
     """The whole configuration."""
 
@@ -448,6 +660,11 @@ class Settings(_Model):
     """Present: this daemon shares its location's services with the other members."""
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = {}
+    notifications: dict[ChannelName, NotificationChannel] = {}
+    """Where transitions are sent (README "Notifications and maintenance")."""
+    alerting: AlertingSettings = AlertingSettings()
+    maintenance: dict[ServiceName, MaintenanceWindow] = {}
+    """Windows declared in config; each becomes an event of ``system-maintenance`` at start-up."""
 
     def policy(self, service: str) -> CheckPolicy:
         """The check policy of ``service``; ``[defaults]`` for one only the log still knows."""
@@ -478,14 +695,36 @@ class Settings(_Model):
         if self.cluster is None:
             return self
         suffix = "-" + self.instance[:MAX_INSTANCE_SUFFIX].rstrip("-")
+        renamed = {
+            name: name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+            for name, service in self.services.items()
+            if service.watches_this_daemon
+        }
+        if not renamed:
+            return self
+
+        def names(listed: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(renamed.get(name, name) for name in listed)
+
         services: dict[str, Service] = {}
         for name, service in self.services.items():
-            if not service.watches_this_daemon:
-                services[name] = service
-                continue
-            own = name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
-            services[own] = service.model_copy(update={"locations": (self.location,), "quorum": 1})
-        return self.model_copy(update={"services": services})
+            update: dict[str, object] = {"depends_on": names(service.depends_on)}
+            if name in renamed:
+                update |= {"locations": (self.location,), "quorum": 1}
+            services[renamed.get(name, name)] = service.model_copy(update=update)
+        return self.model_copy(
+            update={
+                "services": services,
+                "notifications": {
+                    key: channel.model_copy(update={"services": names(channel.services)})
+                    for key, channel in self.notifications.items()
+                },
+                "maintenance": {
+                    key: window.model_copy(update={"services": names(window.services)})
+                    for key, window in self.maintenance.items()
+                },
+            }
+        )
 
     def _default_locations(self) -> tuple[str, ...]:
         if self.cluster is not None and self.cluster.locations is not None:
@@ -503,6 +742,47 @@ class Settings(_Model):
         return self
 
     @model_validator(mode="after")
+    def _references_exist(self) -> Settings:
+        """Every service named by a dependency, a channel or a window is configured; no cycles."""
+        for name, service in self.services.items():
+            for parent in service.depends_on:
+                if parent == name:
+                    raise ValueError(
+                        f"services.{name}.depends_on: a service cannot depend on itself"
+                    )
+                if parent not in self.services:
+                    raise ValueError(f"services.{name}.depends_on: no service named {parent!r}")
+        cycle = _dependency_cycle({n: s.depends_on for n, s in self.services.items()})
+        if cycle:
+            raise ValueError(
+                "services: depends_on makes a cycle ("
+                + " -> ".join(cycle)
+                + "): while all of them are down nobody would be told"
+            )
+        listed = [
+            *(("notifications", key, c.services) for key, c in self.notifications.items()),
+            *(("maintenance", key, w.services) for key, w in self.maintenance.items()),
+        ]
+        for table, key, names in listed:
+            for name in names:
+                if name not in self.services:
+                    raise ValueError(f"{table}.{key}.services: no service named {name!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_deliveries(self) -> Settings:
+        lease = self.alerting.lease_seconds
+        for name, channel in self.notifications.items():
+            if channel.timeout_seconds >= lease:
+                msg = (
+                    f"notifications.{name}.timeout_seconds: {channel.timeout_seconds:g} s must be "
+                    f"shorter than alerting.lease_seconds ({lease:g} s), or another daemon takes "
+                    "over a delivery still in progress"
+                )
+                raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
     def _quorum_fits(self) -> Settings:
         for name in self.services:
             placement = self.placement(name)
@@ -511,3 +791,30 @@ class Settings(_Model):
                 msg = f"services.{name}.quorum: {placement.quorum} is more than its {n} location(s)"
                 raise ValueError(msg)
         return self
+
+
+def _dependency_cycle(parents: dict[str, tuple[str, ...]]) -> list[str]:
+    """A cycle of ``depends_on`` as the names along it (first repeated at the end), or ``[]``."""
+    done: set[str] = set()
+    for root in sorted(parents):
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            name, index = stack.pop()
+            if index == 0:
+                if name in on_path:
+                    return [*path[path.index(name) :], name]
+                if name in done:
+                    continue
+                path.append(name)
+                on_path.add(name)
+            children = parents.get(name, ())
+            if index < len(children):
+                stack.append((name, index + 1))
+                stack.append((children[index], 0))
+            else:
+                done.add(name)
+                on_path.discard(name)
+                path.pop()
+    return []

@@ -71,6 +71,11 @@ def snapshot_path(settings: Settings) -> Path:
     )
 
 
+def notifier_path(settings: Settings) -> Path:
+    """Where the notifier's checkpoint lives: beside the projection snapshot."""
+    return snapshot_path(settings).with_suffix(".notifier.json")
+
+
 def spool_path(settings: Settings) -> Path:
     """Where the outage spool lives."""
     return _state_file(settings, settings.store.spool_path, ".spool", "spool.db")

@@ -86,6 +86,10 @@ class ComponentHealth:
             )
         return found
 
+    async def ready(self) -> bool:
+        """Whether every component is healthy (what ``/health/ready`` answers 200 for)."""
+        return all(component.ok for component in await self.components())
+
     async def components(self) -> list[Component]:
         """Store, projector and scheduler, each healthy or not, with a reason."""
         return [await self._store(), self._projector(), self._scheduler()]

@@ -17,11 +17,16 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from typing import Final
 
+import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from uptime_daemon import __version__
+from uptime_daemon.alerting import channels
+from uptime_daemon.alerting.heartbeat import Heartbeat
+from uptime_daemon.alerting.message import Delivery, Message
+from uptime_daemon.alerting.notifier import Notifier
 from uptime_daemon.api import create_web_app
 from uptime_daemon.api.keys import (
     CLOCK,
@@ -40,14 +45,16 @@ from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock, SystemClock
 from uptime_daemon.cluster import Membership
 from uptime_daemon.config.live import LiveSettings
-from uptime_daemon.config.model import Settings
+from uptime_daemon.config.model import NotificationChannel, Settings
 from uptime_daemon.daemon.build import (
     database_path,
     new_projector,
+    notifier_path,
     open_store,
     snapshot_path,
     spool_path,
 )
+from uptime_daemon.daemon.declared import DeclaredWindows
 from uptime_daemon.daemon.exclusive import exclusive
 from uptime_daemon.daemon.health import ComponentHealth
 from uptime_daemon.daemon.reload import Reloader
@@ -105,6 +112,7 @@ class Daemon:
         self.scheduler: CheckScheduler | None = None
         self.sharing: Sharing | None = None
         self.membership: Membership | None = None
+        self.notifier: Notifier | None = None
         self._buffer: OutageBuffer | None = None
         self.app = app = create_web_app(
             registry=registry,
@@ -116,7 +124,7 @@ class Daemon:
         app[STARTED] = Started(monotonic=time.monotonic(), version=__version__)
         app[HEALTH] = self.health
         app.cleanup_ctx.extend(
-            (self._files, self._store, self._spool, self._projector, self._checks)
+            (self._files, self._store, self._spool, self._projector, self._alerting, self._checks)
         )
 
     async def stop_checks(self) -> None:
@@ -143,7 +151,7 @@ class Daemon:
                 except OSError as exc:  # a read-only or missing directory: the store is unusable
                     msg = f"sqlite: cannot use {database}: {exc.strerror or exc}"
                     raise EventStoreUnavailable(msg) from exc
-            for path in (spool_path(settings), snapshot_path(settings)):
+            for path in (spool_path(settings), snapshot_path(settings), notifier_path(settings)):
                 held.enter_context(
                     exclusive(path, holder=self._holder, why=ONE_DAEMON_PER_STATE_FILE)
                 )
@@ -188,11 +196,16 @@ class Daemon:
         self.metrics.registry.register(ProjectionCollector(projector, self.clock))
         task = asyncio.create_task(projector.run(), name="projector")
         self.supervisor.watch(task)
+        declared = DeclaredWindows(self.settings, app[STORE], projector, self.clock)
+        self.reloader.register(declared)
+        declaring = asyncio.create_task(declared.run(), name="maintenance-declared")
+        self.supervisor.watch(declaring)
         log.info("projector_started", position=projector.position)
         yield
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        for running in (declaring, task):
+            running.cancel()
+            with suppress(asyncio.CancelledError):
+                await running
         # The last in-flight checks may have appended after the subscription's last delivery: fold
         # them too, so the shutdown checkpoint covers everything written (bounded; the next start
         # would anyway).
@@ -203,6 +216,50 @@ class Daemon:
             log.warning("projector_final_catch_up_incomplete", error=str(exc) or "timeout")
         projector.save_snapshot()
         log.info("projector_stopped", position=projector.position)
+
+    async def _alerting(self, app: web.Application) -> AsyncIterator[None]:
+        """Notifications and the outgoing heartbeat, with their own HTTP client session."""
+        settings, projector = self.settings.current, app[PROJECTOR]
+        session = aiohttp.ClientSession(headers={"User-Agent": f"uptime-daemon/{__version__}"})
+
+        async def deliver(message: Message, channel: NotificationChannel) -> Delivery:
+            ttl = self.settings.current.alerting.alert_ttl_seconds
+            return await channels.deliver(
+                message, channel, session=session, now=self.clock.now(), alert_ttl_seconds=ttl
+            )
+
+        self.notifier = notifier = Notifier(
+            settings=self.settings,
+            store=app[STORE],
+            state=lambda: projector.state,
+            caught_up=projector.caught_up,
+            clock=self.clock,
+            deliver=deliver,
+            base_url=self.base_url,
+            checkpoint_path=notifier_path(settings),
+            on_settled=self.metrics.count_notification,
+        )
+        heartbeat = Heartbeat(
+            self.settings,
+            session,
+            self.health.ready,
+            on_beat=lambda ok: self.metrics.count_heartbeat(ok=ok),
+        )
+        tasks = [
+            asyncio.create_task(notifier.run(), name="notifier"),
+            asyncio.create_task(heartbeat.run(), name="heartbeat"),
+        ]
+        for task in tasks:
+            self.supervisor.watch(task)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            notifier.save_checkpoint()
+            await session.close()
 
     async def _checks(self, app: web.Application) -> AsyncIterator[None]:
         """HTTP client session, check runner and scheduler: one unit, torn down scheduler first."""

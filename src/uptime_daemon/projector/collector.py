@@ -2,7 +2,9 @@
 
 ``uptime_service_state_seconds_total`` comes from per-state totals that never decrease, not from
 process-local counters, so after a restart ``increase()`` over any range is still exact
-time-weighted accounting.
+time-weighted accounting. It counts what was observed: a counter cannot take back seconds, so a
+maintenance window (declared after the fact, too) shows in ``uptime_service_in_maintenance`` and in
+the availability ratios, which leave its time out, not in this counter.
 
 Scrapes run in the metrics thread while the event loop keeps folding events (``api/metrics_endpoint``),
 so one scrape may read a service half-way through an update: a ratio can be a moment off, which a
@@ -60,7 +62,8 @@ class ProjectionCollector(Collector):
         )
         ratio = GaugeMetricFamily(
             "uptime_service_availability_ratio",
-            "Time-weighted uptime over the window: up / (up + degraded + down).",
+            "Time-weighted uptime over the window: up / (up + degraded + down), maintenance "
+            "left out.",
             labels=["service", "window"],
         )
         seconds = CounterMetricFamily(
@@ -68,7 +71,14 @@ class ProjectionCollector(Collector):
             "Seconds the service spent in each state (unknown: no credible check).",
             labels=["service", "state"],
         )
-        services = dict(self._projector.state.services)  # one atomic copy of the mapping
+        in_maintenance = GaugeMetricFamily(
+            "uptime_service_in_maintenance",
+            "1 while a maintenance window covers the service (its notifications are held back).",
+            labels=["service"],
+        )
+        projection = self._projector.state
+        services = dict(projection.services)  # one atomic copy of the mapping
+        windows = projection.maintenance
         for name in sorted(services):
             service = services[name]
             current = current_status(service, now)
@@ -80,8 +90,19 @@ class ProjectionCollector(Collector):
                 )
             for state in STATE_ORDER:
                 status.add_metric([name, state.value], float(state is current))
+            excluded = (
+                windows.intervals(name, now - timedelta(hours=WINDOWS[-1][1]), now)
+                if windows.windows
+                else []
+            )
+            in_maintenance.add_metric(
+                [name],
+                float(bool(excluded) and excluded[-1][1] >= now),  # clipped at now
+            )
             for label, hours in WINDOWS:
-                window = seconds_in_window(service, now - timedelta(hours=hours), now)
+                start = now - timedelta(hours=hours)
+                clipped = [(max(lo, start), hi) for lo, hi in excluded if hi > start]
+                window = seconds_in_window(service, start, now, clipped)
                 known = window[Status.UP] + window[Status.DEGRADED] + window[Status.DOWN]
                 if known > 0:
                     ratio.add_metric([name, label], window[Status.UP] / known)
@@ -95,7 +116,7 @@ class ProjectionCollector(Collector):
             "Age of the newest folded event while catching up; 0 when current.",
         )
         lag.add_metric([], self._projector.lag_seconds())
-        yield from (up, location_up, status, ratio, seconds, lag)
+        yield from (up, location_up, status, ratio, seconds, in_maintenance, lag)
 
 
 def _up(status: Status) -> float:

@@ -34,11 +34,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from uptime_daemon.maintenance import Interval, Maintenance, outside
 from uptime_daemon.projector.quorum import verdict
 from uptime_daemon.status import Status
 
@@ -162,6 +163,8 @@ class ProjectionState:
 
     services: dict[str, ServiceProjection] = field(default_factory=dict)
     retention_seconds: float = DEFAULT_RETENTION_SECONDS
+    maintenance: Maintenance = field(default_factory=Maintenance)
+    """The maintenance windows the log declares (applied by the queries, never to the record)."""
 
 
 def histogram_index(seconds: float) -> int:
@@ -491,12 +494,16 @@ def _open_spans(service: ServiceProjection, now: datetime) -> Iterator[Period]:
 
 
 def seconds_in_window(
-    service: ServiceProjection, start: datetime, now: datetime
+    service: ServiceProjection,
+    start: datetime,
+    now: datetime,
+    excluded: Sequence[Interval] = (),
 ) -> dict[Status, float]:
-    """Exact time-weighted seconds per state within ``[start, now)``.
+    """Exact time-weighted seconds per state within ``[start, now)``, outside ``excluded``.
 
     Whatever no credible check covers — before the first check, silent gaps, the stale tail — is
-    ``unknown``, so the four figures always add up to the window's length.
+    ``unknown``, so the four figures and the excluded time (maintenance: sorted, merged intervals)
+    always add up to the window's length.
     """
     totals = dict.fromkeys(STATE_ORDER, 0.0)
     for period in spans(service, now, since=start):
@@ -504,10 +511,16 @@ def seconds_in_window(
             continue
         lo = max(period.start, start)
         hi = min(period.end, now)
-        if hi > lo:
+        if hi <= lo:
+            continue
+        if not excluded:
             totals[period.state] += (hi - lo).total_seconds()
+            continue
+        for part_lo, part_hi in outside(lo, hi, excluded):
+            totals[period.state] += (part_hi - part_lo).total_seconds()
     known = totals[Status.UP] + totals[Status.DEGRADED] + totals[Status.DOWN]
-    totals[Status.UNKNOWN] = max(0.0, (now - start).total_seconds() - known)
+    hidden = sum(max(0.0, (min(hi, now) - max(lo, start)).total_seconds()) for lo, hi in excluded)
+    totals[Status.UNKNOWN] = max(0.0, (now - start).total_seconds() - known - hidden)
     return totals
 
 
@@ -572,6 +585,29 @@ def status_at(service: ServiceProjection, now: datetime) -> Status:
     if now > service.last_check + timedelta(seconds=service.gap_seconds):
         return Status.UNKNOWN
     return service.status
+
+
+def last_verdict(service: ServiceProjection, at: datetime) -> Status | None:
+    """The last verdict (up, degraded or down) in force at ``at``: a stale one still counts.
+
+    What the service was last seen as — the rule dependencies use, so a parent whose checks went
+    quiet while down still holds its children's alerts back.
+    """
+    if (
+        service.open_state is not None
+        and service.open_start is not None
+        and service.open_start <= at
+    ):
+        if service.open_state is not Status.UNKNOWN:
+            return service.open_state
+        index = len(service.periods)
+    else:
+        index = bisect.bisect_right(service.periods, at, key=lambda p: p.start)
+    periods = service.periods
+    for back in range(index - 1, -1, -1):
+        if periods[back].state is not Status.UNKNOWN:
+            return periods[back].state
+    return None
 
 
 def next_change(service: ServiceProjection, now: datetime) -> datetime | None:

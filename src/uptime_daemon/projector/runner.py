@@ -19,7 +19,7 @@ from typing import Final
 
 import structlog
 
-from uptime_daemon import events
+from uptime_daemon import events, maintenance
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Settings
 from uptime_daemon.errors import EventStoreError, UptimeDaemonError
@@ -32,6 +32,9 @@ from uptime_daemon.projector.fold import (
 )
 from uptime_daemon.status import Status, credibility
 from uptime_daemon.store import UPTIME_STREAM_PREFIX, CaughtUp, EventStore, RecordedEvent
+
+FOLLOWED: Final = (UPTIME_STREAM_PREFIX, maintenance.STREAM)
+"""The streams the projection folds: every service's checks, and the maintenance windows."""
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +97,7 @@ class Projector:
         self.events_applied = 0
         self.decode_failures = 0
         self._listeners: set[Callable[[StatusChange], None]] = set()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._snapshot_position: int | None = None
         self._last_snapshot_monotonic = clock.monotonic()
 
@@ -141,7 +145,7 @@ class Projector:
         while True:
             try:
                 async for item in self._store.subscribe(
-                    after=self.position, stream_prefix=UPTIME_STREAM_PREFIX
+                    after=self.position, stream_prefix=FOLLOWED
                 ):
                     failures = 0
                     if isinstance(item, CaughtUp):
@@ -179,7 +183,7 @@ class Projector:
         folded = 0
         while True:
             page = await self._store.read_all(
-                after=self.position, stream_prefix=UPTIME_STREAM_PREFIX, limit=page_size
+                after=self.position, stream_prefix=FOLLOWED, limit=page_size
             )
             for event in page:
                 self.handle(event)
@@ -202,6 +206,8 @@ class Projector:
                 name = events.service_from_stream(event.stream)
                 if name is not None and name not in self.state.services:
                     self.state.services[name] = ServiceProjection(name)
+            elif event.stream == maintenance.STREAM and event.type in maintenance.EVENT_TYPES:
+                self.state.maintenance.apply(event.type, event.data)
         except (UptimeDaemonError, ValueError) as exc:
             self.decode_failures += 1
             log.error(  # noqa: TRY400 - the event, not a traceback, is what the operator needs
@@ -214,6 +220,31 @@ class Projector:
         self.position = event.position
         self.last_event_recorded_at = event.recorded_at
         self.events_applied += 1
+        if self._waiters:
+            self._wake(event.position)
+
+    async def folded(self, position: int, within_seconds: float) -> bool:
+        """Wait until the event at ``position`` is folded (at most ``within_seconds``); whether it was.
+
+        What an API call that appended an event waits for, so its answer and the next read agree.
+        """
+        if self.position is not None and self.position >= position:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((position, waiter))
+        try:
+            async with asyncio.timeout(within_seconds):
+                await waiter
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters = [(p, w) for p, w in self._waiters if w is not waiter]
+        return True
+
+    def _wake(self, position: int) -> None:
+        for wanted, waiter in self._waiters:
+            if wanted <= position and not waiter.done():
+                waiter.set_result(None)
 
     def _apply_status(self, event: RecordedEvent) -> None:
         decoded = events.decode_status_changed(event.data)

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 
+from uptime_daemon import maintenance
 from uptime_daemon.projector.fold import (
     HourBucket,
     Incident,
@@ -25,9 +26,9 @@ from uptime_daemon.projector.fold import (
 )
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 2
-"""2 added per-location records, the quorum, the recent slots of each (service, location) and
-the repeated-check count."""
+FORMAT_VERSION: Final = 3
+"""3 added the maintenance windows; 2 per-location records, the quorum, the recent slots of each
+(service, location) and the repeated-check count."""
 
 
 class SnapshotError(ValueError):
@@ -88,6 +89,7 @@ def encode(snapshot: Snapshot) -> bytes:
             "position": snapshot.position,
             "retentionSeconds": float(snapshot.state.retention_seconds),
             "services": services,
+            "maintenance": maintenance.encode_windows(snapshot.state.maintenance),
         }
     )
 
@@ -140,9 +142,16 @@ def decode(data: bytes) -> Snapshot:
         state = ProjectionState(retention_seconds=float(raw["retentionSeconds"]))
         for name, s in raw["services"].items():
             state.services[name] = _decode_service(name, s)
+        state.maintenance = maintenance.decode_windows(raw["maintenance"])
         position = raw["position"]
         return Snapshot(position=None if position is None else int(position), state=state)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as exc:  # MaintenanceDecodeError is a ValueError
         raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
 
 

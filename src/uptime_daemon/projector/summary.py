@@ -6,13 +6,19 @@
   relative error bound (``HISTOGRAM_RELATIVE_ERROR``, about 9 %).
 * Incidents are those overlapping the window; their ``start``/``end`` are the real ones, their
   downtime inside the window is clipped.
+* Maintenance (sorted, merged intervals of the service's windows) is left out of the time-weighted
+  figures and reported apart; an incident entirely inside maintenance is not an incident, and one
+  partly inside counts only its time outside. Check counts and response times are what happened.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
+from uptime_daemon.maintenance import Interval, covered_seconds
 from uptime_daemon.projector.fold import (
     HISTOGRAM_RELATIVE_ERROR,
     HOUR_SECONDS,
@@ -62,6 +68,9 @@ class IncidentView:
     duration_seconds: float
     """Full duration (up to ``now`` while still open)."""
     seconds_in_window: float
+    """Downtime inside the window and outside maintenance."""
+    maintenance_seconds: float = 0.0
+    """Downtime inside the window that maintenance covers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +86,10 @@ class ServiceSummary:
     last_check: datetime | None
     last_response_seconds: float | None
     seconds: dict[Status, float]
+    """Outside maintenance; with ``maintenance_seconds`` they add up to the window."""
+    maintenance_seconds: float
     uptime_ratio: float | None
-    """up / (up + degraded + down) seconds — degraded is not up."""
+    """up / (up + degraded + down) seconds — degraded is not up, maintenance is left out."""
     availability_ratio: float | None
     """(up + degraded) / (up + degraded + down) seconds — reachable at all."""
     checks: CheckCounts
@@ -108,10 +119,16 @@ def _percentile(histogram: dict[int, int], total: int, fraction: float) -> float
     return histogram_value(max(histogram))
 
 
-def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> ServiceSummary:
-    """All figures for ``[now - hours, now)``."""
+def summarize(
+    service: ServiceProjection,
+    *,
+    now: datetime,
+    hours: float,
+    maintenance: Sequence[Interval] = (),
+) -> ServiceSummary:
+    """All figures for ``[now - hours, now)``, ``maintenance`` left out (see the module docstring)."""
     start = now - timedelta(hours=hours)
-    seconds = seconds_in_window(service, start, now)
+    seconds = seconds_in_window(service, start, now, maintenance)
     known = seconds[Status.UP] + seconds[Status.DEGRADED] + seconds[Status.DOWN]
     first_hour = int(start.timestamp()) // HOUR_SECONDS
     last_hour = int(now.timestamp()) // HOUR_SECONDS
@@ -134,7 +151,7 @@ def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> Ser
         for index, count in bucket.histogram.items():
             histogram[index] = histogram.get(index, 0) + count
     samples = sum(histogram.values())
-    incidents = _incidents(service, start, now)
+    incidents = _incidents(service, start, now, maintenance)
     resolved = [i for i in incidents if i.end is not None and i.end >= start]
     started = [i for i in incidents if i.start >= start]
     return ServiceSummary(
@@ -146,6 +163,7 @@ def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> Ser
         last_check=service.last_check,
         last_response_seconds=service.last_response_seconds,
         seconds=seconds,
+        maintenance_seconds=covered_seconds(start, now, maintenance),
         uptime_ratio=seconds[Status.UP] / known if known else None,
         availability_ratio=(seconds[Status.UP] + seconds[Status.DEGRADED]) / known
         if known
@@ -169,19 +187,26 @@ def summarize(service: ServiceProjection, *, now: datetime, hours: float) -> Ser
     )
 
 
-def _incidents(service: ServiceProjection, start: datetime, now: datetime) -> list[IncidentView]:
+def _incidents(
+    service: ServiceProjection, start: datetime, now: datetime, maintenance: Sequence[Interval]
+) -> list[IncidentView]:
     views = []
     for incident in service.incidents:
         end = incident.end
         if (end is not None and end <= start) or incident.start >= now:
             continue
         closing = end if end is not None else now
+        lo, hi = max(incident.start, start), min(closing, now)
+        planned = covered_seconds(lo, hi, maintenance) if maintenance else 0.0
+        if maintenance and planned >= (hi - lo).total_seconds():
+            continue  # entirely planned: maintenance, not an outage
         views.append(
             IncidentView(
                 start=incident.start,
                 end=end,
                 duration_seconds=(closing - incident.start).total_seconds(),
-                seconds_in_window=(min(closing, now) - max(incident.start, start)).total_seconds(),
+                seconds_in_window=(hi - lo).total_seconds() - planned,
+                maintenance_seconds=planned,
             )
         )
     return views
@@ -190,3 +215,38 @@ def _incidents(service: ServiceProjection, start: datetime, now: datetime) -> li
 def service_timeline(service: ServiceProjection, *, now: datetime, hours: float) -> list[Period]:
     """Contiguous status periods in ``[now - hours, now)``."""
     return timeline(service, now - timedelta(hours=hours), now)
+
+
+MAINTENANCE: Final = "maintenance"
+
+
+def with_maintenance(
+    periods: Sequence[Period], maintenance: Sequence[Interval]
+) -> list[tuple[str, datetime, datetime]]:
+    """``(state, start, end)`` of contiguous ``periods``, maintenance shown as ``maintenance``.
+
+    A maintenance stretch spanning several periods becomes one.
+    """
+    out: list[tuple[str, datetime, datetime]] = []
+
+    def extend(state: str, lo: datetime, hi: datetime) -> None:
+        if hi <= lo:
+            return
+        if out and out[-1][0] == state and out[-1][2] == lo:
+            out[-1] = (state, out[-1][1], hi)
+        else:
+            out.append((state, lo, hi))
+
+    for period in periods:
+        cursor = period.start
+        for lo, hi in maintenance:
+            if hi <= cursor:
+                continue
+            if lo >= period.end:
+                break
+            extend(period.state.value, cursor, max(cursor, lo))
+            cursor = max(cursor, lo)
+            extend(MAINTENANCE, cursor, min(hi, period.end))
+            cursor = min(hi, period.end)
+        extend(period.state.value, cursor, period.end)
+    return out

@@ -1,5 +1,7 @@
 // uptime-daemon status page: renders /status/data, then follows /ws/health live.
 // No dependencies, no external requests; all data goes in through textContent (never as HTML).
+// A status change on the socket is applied at once, then /status/data is fetched again for what
+// the message does not carry (figures, bars, a child's held alerts, a maintenance reason).
 "use strict";
 
 const LABELS = { up: "Up", degraded: "Degraded", down: "Down", unknown: "Unknown" };
@@ -7,6 +9,8 @@ const REFRESH_MS = 60000;
 let lastPosition = null;
 let socket = null;
 let retry = 0;
+let fetching = null;
+let fetchAgain = false;
 
 function pct(ratio) {
   return ratio === null || ratio === undefined ? "—" : (ratio * 100).toFixed(ratio >= 0.9999 ? 2 : 3) + "%";
@@ -38,10 +42,13 @@ function setStatus(item, status, since) {
 }
 
 // A day's colour says how good its observed time was; grey says nothing was observed. Time the
-// daemon was not looking is drawn apart, as a pale cap (at most 60 % of the bar, so a day watched
-// for minutes still shows its colour), and every figure is in the bar's tooltip and label.
+// daemon was not looking is drawn apart, as a pale cap, and maintenance (left out of the day's
+// uptime) as a blue band under it: together at most 60 % of the bar, so a day watched for minutes
+// still shows its colour, and a short window at least 15 %, so it can be seen. Every figure is in
+// the bar's tooltip and label.
 const GRADES = [["good", 0.999], ["fair", 0.99], ["poor", 0]];
 const UNKNOWN_CAP = 0.6;
+const MAINTENANCE_FLOOR = 0.15;
 
 function grade(day) {
   if (day.uptimeRatio === null) return "none";
@@ -49,28 +56,65 @@ function grade(day) {
   return name;
 }
 
+function band(className, share) {
+  const span = document.createElement("span");
+  span.className = className;
+  span.style.height = (100 * share).toFixed(2) + "%";
+  return span;
+}
+
 function renderBars(container, days) {
   container.replaceChildren();
   let worst = 1;
+  let maintenanceDays = 0;
   for (const day of days) {
     const bar = document.createElement("div");
     bar.className = "bar";
     bar.dataset.grade = grade(day);
-    const total = day.up + day.degraded + day.down + day.unknown || 1;
-    if (bar.dataset.grade !== "none" && day.unknown > 0) {
-      const cap = document.createElement("span");
-      cap.className = "unobserved";
-      cap.style.height = (100 * Math.min(UNKNOWN_CAP, day.unknown / total)).toFixed(2) + "%";
-      bar.append(cap);
+    const maintenance = day.maintenance || 0;
+    const total = day.up + day.degraded + day.down + day.unknown + maintenance || 1;
+    const observed = bar.dataset.grade !== "none";
+    const maintenanceShare = maintenance > 0
+      ? Math.min(observed ? UNKNOWN_CAP : 1, Math.max(MAINTENANCE_FLOOR, maintenance / total)) : 0;
+    const unknownShare = observed ? Math.min(UNKNOWN_CAP - maintenanceShare, day.unknown / total) : 0;
+    if (unknownShare > 0) bar.append(band("unobserved", unknownShare));
+    if (maintenanceShare > 0) {
+      bar.append(band("maintenance", maintenanceShare));
+      bar.dataset.maintenance = "true";
+      maintenanceDays += 1;
     }
-    bar.title = `${day.date}: ${day.uptimeRatio === null ? "not observed" : pct(day.uptimeRatio) + " up"}` +
+    const head = day.uptimeRatio !== null ? pct(day.uptimeRatio) + " up"
+      : maintenance > 0 ? "nothing observed outside maintenance" : "not observed";
+    bar.title = `${day.date}: ${head}` +
       (day.down ? `, ${duration(day.down)} down` : "") +
       (day.degraded ? `, ${duration(day.degraded)} degraded` : "") +
+      (maintenance > 0 ? `, ${duration(maintenance)} maintenance` : "") +
       (day.uptimeRatio !== null && day.unknown >= 60 ? `, ${duration(day.unknown)} not observed` : "");
     if (day.uptimeRatio !== null) worst = Math.min(worst, day.uptimeRatio);
     container.append(bar);
   }
-  container.setAttribute("aria-label", `Daily uptime for the last ${days.length} days; worst day ${pct(worst)}`);
+  container.setAttribute("aria-label", `Daily uptime for the last ${days.length} days; worst day ${pct(worst)}` +
+    (maintenanceDays ? `; maintenance on ${maintenanceDays} day${maintenanceDays > 1 ? "s" : ""}` : ""));
+}
+
+// Maintenance is said in words beside the status, which stays what the checks observe.
+function setMaintenance(item, inMaintenance, reason) {
+  item.dataset.maintenance = inMaintenance ? "true" : "false";
+  const badge = item.querySelector(".in-maintenance");
+  badge.hidden = !inMaintenance;
+  const why = reason && reason.trim().toLowerCase() !== "maintenance" ? reason.trim() : "";
+  badge.querySelector(".label").textContent = inMaintenance ? (why ? `Maintenance: ${why}` : "Maintenance") : "";
+}
+
+function listed(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+}
+
+function setHeld(item, parents) {
+  const note = item.querySelector(".held");
+  note.hidden = !parents.length;
+  note.querySelector(".label").textContent = parents.length
+    ? `Alerts held: ${listed(parents)} ${parents.length > 1 ? "are" : "is"} down` : "";
 }
 
 function renderSpark(svg, values, last) {
@@ -144,6 +188,8 @@ function render(data) {
     if (!svc.configured) continue;  // removed from the config: its history stays in the API only
     const item = serviceItem(svc.service);
     setStatus(item, svc.status, svc.since);
+    setMaintenance(item, svc.inMaintenance, svc.maintenanceReason);
+    setHeld(item, svc.suppressedBy || []);
     item.querySelector(".u24").textContent = pct(svc.uptime24h);
     item.querySelector(".u7").textContent = pct(svc.uptime7d);
     item.querySelector(".u30").textContent = pct(svc.uptime30d);
@@ -175,22 +221,43 @@ function renderComponents(components, lag) {
   }
 }
 
+// Services in maintenance are counted apart: planned work does not turn the headline red.
 function updateOverall() {
-  const statuses = [...document.querySelectorAll("#services > li")].map((li) => li.dataset.status);
+  const items = [...document.querySelectorAll("#services > li")];
+  const planned = items.filter((li) => li.dataset.maintenance === "true").length;
+  const statuses = items.filter((li) => li.dataset.maintenance !== "true").map((li) => li.dataset.status);
   const overall = statuses.includes("down") ? "down" : statuses.some((s) => s === "degraded" || s === "unknown") ? "degraded" : "ok";
   const el = document.getElementById("overall");
   el.dataset.status = overall;
   const down = statuses.filter((s) => s === "down").length;
-  el.textContent = overall === "ok" ? "✓ All services are up" : overall === "down" ? `✕ ${down} service${down > 1 ? "s" : ""} down` : "▲ Some services are degraded or not yet checked";
+  const maintenance = planned ? ` · ${planned} in maintenance` : "";
+  el.textContent = (overall === "ok" ? (planned ? "✓ All other services are up" : "✓ All services are up")
+    : overall === "down" ? `✕ ${down} service${down > 1 ? "s" : ""} down`
+      : "▲ Some services are degraded or not yet checked") + maintenance;
 }
 
-async function refresh() {
-  try {
-    const response = await fetch("/status/data", { cache: "no-store" });
-    if (response.ok) render(await response.json());
-  } catch (error) {
-    document.getElementById("live").dataset.state = "reconnecting";
+// One fetch at a time; a request made meanwhile is served by one more fetch after it, so the
+// last render is never older than the last request.
+function refresh() {
+  if (fetching) {
+    fetchAgain = true;
+    return fetching;
   }
+  fetching = (async () => {
+    try {
+      const response = await fetch("/status/data", { cache: "no-store" });
+      if (response.ok) render(await response.json());
+    } catch (error) {
+      document.getElementById("live").dataset.state = "reconnecting";
+    } finally {
+      fetching = null;
+      if (fetchAgain) {
+        fetchAgain = false;
+        refresh();
+      }
+    }
+  })();
+  return fetching;
 }
 
 function connect() {
@@ -206,12 +273,18 @@ function connect() {
       lastPosition = message.position;
       setStatus(serviceItem(message.service), message.status, message.event.timestamp);
       updateOverall();
+      refresh();
     } else if (message.type === "health_status") {
+      let stale = false;
       for (const svc of message.services) {
         if (!svc.configured) continue;
         const item = serviceItem(svc.service);
         if (item.dataset.status !== svc.status || item.dataset.since !== (svc.since || "")) setStatus(item, svc.status, svc.since);
+        if (svc.suppressedBy) setHeld(item, svc.suppressedBy);
+        // The snapshot says whether a window covers the service, not why: fetch the reason.
+        if (svc.inMaintenance !== undefined && svc.inMaintenance !== (item.dataset.maintenance === "true")) stale = true;
       }
+      if (stale) refresh();
       renderComponents(message.components);
       if (message.position !== null && (lastPosition === null || message.position > lastPosition)) lastPosition = message.position;
       updateOverall();

@@ -1,0 +1,1 @@
+"""On-call: notifications delivered exactly once across daemons, and the outgoing heartbeat."""
