@@ -50,6 +50,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/api.py | tee $(BENCH_OUT)/api.jsonl
 	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10 | tee $(BENCH_OUT)/soak.jsonl
 	$(BIN)/python bench/cluster.py | tee $(BENCH_OUT)/cluster.jsonl
+	$(BIN)/python bench/kinds.py | tee $(BENCH_OUT)/kinds.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

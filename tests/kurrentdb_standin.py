@@ -26,7 +26,8 @@ figure and the command). It reproduces:
   ``{"$tb": Int64.MaxValue}`` as the whole new metadata; writing metadata of a soft-deleted stream
   undeletes it (``$tb`` = last + 1); a tombstone is a ``$streamDeleted`` record at revision
   Int64.MaxValue.
-* ``Gossip.Read``: one leader (advertised as ``host``), or a three-member view for discovery tests.
+* ``Gossip.Read``: one leader (advertised as ``host``), or a scripted view for discovery and cluster
+  tests, members in it reported dead (``is_alive`` false) on request.
 * Fault injection: ``stop()``/``start()`` on the same port, ``stall_seconds`` (past a deadline),
   ``unavailable`` (every call aborts ``UNAVAILABLE``), ``not_leader`` (appends refused, leader named).
 
@@ -289,6 +290,9 @@ class StandIn:
         self.not_leader: tuple[str, int] | None = None
         self.members: list[tuple[str, int, Any]] | None = None
         """Gossip view: ``(host, port, VNodeState)``; default is this node alone, as leader."""
+        self.dead: set[tuple[str, int]] = set()
+        """``(host, port)`` of members the view reports dead: ``is_alive`` false, last state kept,
+        as KurrentDB's gossip reports a member it lost until the dead-member removal period."""
         self.calls: list[str] = []
 
     async def _faults(self, context: grpc.aio.ServicerContext, name: str) -> None:
@@ -327,7 +331,7 @@ class StandIn:
                     instance_id=_uuid(str(uuid.uuid4())),
                     time_stamp=int(time.time() * TICKS_PER_SECOND),
                     state=state,
-                    is_alive=True,
+                    is_alive=(host, port) not in self.dead,
                     http_end_point=gossip_pb2.EndPoint(address=host, port=port),
                 )
                 for host, port, state in members

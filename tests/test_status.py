@@ -256,3 +256,26 @@ def test_replay_is_deterministic(
 ) -> None:
     """The same inputs give the same outputs: the machine has no hidden state or clock."""
     assert replay(policy, checks) == replay(policy, checks)
+
+
+def test_an_impaired_target_is_degraded_like_a_slow_one() -> None:
+    """An impaired target (a cluster member down) is ``degraded`` at once, as a slow one is.
+
+    No latency policy is needed; a failure still needs its debounce; fine again is ``up``.
+    """
+    state = INITIAL
+    seen = []
+    for i, (ok, impaired) in enumerate(
+        [(True, False), (True, True), (False, False), (True, False)]
+    ):
+        outcome = step(
+            state,
+            ok=ok,
+            response_seconds=0.01,
+            at=T0 + timedelta(seconds=10 * i),
+            policy=CheckPolicy(),
+            impaired=impaired,
+        )
+        seen.append(outcome.status)
+        state = outcome.state
+    assert seen == [UP, DEG, DEG, UP]

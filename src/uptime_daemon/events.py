@@ -111,6 +111,8 @@ def _probe_payload(kind: CheckKind, probe: ProbeResult) -> dict[str, Any]:
         data["tlsDaysLeft"] = round(probe.tls_days_left, 2)
     if probe.close_code is not None:
         data["closeCode"] = probe.close_code
+    if probe.degraded is not None:
+        data["degraded"] = probe.degraded
     if probe.phases:
         data["phases"] = {str(phase): round(seconds, 6) for phase, seconds in probe.phases.items()}
     return data

@@ -17,6 +17,10 @@ class CheckKind(StrEnum):
     HTTP = "http"
     WEBSOCKET = "websocket"
     DATABASE = "database"
+    """The daemon's own store, or a KurrentDB, PostgreSQL, MySQL/MariaDB or Redis server by URL."""
+    TCP = "tcp"
+    DNS = "dns"
+    GRPC = "grpc"
 
 
 class FailureReason(StrEnum):
@@ -36,6 +40,20 @@ class FailureReason(StrEnum):
     PROTOCOL = "protocol"
     """The peer answered, but not in the protocol we speak (garbage instead of HTTP, bad frames)."""
     STORE_ERROR = "store_error"
+    AUTH = "auth"
+    """The server refused our credentials."""
+    QUERY = "query"
+    """The health query failed on the server (a syntax error, a missing table, a read-only error)."""
+    ROLE = "role"
+    """A database answered in the wrong role (a replica where a primary is expected, or back)."""
+    REPLICATION_LAG = "replication_lag"
+    """A replica is further behind its primary than allowed."""
+    CLUSTER = "cluster"
+    """A cluster without a leader, or with fewer members alive than required."""
+    DNS_NXDOMAIN = "dns_nxdomain"
+    """The name does not exist (a DNS check's own verdict, not a failure to resolve a target)."""
+    NOT_SERVING = "not_serving"
+    """A gRPC health check answered NOT_SERVING (or SERVICE_UNKNOWN)."""
 
 
 class Phase(StrEnum):
@@ -50,6 +68,8 @@ class Phase(StrEnum):
     SCRIPT = "script"
     WRITE = "write"
     READ = "read"
+    AUTH = "auth"
+    QUERY = "query"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +83,18 @@ class ProbeResult:
     phases: Mapping[Phase, float] = field(default_factory=dict)
     http_status: int | None = None
     tls_days_left: float | None = None
-    """Days until the peer certificate expires (HTTPS/WSS only)."""
+    """Days until the peer certificate expires (HTTPS, WSS, TCP with TLS, ``rediss://``)."""
     close_code: int | None = None
     """WebSocket close code, when the probe saw one."""
+    degraded: str | None = None
+    """Set on a successful probe whose target serves but is impaired (a cluster member down, a
+    replica lagging below the limit): why. The status machine makes it ``degraded``."""
 
     def __post_init__(self) -> None:
         """Keep ``ok`` and ``failure`` consistent: a failed probe always says why."""
         if self.ok == (self.failure is not None):
             msg = f"ok={self.ok} with failure={self.failure}"
+            raise ValueError(msg)
+        if self.degraded is not None and not self.ok:
+            msg = "only a successful probe can be degraded (a failed one says why it failed)"
             raise ValueError(msg)

@@ -235,6 +235,7 @@ class CheckRunner:
             response_seconds=result.duration_seconds,
             at=completed_at,
             policy=service,
+            impaired=result.degraded is not None,
         )
         self._states[name] = outcome.state
         placement = self._settings.placement(name)

@@ -144,17 +144,27 @@ def _healthy(slow: bool) -> Status:
 
 
 def step(
-    state: ServiceState, *, ok: bool, response_seconds: float, at: datetime, policy: CheckPolicy
+    state: ServiceState,
+    *,
+    ok: bool,
+    response_seconds: float,
+    at: datetime,
+    policy: CheckPolicy,
+    impaired: bool = False,
 ) -> Outcome:
     """Apply one probe outcome observed at ``at`` (the check's completion time).
 
-    ``at`` may go backwards (a wall clock stepped back): the status logic does not depend on it, and
-    the streak is clamped at 0 rather than reported negative.
+    ``impaired``: the probe succeeded but the target said it serves impaired (a cluster member
+    down): ``degraded``, as a slow answer is. ``at`` may go backwards (a wall clock stepped back):
+    the status logic does not depend on it, and the streak is clamped at 0 rather than reported
+    negative.
     """
-    slow = (
-        ok
-        and policy.degraded_after_seconds is not None
-        and response_seconds > policy.degraded_after_seconds
+    slow = ok and (
+        impaired
+        or (
+            policy.degraded_after_seconds is not None
+            and response_seconds > policy.degraded_after_seconds
+        )
     )
     failures = 0 if ok else state.consecutive_failures + 1
     successes = state.consecutive_successes + 1 if ok else 0

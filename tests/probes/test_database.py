@@ -12,12 +12,8 @@ from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import DatabaseService
 from uptime_daemon.errors import EventStoreError, EventStoreUnavailable, StreamNotFound
 from uptime_daemon.probes.base import ProbeContext
-from uptime_daemon.probes.database import (
-    CONNECTION_TEST_STREAM,
-    HEALTH_CHECK_EVENT,
-    connection_test,
-    probe_database,
-)
+from uptime_daemon.probes.database import CONNECTION_TEST_STREAM, connection_test, probe_database
+from uptime_daemon.probes.round_trip import HEALTH_CHECK_EVENT
 from uptime_daemon.results import FailureReason, Phase
 from uptime_daemon.store import NewEvent
 from uptime_daemon.store.sqlite import SqliteEventStore

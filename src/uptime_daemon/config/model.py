@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from kurrentdbclient.connection_spec import ConnectionSpec
+from kurrentdbclient.exceptions import KurrentDBClientError
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -27,7 +31,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from redis.connection import parse_url as parse_redis_url
 
+from uptime_daemon.redact import redact
 from uptime_daemon.results import CheckKind
 
 SERVICE_NAME_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -37,6 +43,18 @@ MAX_INSTANCE_SUFFIX: Final = 24
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 LocationName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+def _readable(path: str) -> str:
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"cannot read {path!r}")
+    return path
+
+
+ReadableFile = Annotated[str, AfterValidator(_readable)]
+Verbatim = Annotated[str, StringConstraints(strip_whitespace=False)]
+"""A string kept as written (line endings of a protocol exchange matter)."""
+"""A file the daemon can read (a CA bundle): checked at load, so a typo is a config error."""
 _STATUS_RANGE: Final = re.compile(r"^([1-5]\d\d)(?:-([1-5]\d\d))?$")
 
 
@@ -410,20 +428,144 @@ class WebSocketService(_ServiceBase):
         return _check_url(value, ("ws", "wss"))
 
 
+DatabaseFlavour = Literal["own", "kurrentdb", "postgresql", "mysql", "redis"]
+_PG_SSLMODES: Final = frozenset(
+    {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+)
+_MYSQL_SSL_MODES: Final = frozenset(
+    {"DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"}
+)
+_BOOLEAN: Final = frozenset({"true", "false", "1", "0", "yes", "no", "on", "off"})
+_DATABASE_SCHEMES: Final[dict[str, DatabaseFlavour]] = {
+    "kurrentdb": "kurrentdb",
+    "kurrentdb+discover": "kurrentdb",
+    "esdb": "kurrentdb",
+    "esdb+discover": "kurrentdb",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "redis": "redis",
+    "rediss": "redis",
+}
+_FLAVOUR_FIELDS: Final[dict[str, tuple[DatabaseFlavour, ...]]] = {
+    "query": ("postgresql", "mysql"),
+    "expect": ("postgresql", "mysql"),
+    "expect_primary": ("postgresql", "mysql"),
+    "max_replication_lag_seconds": ("postgresql", "mysql"),
+    "expect_role": ("redis",),
+    "min_alive_members": ("kurrentdb",),
+}
+
+
+def _query(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def _check_postgresql_url(url: str) -> None:
+    if _query(url).get("sslmode", "prefer") not in _PG_SSLMODES:
+        raise ValueError(f"url: sslmode must be one of {', '.join(sorted(_PG_SSLMODES))}")
+
+
+def _check_mysql_url(url: str) -> None:
+    query = _query(url)
+    unknown = sorted(set(query) - {"ssl", "ssl-mode", "ssl_mode"})
+    if unknown:
+        raise ValueError(f"url: unknown parameter {unknown[0]!r} (known: ssl, ssl-mode)")
+    mode = (query.get("ssl-mode") or query.get("ssl_mode") or "DISABLED").upper()
+    if mode not in _MYSQL_SSL_MODES or query.get("ssl", "false").lower() not in _BOOLEAN:
+        raise ValueError(
+            "url: ssl-mode is DISABLED/PREFERRED/REQUIRED/VERIFY_CA/VERIFY_IDENTITY and ssl is "
+            "true or false"
+        )
+
+
+def _check_redis_url(url: str) -> None:
+    try:
+        parse_redis_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    except ValueError as exc:
+        raise ValueError(f"url: not a Redis URL: {redact(str(exc))}") from None
+
+
+def _check_kurrentdb_url(url: str) -> None:
+    try:
+        ConnectionSpec(url)
+    except (ValueError, KurrentDBClientError) as exc:
+        raise ValueError(f"url: not a KurrentDB connection string: {redact(str(exc))}") from None
+
+
+_URL_CHECKS: Final[dict[str, Callable[[str], None]]] = {
+    "postgresql": _check_postgresql_url,
+    "mysql": _check_mysql_url,
+    "redis": _check_redis_url,
+    "kurrentdb": _check_kurrentdb_url,
+}
+
+
 class DatabaseService(_ServiceBase):
-    """The event store: a write/read round trip on a temporary system stream."""
+    """A database: the daemon's own store (no ``url``), or a server named by its ``url``.
+
+    * no ``url``: a write/read round trip on a temporary system stream of this daemon's store;
+    * ``kurrentdb://`` / ``kurrentdb+discover://``: the same round trip on that KurrentDB, and for a
+      cluster its gossip: a leader present, at least ``min_alive_members`` alive (``degraded``
+      while a member is down but the cluster serves);
+    * ``postgresql://``: connect, authenticate, ``query``; ``expect_primary`` and
+      ``max_replication_lag_seconds`` check the role and a replica's lag;
+    * ``mysql://`` (MySQL and MariaDB): the same;
+    * ``redis://`` / ``rediss://``: AUTH, PING, and ``expect_role``.
+
+    Credentials go in the URL (``postgresql://user:password@host/db``) and are masked in every output.
+    """
 
     @property
     def watches_this_daemon(self) -> bool:
-        """The round trip is this daemon's own connection to the store."""
-        return True
+        """Without a URL, the round trip is this daemon's own connection to the store."""
+        return self.url is None
 
     kind: Literal[CheckKind.DATABASE]
+    url: str | None = None
+    """The server to check; unset: this daemon's own event store."""
     stream: str = "system-health-check"
+    """The temporary stream of the round trip (own store and KurrentDB)."""
     max_age_seconds: int = Field(default=3600, ge=1)
     """Retention of the health-check stream (``$maxAge``) so it stays temporary."""
     max_count: int = Field(default=100, ge=1)
     """Retention of the health-check stream (``$maxCount``)."""
+    query: str = "SELECT 1"
+    """SQL run on each check (PostgreSQL, MySQL); keep it cheap and read-only."""
+    expect: str | None = None
+    """The first column of the query's first row, as text, must equal this."""
+    expect_primary: bool | None = None
+    """True: must be a primary (accepting writes); False: must be a replica; unset: either."""
+    max_replication_lag_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    """On a replica: further behind than this is ``down`` (reason ``replication_lag``)."""
+    expect_role: Literal["master", "replica"] | None = None
+    """Redis: the role ``ROLE`` must report."""
+    min_alive_members: int | None = Field(default=None, ge=1, le=100)
+    """KurrentDB cluster: fewer alive members is ``down`` (reason ``cluster``); any member down
+    while a leader serves is ``degraded``."""
+    verify_tls: bool = True
+    """Check the server's certificate when the URL asks for TLS."""
+    ca_file: ReadableFile | None = None
+    """PEM file of the CA that signed the server's certificate (a private CA)."""
+
+    @property
+    def flavour(self) -> DatabaseFlavour:
+        """Which server the URL names (``own`` without one)."""
+        if self.url is None:
+            return "own"
+        return _DATABASE_SCHEMES[self.url.split("://", 1)[0].lower()]
+
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, found, rest = value.partition("://")
+        if not found or scheme.lower() not in _DATABASE_SCHEMES or not rest:
+            shown = ", ".join(f"{s}://" for s in _DATABASE_SCHEMES)
+            raise ValueError(f"must start with one of {shown}")
+        return value
 
     @field_validator("stream")
     @classmethod
@@ -432,8 +574,94 @@ class DatabaseService(_ServiceBase):
             raise ValueError("must be a system-* stream name (lowercase letters, digits and '-')")
         return value
 
+    @model_validator(mode="after")
+    def _url_parameters(self) -> DatabaseService:
+        """What the URL says must be something its driver understands (checked at load)."""
+        if self.url is not None:
+            _URL_CHECKS[self.flavour](self.url)
+        if self.flavour == "kurrentdb" and not self.verify_tls:
+            raise ValueError("verify_tls: the KurrentDB client always verifies; give ca_file")
+        return self
 
-Service = Annotated[HttpService | WebSocketService | DatabaseService, Field(discriminator="kind")]
+    @model_validator(mode="after")
+    def _fields_fit_the_server(self) -> DatabaseService:
+        flavour = self.flavour
+        for name, flavours in _FLAVOUR_FIELDS.items():
+            if name in self.model_fields_set and flavour not in flavours:
+                servers = " or ".join(flavours)
+                raise ValueError(f"{name}: applies to {servers} URLs only")
+        return self
+
+
+class TcpService(_ServiceBase):
+    """A TCP port: connect, optionally TLS (with certificate expiry), optionally a banner exchange."""
+
+    kind: Literal[CheckKind.TCP]
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    verify_tls: bool = True
+    ca_file: ReadableFile | None = None
+    server_name: str | None = None
+    """TLS SNI and certificate name; default: ``host``."""
+    send: Verbatim | None = None
+    """Sent once connected (escapes such as ``\\r\\n`` as TOML writes them; kept verbatim)."""
+    expect: Verbatim | None = None
+    """The reply (read until it appears, or ``max_bytes``) must contain this."""
+    max_bytes: int = Field(default=65_536, ge=1, le=16_777_216)
+
+
+DnsRecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "PTR", "SOA", "CAA"]
+
+
+class DnsService(_ServiceBase):
+    """A DNS name: resolve one record type, at a given resolver or the system's."""
+
+    kind: Literal[CheckKind.DNS]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    record_type: DnsRecordType = "A"
+    resolver: str | None = None
+    """``host`` or ``host:port`` of the server to ask; default: the system's resolvers."""
+    expect: tuple[str, ...] = ()
+    """Each of these must be among the answers (as text: ``192.0.2.1``, ``10 mail.example.``);
+    empty: any answer will do."""
+    transport: Literal["udp", "tcp"] = "udp"
+
+    @field_validator("resolver")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+        if not host or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):  # noqa: PLR2004
+            raise ValueError("must be host or host:port (port 1-65535)")
+        return value
+
+
+class GrpcService(_ServiceBase):
+    """A gRPC server's standard health check (``grpc.health.v1.Health/Check``)."""
+
+    kind: Literal[CheckKind.GRPC]
+    target: Annotated[str, StringConstraints(min_length=3, max_length=300)]
+    """``host:port``."""
+    service: str = ""
+    """The health service name to ask about; empty: the server as a whole."""
+    tls: bool = False
+    verify_tls: bool = True
+    ca_file: ReadableFile | None = None
+    server_name: str | None = None
+
+    @model_validator(mode="after")
+    def _always_verified(self) -> GrpcService:
+        if not self.verify_tls:
+            raise ValueError("verify_tls: gRPC always verifies the certificate; give ca_file")
+        return self
+
+
+Service = Annotated[
+    HttpService | WebSocketService | DatabaseService | TcpService | DnsService | GrpcService,
+    Field(discriminator="kind"),
+]
 
 
 NotificationKind = Literal["webhook", "slack", "email", "alertmanager"]
@@ -499,7 +727,7 @@ class NotificationChannel(_Model):
     password is set: credentials never cross the network in the clear)."""
     verify_tls: bool = True
     """Check the receiver's certificate (off only for a self-signed test receiver)."""
-    ca_file: str | None = None
+    ca_file: ReadableFile | None = None
     """PEM file of the CA that signed the receiver's certificate (a private CA); default: the
     system's trust store."""
 
@@ -524,13 +752,6 @@ class NotificationChannel(_Model):
         for address in (*self.to, self.sender):
             if _EMAIL.fullmatch(address) is None:
                 raise ValueError(f"{address!r} is not an email address")
-
-    @field_validator("ca_file")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None and not os.access(value, os.R_OK):
-            raise ValueError(f"cannot read {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _fits_kind(self) -> NotificationChannel:

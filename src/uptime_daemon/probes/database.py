@@ -1,9 +1,7 @@
-"""The database probe: a write/read round trip on a temporary system stream of the event store.
+"""The database probe: a server named by URL (its own module each), or this daemon's own store.
 
-The stream (``system-health-check`` by default) carries ``$maxAge``/``$maxCount`` metadata so it
-stays temporary. The probe keeps no state between checks: it reads the metadata on every check and
-writes it only when it differs from the service's settings (first check, or after a config change),
-so a store that lost it, or another daemon that set other values, is corrected on the next check.
+Without a URL: a write/read round trip on a temporary system stream of the event store
+(``round_trip.py``, shared with the KurrentDB check).
 
 The start-up ``connection_test`` appends to ``connection-test``, reads it back and soft-deletes it.
 These fixed names are never tombstoned: a tombstoned name can never be written again, while appending
@@ -12,48 +10,22 @@ to a soft-deleted stream revives it, so the test can run on every start.
 
 from __future__ import annotations
 
-import uuid
 from typing import Final
 
-import orjson
-
-from uptime_daemon.clock import Clock, to_iso_millis
+from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import DatabaseService
 from uptime_daemon.errors import EventStoreError
 from uptime_daemon.probes._classify import describe
-from uptime_daemon.probes.base import ProbeContext
-from uptime_daemon.results import FailureReason, Phase, ProbeResult
-from uptime_daemon.store import EventStore, NewEvent, StreamState
+from uptime_daemon.probes.base import ProbeContext, ProbeFn
+from uptime_daemon.probes.kurrentdb import probe_kurrentdb
+from uptime_daemon.probes.redis import probe_redis
+from uptime_daemon.probes.round_trip import HEALTH_CHECK_EVENT, keep_temporary, round_trip
+from uptime_daemon.probes.sql import probe_mysql, probe_postgresql
+from uptime_daemon.results import FailureReason, ProbeResult
+from uptime_daemon.store import EventStore, StreamState
 
-HEALTH_CHECK_EVENT: Final = "HealthCheckPerformed"
 CONNECTION_TEST_STREAM: Final = "connection-test"
 CONNECTION_TEST_EVENT: Final = "ConnectionTested"
-READ_BACK_WINDOW: Final = 16
-"""When the stream's last event is not ours (other daemons share the stream), look this far back."""
-
-
-class _Mismatch(Exception):
-    """The store did not return what was just written."""
-
-
-async def _round_trip(
-    store: EventStore, stream: str, event_type: str, clock: Clock
-) -> dict[Phase, float]:
-    """Append one event, read it back from the stream's end; return the write and read times."""
-    event = NewEvent(
-        id=uuid.uuid4(),
-        type=event_type,
-        data=orjson.dumps({"timestamp": to_iso_millis(clock.now())}),
-    )
-    started = clock.monotonic()
-    await store.append(stream, [event], StreamState.ANY)
-    written = clock.monotonic()
-    recent = await store.read_stream(stream, backwards=True, limit=1)
-    if not recent or recent[0].id != event.id:
-        recent = await store.read_stream(stream, backwards=True, limit=READ_BACK_WINDOW)
-        if all(recorded.id != event.id for recorded in recent):
-            raise _Mismatch(f"event {event.id} written to {stream} but not read back")
-    return {Phase.WRITE: written - started, Phase.READ: clock.monotonic() - written}
 
 
 def _store_error(exc: Exception, duration_seconds: float) -> ProbeResult:
@@ -66,19 +38,20 @@ def _store_error(exc: Exception, duration_seconds: float) -> ProbeResult:
 
 
 async def probe_database(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
+    """The database the service names: its server by URL, else this daemon's own store."""
+    flavour = service.flavour
+    if flavour == "own":
+        return await probe_own_store(service, ctx)
+    return await SERVERS[flavour](service, ctx)
+
+
+async def probe_own_store(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
     """Write then read back one ``HealthCheckPerformed`` event on the health-check stream."""
     started = ctx.clock.monotonic()
     try:
-        metadata = await ctx.store.get_stream_metadata(service.stream)
-        if (metadata.max_age_seconds, metadata.max_count) != (
-            service.max_age_seconds,
-            service.max_count,
-        ):
-            await ctx.store.set_stream_metadata(
-                service.stream, max_age_seconds=service.max_age_seconds, max_count=service.max_count
-            )
-        phases = await _round_trip(ctx.store, service.stream, HEALTH_CHECK_EVENT, ctx.clock)
-    except (EventStoreError, _Mismatch) as exc:
+        await keep_temporary(ctx.store, service)
+        phases = await round_trip(ctx.store, service.stream, HEALTH_CHECK_EVENT, ctx.clock)
+    except EventStoreError as exc:
         return _store_error(exc, ctx.clock.monotonic() - started)
     return ProbeResult(
         ok=True,
@@ -92,11 +65,11 @@ async def connection_test(store: EventStore, clock: Clock) -> ProbeResult:
     """Validate the store at start-up: append, read back, then soft delete ``connection-test``."""
     started = clock.monotonic()
     try:
-        phases = await _round_trip(store, CONNECTION_TEST_STREAM, CONNECTION_TEST_EVENT, clock)
+        phases = await round_trip(store, CONNECTION_TEST_STREAM, CONNECTION_TEST_EVENT, clock)
         await store.delete_stream(
             CONNECTION_TEST_STREAM, StreamState.ANY
         )  # soft: never a tombstone
-    except (EventStoreError, _Mismatch) as exc:
+    except EventStoreError as exc:
         return _store_error(exc, clock.monotonic() - started)
     return ProbeResult(
         ok=True,
@@ -104,3 +77,12 @@ async def connection_test(store: EventStore, clock: Clock) -> ProbeResult:
         detail=f"wrote, read back and soft-deleted {CONNECTION_TEST_STREAM} on {store.backend}",
         phases=phases,
     )
+
+
+SERVERS: Final[dict[str, ProbeFn[DatabaseService]]] = {
+    "kurrentdb": probe_kurrentdb,
+    "postgresql": probe_postgresql,
+    "mysql": probe_mysql,
+    "redis": probe_redis,
+}
+"""A database URL's server → its probe."""
