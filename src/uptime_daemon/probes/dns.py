@@ -22,9 +22,9 @@ import dns.rdtypes.ANY.TXT
 import dns.resolver
 
 from uptime_daemon.config.model import DnsService
+from uptime_daemon.probes._attempt import Attempt
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.tcp import hostport, os_reason
-from uptime_daemon.redact import redact
 from uptime_daemon.results import FailureReason, Phase, ProbeResult
 
 __all__ = ["answer_forms", "probe_dns"]
@@ -181,23 +181,14 @@ async def _ask(service: DnsService) -> dns.resolver.Answer:
 async def probe_dns(service: DnsService, ctx: ProbeContext) -> ProbeResult:
     """Resolve ``name``/``record_type`` once; every ``expect`` entry must be among the answers."""
     clock = ctx.clock
-    started = clock.monotonic()
-    phases: dict[Phase, float] = {}
-
-    def result(failure: FailureReason | None, detail: str) -> ProbeResult:
-        return ProbeResult(
-            ok=failure is None,
-            duration_seconds=clock.monotonic() - started,
-            failure=failure,
-            detail=redact(detail)[:DETAIL_CHARS],
-            phases=dict(phases),
-        )
+    attempt = Attempt(clock)
+    phases, result = attempt.phases, attempt.result
 
     try:
         try:
             answer = await _ask(service)
         finally:
-            phases[Phase.DNS] = clock.monotonic() - started
+            phases[Phase.DNS] = clock.monotonic() - attempt.started
     except _Failed as exc:
         return result(exc.reason, exc.detail)
     asked = f"{service.record_type} {service.name}"

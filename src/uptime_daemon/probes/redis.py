@@ -14,11 +14,11 @@ from redis.asyncio.connection import Connection, ConnectKwargs, parse_url
 
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import DatabaseService
+from uptime_daemon.probes._attempt import Attempt
 from uptime_daemon.probes._classify import describe
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.session import certificate_days_left
 from uptime_daemon.probes.tcp import Stream, TargetFailure, opened, tls_context, tls_note
-from uptime_daemon.redact import redact
 from uptime_daemon.results import FailureReason, Phase, ProbeResult
 
 __all__ = ["probe_redis"]
@@ -138,19 +138,8 @@ async def probe_redis(service: DatabaseService, ctx: ProbeContext) -> ProbeResul
         msg = "probe_redis needs a redis:// or rediss:// URL"
         raise ValueError(msg)
     clock = ctx.clock
-    started = clock.monotonic()
-    phases: dict[Phase, float] = {}
-    days_left: float | None = None
-
-    def result(failure: FailureReason | None, detail: str) -> ProbeResult:
-        return ProbeResult(
-            ok=failure is None,
-            duration_seconds=clock.monotonic() - started,
-            failure=failure,
-            detail=redact(detail)[:DETAIL_CHARS],
-            phases=dict(phases),
-            tls_days_left=days_left,
-        )
+    attempt = Attempt(clock)
+    phases, result = attempt.phases, attempt.result
 
     try:
         target = parse_url(service.url)
@@ -171,7 +160,7 @@ async def probe_redis(service: DatabaseService, ctx: ProbeContext) -> ProbeResul
             phases=phases,
         ) as stream:
             if stream.certificate is not None:
-                days_left = certificate_days_left(stream.certificate, clock.now())
+                attempt.tls_days_left = certificate_days_left(stream.certificate, clock.now())
             connection = _StreamConnection(stream, host, target)
             try:
                 failure, detail = await _converse(connection, service, clock, phases)
@@ -180,7 +169,7 @@ async def probe_redis(service: DatabaseService, ctx: ProbeContext) -> ProbeResul
             finally:
                 await connection.disconnect(nowait=True)
             if failure is None and use_tls:
-                detail += f" ({tls_note(days_left)})"
+                detail += f" ({tls_note(attempt.tls_days_left)})"
             return result(failure, detail)
     except TargetFailure as exc:
         return result(exc.reason, exc.detail)

@@ -25,6 +25,7 @@ from typing import Final
 
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import TcpService
+from uptime_daemon.probes._attempt import Attempt
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.session import certificate_days_left
 from uptime_daemon.redact import redact
@@ -299,19 +300,8 @@ async def _converse(
 async def probe_tcp(service: TcpService, ctx: ProbeContext) -> ProbeResult:
     """Connect (and TLS, and the banner exchange when configured) once."""
     clock = ctx.clock
-    started = clock.monotonic()
-    phases: dict[Phase, float] = {}
-    days_left: float | None = None
-
-    def result(failure: FailureReason | None, detail: str) -> ProbeResult:
-        return ProbeResult(
-            ok=failure is None,
-            duration_seconds=clock.monotonic() - started,
-            failure=failure,
-            detail=redact(detail)[:DETAIL_CHARS],
-            phases=dict(phases),
-            tls_days_left=days_left,
-        )
+    attempt = Attempt(clock)
+    phases, result = attempt.phases, attempt.result
 
     try:
         context = (
@@ -326,14 +316,14 @@ async def probe_tcp(service: TcpService, ctx: ProbeContext) -> ProbeResult:
             phases=phases,
         ) as stream:
             if stream.certificate is not None:
-                days_left = certificate_days_left(stream.certificate, clock.now())
+                attempt.tls_days_left = certificate_days_left(stream.certificate, clock.now())
             failure, said = await _converse(service, stream, clock, phases)
             target = hostport(service.host, service.port)
             if stream.address != service.host:
                 target += f" ({stream.address})"
             detail = f"connected to {target}"
             if service.tls:
-                detail += f" ({tls_note(days_left)})"
+                detail += f" ({tls_note(attempt.tls_days_left)})"
             if failure is not None:
                 return result(failure, said)
             return result(None, f"{detail}, {said}" if said else detail)
