@@ -296,6 +296,9 @@ def test_a_child_of_a_down_parent_says_its_alerts_are_held(
         assert _status(browser, "router") == "down"
         assert _status(browser, "app") == "up"
         assert _text(browser, "router", ".held") is None
+        # What the newest check saw, in words: the failure reason and the probe's detail.
+        failed = _text(browser, "router", ".last-check") or ""
+        assert failed.startswith("Last check failed (connection_refused): "), failed
         assert daemon.stop() == 0
     finally:
         target.kill()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from aiohttp.test_utils import TestServer
 from openapi_spec_validator import validate
@@ -182,3 +184,31 @@ async def test_windows_beyond_retention_are_clamped(client: Client) -> None:
     body = await fetch_json(client, "/uptime/summary?hours=8759")
     assert body["hours"] == 90 * 24
     assert body["services"][0]["window"]["hours"] == 90 * 24
+
+
+async def test_the_status_page_says_what_the_newest_check_saw(
+    client: Client, target: tuple[TestServer, TargetState]
+) -> None:
+    """``/status/data``: a good check's detail, then a failed one's reason and detail."""
+    _, state = target
+
+    async def newest() -> tuple[str | None, str | None]:
+        body = await fetch_json(client, "/status/data")
+        (web,) = [s for s in body["services"] if s["service"] == "web"]
+        return web["lastReason"], web["lastDetail"]
+
+    await fetch_json(client, "/uptime/check?service=web", method="POST")
+    await eventually(lambda: _is(newest, lambda seen: seen[0] is None and bool(seen[1])))
+    state["up"] = False
+    await fetch_json(client, "/uptime/check?service=web", method="POST")
+    await eventually(lambda: _is(newest, lambda seen: seen[0] == "http_status"))
+    _, detail = await newest()
+    assert detail is not None
+    assert "503" in detail
+
+
+async def _is(
+    read: Callable[[], Awaitable[tuple[str | None, str | None]]],
+    holds: Callable[[tuple[str | None, str | None]], bool],
+) -> bool:
+    return holds(await read())

@@ -406,6 +406,13 @@ class PageService(ApiModel):
     since: Timestamp | None
     in_maintenance: bool = Field(description="A maintenance window covers the service now.")
     maintenance_reason: str | None = Field(description="The reason of the window covering it now.")
+    last_reason: str | None = Field(
+        default=None, description="The failure reason of the newest check (null: it succeeded)."
+    )
+    last_detail: str | None = Field(
+        default=None,
+        description="What the newest check saw (``HTTP 200``, ``connection refused``).",
+    )
     suppressed_by: list[str] = Field(
         description="Parents (depends_on) down now: this service's alerts are held back."
     )

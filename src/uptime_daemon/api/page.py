@@ -40,7 +40,9 @@ async def status_data(request: web.Request, _query: None) -> models.StatusPage:
     settings, projector = request.app[SETTINGS].current, request.app[PROJECTOR]
     now = request.app[CLOCK].now()
     services = [
-        views.page_service(settings, projector.state, name, now=now)
+        views.page_service(
+            settings, projector.state, name, now=now, last=projector.last_probe.get(name)
+        )
         for name in views.service_names(settings, projector.state)
     ]
     return models.StatusPage(

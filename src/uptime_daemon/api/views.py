@@ -16,6 +16,7 @@ from uptime_daemon.projector.fold import (
     last_verdict,
     seconds_in_window,
 )
+from uptime_daemon.projector.runner import LastProbe
 from uptime_daemon.projector.summary import (
     IncidentView,
     ServiceSummary,
@@ -276,7 +277,12 @@ PAGE_INCIDENTS = 5
 
 
 def page_service(
-    settings: Settings, state: ProjectionState, name: str, *, now: datetime
+    settings: Settings,
+    state: ProjectionState,
+    name: str,
+    *,
+    now: datetime,
+    last: LastProbe | None = None,
 ) -> models.PageService:
     """The status page's figures for one service: uptimes, 90 daily bars, 24 h response times."""
     projection = _projection(state, name)
@@ -337,6 +343,8 @@ def page_service(
         in_maintenance=bool(active),
         maintenance_reason=(active[0].reason or "maintenance") if active else None,
         suppressed_by=down_parents(settings, state, name, now),
+        last_reason=None if last is None else last.reason,
+        last_detail=None if last is None else last.detail,
         uptime_24h=ratios[24],
         uptime_7d=ratios[24 * 7],
         uptime_30d=ratios[24 * 30],

@@ -70,6 +70,17 @@ class StatusChange:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LastProbe:
+    """What one service's newest check saw."""
+
+    at: datetime
+    reason: str | None
+    """The failure reason (``None``: the probe succeeded)."""
+    detail: str
+    location: str
+
+
 class Projector:
     """Owns the projection state, its checkpoint and its readiness."""
 
@@ -97,6 +108,9 @@ class Projector:
         self.events_applied = 0
         self.decode_failures = 0
         self._listeners: set[Callable[[StatusChange], None]] = set()
+        self.last_probe: dict[str, LastProbe] = {}
+        """Service → what its newest folded check saw (for the status page; not part of the
+        projection's state: it refills from the next checks after a restart)."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._snapshot_position: int | None = None
         self._last_snapshot_monotonic = clock.monotonic()
@@ -248,6 +262,16 @@ class Projector:
 
     def _apply_status(self, event: RecordedEvent) -> None:
         decoded = events.decode_status_changed(event.data)
+        newest = self.last_probe.get(decoded.service)
+        if newest is None or newest.at <= decoded.timestamp:
+            probe = decoded.payload.get("probe")
+            detail = probe.get("detail") if isinstance(probe, dict) else None
+            self.last_probe[decoded.service] = LastProbe(
+                decoded.timestamp,
+                None if decoded.reason is None else decoded.reason.value,
+                str(detail)[:200] if detail else "",
+                decoded.location,
+            )
         gap = (
             decoded.gap_seconds
             if decoded.gap_seconds is not None

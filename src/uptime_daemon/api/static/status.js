@@ -41,6 +41,19 @@ function setStatus(item, status, since) {
   item.querySelector(".since").textContent = when ? `${LABELS[status] || status} for ${ago(when)} (since ${new Date(when).toLocaleString()})` : "No check yet";
 }
 
+// What the newest check saw, in words: the failure reason (a closed set, README "What gets
+// stored") and the probe's detail, or the detail of a good check.
+function setLastCheck(item, reason, detail) {
+  const line = item.querySelector(".last-check");
+  if (!reason && !detail) {
+    line.hidden = true;
+    return;
+  }
+  line.hidden = false;
+  line.dataset.failed = reason ? "true" : "false";
+  line.textContent = reason ? `Last check failed (${reason}): ${detail || ""}` : `Last check: ${detail}`;
+}
+
 // A day's colour says how good its observed time was; grey says nothing was observed. Time the
 // daemon was not looking is drawn apart, as a pale cap, and maintenance (left out of the day's
 // uptime) as a blue band under it: together at most 60 % of the bar, so a day watched for minutes
@@ -190,6 +203,7 @@ function render(data) {
     setStatus(item, svc.status, svc.since);
     setMaintenance(item, svc.inMaintenance, svc.maintenanceReason);
     setHeld(item, svc.suppressedBy || []);
+    setLastCheck(item, svc.lastReason, svc.lastDetail);
     item.querySelector(".u24").textContent = pct(svc.uptime24h);
     item.querySelector(".u7").textContent = pct(svc.uptime7d);
     item.querySelector(".u30").textContent = pct(svc.uptime30d);
