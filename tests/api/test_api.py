@@ -95,6 +95,11 @@ async def test_outage_shows_as_down_then_incident_closes(
         pytest.param(
             "/streams/service-uptime-web/events?direction=up", "direction", id="bad-direction"
         ),
+        pytest.param(
+            f"/streams/service-uptime-web/events?fromRevision={2**63}",
+            "fromRevision",
+            id="revision-past-64-bits",
+        ),
     ],
 )
 async def test_bad_input_is_a_400_naming_the_field(client: Client, path: str, field: str) -> None:

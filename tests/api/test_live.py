@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestServer
 
@@ -128,8 +129,12 @@ async def test_oversize_client_message_closes_with_1009(client: Client) -> None:
         assert ws.close_code == WSCloseCode.MESSAGE_TOO_BIG
 
 
-async def test_bad_from_is_a_400(client: Client) -> None:
-    """A bad resume position is refused before the upgrade, naming the field."""
-    async with client.get("/ws/health?from=-5") as response:
+@pytest.mark.parametrize("position", ["-5", str(2**63), "x"])
+async def test_bad_from_is_a_400(client: Client, position: str) -> None:
+    """A bad resume position (negative, past 64 bits, not a number): 400 before the upgrade.
+
+    Never an upgraded socket that then stays silent; the body names the field.
+    """
+    async with client.get(f"/ws/health?from={position}") as response:
         assert response.status == 400
         assert (await response.json())["field"] == "from"

@@ -8,7 +8,7 @@ Field names are camelCase on the wire (the seeds' style) and snake_case in Pytho
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -46,7 +46,11 @@ class ApiModel(BaseModel):
 
 
 class WindowQuery(ApiModel):
-    """A look-back window in whole hours (the upper bound is the projection's retention)."""
+    """A look-back window in whole hours: 1 to 87,600 (ten years) are accepted.
+
+    A window longer than the projection's retention (``projector.retention_days``, 90 days by
+    default) is answered for the retention, and the answer's ``window.hours`` says so.
+    """
 
     hours: int = Field(
         default=24,
@@ -73,20 +77,28 @@ class CheckQuery(ApiModel):
     service: str | None = Field(default=None, description="One service; all when omitted.")
 
 
+MAX_POSITION: Final = 2**63 - 1
+"""Revisions and commit positions are signed 64-bit in both stores: anything larger is a 400."""
+
+
 class StreamEventsQuery(ApiModel):
     """Paging through one stream."""
 
     limit: int = Field(default=100, ge=1, le=1000)
     direction: Literal["forwards", "backwards"] = "forwards"
     from_revision: int | None = Field(
-        default=None, ge=0, alias="fromRevision", description="Inclusive start revision."
+        default=None,
+        ge=0,
+        le=MAX_POSITION,
+        alias="fromRevision",
+        description="Inclusive start revision.",
     )
 
 
 class LiveQuery(ApiModel):
     """Resume the live feed after a commit position."""
 
-    from_: int | None = Field(default=None, ge=0, alias="from")
+    from_: int | None = Field(default=None, ge=0, le=MAX_POSITION, alias="from")
 
 
 # --- errors --------------------------------------------------------------------------------------

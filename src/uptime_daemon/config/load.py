@@ -36,6 +36,30 @@ _MESSAGES: Final = {
 }
 
 
+NODE_ENVIRONMENTS: Final = {
+    "development": "dev",
+    "dev": "dev",
+    "test": "test",
+    "testing": "test",
+    "staging": "staging",
+    "production": "mainnet",
+    "mainnet": "mainnet",
+}
+"""The seeds' ``NODE_ENV`` values → our environments (used when ``UPTIME_ENV`` is unset)."""
+
+
+def _from_node_env(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    name = NODE_ENVIRONMENTS.get(value.strip().lower())
+    if name is None:
+        known = ", ".join(sorted(NODE_ENVIRONMENTS))
+        raise ConfigError(
+            f"environment variable NODE_ENV: unknown value {value!r} (one of {known})"
+        )
+    return name
+
+
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where ``--env NAME`` looks for ``NAME.toml``: ``$UPTIME_CONFIG_DIR``, else ``./config``."""
     env = os.environ if environ is None else environ
@@ -49,7 +73,8 @@ def resolve_config_path(
     if config is not None:
         return config
     environ = os.environ if environ is None else environ
-    name = env or environ.get(ENV_SELECTOR) or "dev"
+    node_env = environ.get("NODE_ENV")
+    name = env or environ.get(ENV_SELECTOR) or _from_node_env(node_env) or "dev"
     if name not in ENVIRONMENTS:
         source = "--env" if env else ENV_SELECTOR
         raise ConfigError(
@@ -120,13 +145,15 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
     """Environment variables override secrets and endpoints (the seeds' names)."""
     store = dict(data.get("store", {})) if isinstance(data.get("store"), Mapping) else {}
     server = dict(data.get("server", {})) if isinstance(data.get("server"), Mapping) else {}
-    if url := environ.get("KURRENTDB_URL"):
-        store["url"], tls = _store_url_from_env(url)
-        if tls is not None:
-            store["use_tls"] = tls
+    _apply_store_url(store, environ)
+    if environ.get("WS_PORT"):
+        raise ConfigError(
+            "environment variable WS_PORT: the live feed is served on the HTTP port "
+            "(/ws/health); unset WS_PORT and use HTTP_PORT"
+        )
     _apply_store_environment(store, environ)
-    if (port := environ.get("HTTP_PORT")) is not None:
-        server["port"] = _parse_port(port)
+    if (http_port := environ.get("HTTP_PORT")) is not None:
+        server["port"] = _parse_port(http_port, "HTTP_PORT")
     _apply_auth_environment(server, environ)
     for variable, key in (("UPTIME_INSTANCE", "instance"), ("UPTIME_LOCATION", "location")):
         if (value := environ.get(variable)) is not None:
@@ -135,6 +162,21 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
         data["store"] = store
     if server:
         data["server"] = server
+
+
+def _apply_store_url(store: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """``KURRENTDB_URL``, else the seeds' ``KURRENTDB_HOST`` (+ ``KURRENTDB_PORT``, 2113)."""
+    if url := environ.get("KURRENTDB_URL"):
+        store["url"], tls = _store_url_from_env(url)
+        if tls is not None:
+            store["use_tls"] = tls
+    elif host := environ.get("KURRENTDB_HOST"):
+        port = _parse_port(environ.get("KURRENTDB_PORT", "2113"), "KURRENTDB_PORT", lowest=1)
+        store["url"] = f"kurrentdb://{host.strip()}:{port}"
+    elif environ.get("KURRENTDB_PORT"):
+        raise ConfigError(
+            "environment variable KURRENTDB_PORT: set KURRENTDB_HOST too (or KURRENTDB_URL)"
+        )
 
 
 def _apply_store_environment(store: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -185,13 +227,14 @@ def _parse_bool(variable: str, value: str) -> bool:
     raise ConfigError(f"environment variable {variable}: expected true or false, got {value!r}")
 
 
-def _parse_port(value: str) -> int:
+def _parse_port(value: str, variable: str, *, lowest: int = 0) -> int:
     try:
         port = int(value.strip())
     except ValueError:
         port = -1
-    if not 0 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
-        raise ConfigError(f"environment variable HTTP_PORT: expected a port 0-65535, got {value!r}")
+    if not lowest <= port <= 65535:  # noqa: PLR2004 - the TCP port range
+        msg = f"environment variable {variable}: expected a port {lowest}-65535, got {value!r}"
+        raise ConfigError(msg)
     return port
 
 

@@ -313,6 +313,17 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     if not value.startswith(tuple(f"{s}://" for s in schemes)):
         shown = " or ".join(f"{s}://" for s in schemes)
         raise ValueError(f"must start with {shown}, or / for this daemon's own server")
+    if any(character.isspace() for character in value):
+        raise ValueError("must not contain spaces (write them as %20)")
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    if not parts.hostname:
+        raise ValueError("names no host")
     return value
 
 
