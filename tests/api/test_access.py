@@ -84,6 +84,7 @@ async def test_running_checks_needs_an_operator(
     """POST /uptime/check: 401 without a valid token, 403 with a read token, 200 for an operator."""
     client = await make_client({"read_tokens": [READ], "operator_tokens": [OPERATOR]})
     assert await _status(client, "POST", "/uptime/check?service=web", token) == expected
+    assert await _status(client, "POST", "/api/uptime/check?service=web", token) == expected
 
 
 @pytest.mark.parametrize(

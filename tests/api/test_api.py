@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -217,3 +218,50 @@ async def _is(
     holds: Callable[[tuple[str | None, str | None]], bool],
 ) -> bool:
     return holds(await read())
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/uptime/summary?hours=1",
+        "/uptime/service/web?hours=1",
+        "/uptime/timeline/web?hours=1",
+        "/health/comprehensive",
+        "/health/kurrentdb",
+    ],
+)
+async def test_the_seeds_paths_answer_as_ours(client: Client, path: str) -> None:
+    """``/api/uptime/*`` and ``/api/health/*`` are the same operations as the unprefixed paths."""
+    ours = await fetch_json(client, path)
+    seeds = await fetch_json(client, "/api" + path)
+    assert set(seeds) == set(ours)  # the same shape ...
+
+    def stable(body: dict[str, Any]) -> object:
+        """What does not move with the clock between two requests."""
+        services = body.get("services", [])
+        periods = body.get("periods", [])
+        return (
+            body.get("status"),
+            body.get("service"),
+            body.get("backend"),
+            [(x["service"], x["status"]) for x in services],
+            [p["status"] for p in periods],
+        )
+
+    assert stable(seeds) == stable(ours)  # ... and the same answer
+
+
+async def test_the_seeds_paths_are_in_the_openapi_document_and_keep_their_errors(
+    client: Client,
+) -> None:
+    """Each seed path is documented (its own operation id); bad input and unknown names alike."""
+    document = await fetch_json(client, "/api/openapi.json")
+    assert "get" in document["paths"]["/api/uptime/summary"]
+    assert "post" in document["paths"]["/api/uptime/check"]
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    body = await fetch_json(client, "/api/uptime/summary?hours=0", status=400)
+    assert body["field"] == "hours"
+    await fetch_json(client, "/api/uptime/service/nope", status=404)
+    ready = await fetch_json(client, "/api/health")
+    assert ready["status"] == "ok"

@@ -24,6 +24,7 @@ from typing import Final
 from aiohttp import web
 from pydantic import SecretStr
 
+from uptime_daemon.api.endpoint import canonical
 from uptime_daemon.api.errors import Handler, json_error
 from uptime_daemon.api.keys import SETTINGS
 from uptime_daemon.config.model import AuthSettings
@@ -87,7 +88,7 @@ def role_of(request: web.Request, auth: AuthSettings) -> Role | None:
 
 def needed_role(request: web.Request, auth: AuthSettings) -> Role:
     """The least role this request needs under the current settings."""
-    path = request.path
+    path = canonical(request.path)
     if path in ALWAYS_OPEN or path == "/metrics":
         return Role.NONE
     if request.method in WRITES and auth.operator_tokens:
@@ -133,7 +134,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
             return response
         if role < needed:
             return json_error(403, "forbidden", "this token may read but not write")
-    if request.path == "/uptime/check" and request.method == "POST":
+    if canonical(request.path) == "/uptime/check" and request.method == "POST":
         wait = request.app[CHECK_BUCKET].take(auth.checks_per_minute)
         if wait > 0:
             response = json_error(

@@ -21,6 +21,18 @@ from uptime_daemon.api.models import ErrorBody
 
 JSON: Final = "application/json"
 _PATH_PARAM: Final = re.compile(r"{(\w+)}")
+SEED_PREFIX: Final = "/api"
+"""The seeds' paths are ours under ``/api`` (``/api/uptime/summary``): the same handlers."""
+SEED_ALIASED: Final = ("/uptime", "/health")
+
+
+def canonical(path: str) -> str:
+    """The path without the seeds' ``/api`` prefix, for the rules that match paths."""
+    if path.startswith(SEED_PREFIX + "/") and path[len(SEED_PREFIX) :].startswith(SEED_ALIASED):
+        return path[len(SEED_PREFIX) :]
+    return path
+
+
 Q = TypeVar("Q", bound=BaseModel)
 
 Handler = Callable[[web.Request, Any], Awaitable[BaseModel | web.StreamResponse]]
@@ -102,6 +114,8 @@ class Api:
                 return json_response(result, status)
 
             self.routes.route(method, path)(wrapped)
+            if path.startswith(SEED_ALIASED):
+                self.routes.route(method, SEED_PREFIX + path)(wrapped)
             every_error = errors if query is None and body is None else (*errors, 400)
             self.endpoints.append(
                 Endpoint(
@@ -171,6 +185,14 @@ def openapi(endpoints: list[Endpoint], *, title: str, version: str) -> dict[str,
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method] = _operation(endpoint, refs)
+    for endpoint in endpoints:  # the seeds' spelling of the same operations, after ours
+        if endpoint.path.startswith(SEED_ALIASED):
+            operation = _operation(endpoint, refs)
+            operation["operationId"] += "_seed"
+            operation["description"] = (
+                f"The seeds' path for `{endpoint.path}`: the same operation and answer."
+            )
+            paths.setdefault(SEED_PREFIX + endpoint.path, {})[endpoint.method] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
