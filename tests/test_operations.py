@@ -328,6 +328,7 @@ def test_dashboard_uses_only_our_metrics() -> None:
     exported = {
         "uptime_service_up",
         "uptime_service_availability_ratio",
+        "uptime_service_uptime_ratio",
         "uptime_service_state_seconds_total",
         "uptime_probe_duration_seconds_bucket",
         "uptime_probes_total",

@@ -53,3 +53,27 @@ async def test_state_seconds_never_go_backwards_even_from_a_torn_read(tmp_path: 
     assert math.isnan(later[("uptime_service_up", (("service", "web"),))])
     assert later[up_seconds] >= first[up_seconds]
     await store.close()
+
+
+async def test_the_ratio_metrics_mean_what_the_api_fields_of_the_same_name_mean(
+    tmp_path: Path,
+) -> None:
+    """Up 10 min, degraded 10 min: availability (up or degraded) 1.0, uptime (up only) 0.5."""
+    clock = ManualClock(wall=datetime(2026, 5, 1, tzinfo=UTC))
+    store = await SqliteEventStore.open(tmp_path / "e.db")
+    projector = Projector(store=store, clock=clock, default_gap_seconds=lambda _: 65.0)
+    start = clock.wall - timedelta(minutes=20)
+    for k in range(40):
+        status = Status.UP if k < 20 else Status.DEGRADED
+        apply(
+            projector.state,
+            Observation("web", start + timedelta(seconds=30 * k), status, 0.01, 65.0),
+        )
+    clock.wall = start + timedelta(minutes=20)
+    registry = CollectorRegistry()
+    registry.register(ProjectionCollector(projector, clock))
+    found = samples(registry)
+    labels = (("service", "web"), ("window", "1h"))
+    assert math.isclose(found[("uptime_service_availability_ratio", labels)], 1.0)
+    assert math.isclose(found[("uptime_service_uptime_ratio", labels)], 0.5, rel_tol=0.01)
+    await store.close()

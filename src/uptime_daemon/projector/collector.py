@@ -62,8 +62,14 @@ class ProjectionCollector(Collector):
         )
         ratio = GaugeMetricFamily(
             "uptime_service_availability_ratio",
-            "Time-weighted uptime over the window: up / (up + degraded + down), maintenance "
-            "left out.",
+            "Time-weighted availability over the window, the API's availabilityRatio: "
+            "(up + degraded) / (up + degraded + down), maintenance left out.",
+            labels=["service", "window"],
+        )
+        uptime = GaugeMetricFamily(
+            "uptime_service_uptime_ratio",
+            "Time-weighted uptime over the window, the API's uptimeRatio: "
+            "up / (up + degraded + down), maintenance left out (degraded is not up).",
             labels=["service", "window"],
         )
         seconds = CounterMetricFamily(
@@ -105,7 +111,9 @@ class ProjectionCollector(Collector):
                 window = seconds_in_window(service, start, now, clipped)
                 known = window[Status.UP] + window[Status.DEGRADED] + window[Status.DOWN]
                 if known > 0:
-                    ratio.add_metric([name, label], window[Status.UP] / known)
+                    reachable = window[Status.UP] + window[Status.DEGRADED]
+                    ratio.add_metric([name, label], reachable / known)
+                    uptime.add_metric([name, label], window[Status.UP] / known)
             for state, total in zip(STATE_ORDER, state_totals(service, now), strict=True):
                 key = (name, state)
                 value = max(total, self._reported.get(key, 0.0))
@@ -116,7 +124,7 @@ class ProjectionCollector(Collector):
             "Age of the newest folded event while catching up; 0 when current.",
         )
         lag.add_metric([], self._projector.lag_seconds())
-        yield from (up, location_up, status, ratio, seconds, in_maintenance, lag)
+        yield from (up, location_up, status, ratio, uptime, seconds, in_maintenance, lag)
 
 
 def _up(status: Status) -> float:
