@@ -307,10 +307,17 @@ def postgres_replica(primary: PgServer) -> Iterator[PgServer]:
             replica = PgServer(port=port, directory=directory, bindir=primary.bindir, proc=proc)
             primary.sql("CREATE TABLE IF NOT EXISTS replicated (id int)", database=DATABASE)
             primary.sql("INSERT INTO replicated VALUES (1)", database=DATABASE)
+            # The table may not be replayed yet either: ask for it before counting its rows.
             wait_until(
-                lambda: replica.sql("SELECT count(*) FROM replicated", database=DATABASE) != "0",
+                lambda: (
+                    replica.sql(
+                        "SELECT to_regclass('public.replicated') IS NOT NULL", database=DATABASE
+                    )
+                    == "t"
+                    and replica.sql("SELECT count(*) FROM replicated", database=DATABASE) != "0"
+                ),
                 within=START_SECONDS,
-                what="the replica replays the primary's insert",
+                what="the replica replays the primary's table and insert",
             )
             yield replica
 
