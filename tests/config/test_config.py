@@ -88,6 +88,14 @@ def test_settings_are_frozen() -> None:
     [
         pytest.param({"HTTP_PORT": "9099"}, lambda s: s.server.port == 9099, id="http-port"),
         pytest.param(
+            {"ALLOWED_ORIGINS": "http://localhost:5173, HTTP://LocalHost:80,https://a.example:443"},
+            lambda s: (
+                s.server.allowed_origins
+                == ("http://localhost:5173", "http://localhost", "https://a.example")
+            ),
+            id="allowed-origins-normalised",
+        ),
+        pytest.param(
             {"KURRENTDB_URL": "kurrentdb://db.example:2113?tls=false"},
             lambda s: s.store.url == "kurrentdb://db.example:2113?tls=false",
             id="kurrentdb-url",

@@ -154,6 +154,8 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
     _apply_store_environment(store, environ)
     if (http_port := environ.get("HTTP_PORT")) is not None:
         server["port"] = _parse_port(http_port, "HTTP_PORT")
+    if (origins := environ.get("ALLOWED_ORIGINS")) is not None:
+        server["allowed_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
     _apply_auth_environment(server, environ)
     for variable, key in (("UPTIME_INSTANCE", "instance"), ("UPTIME_LOCATION", "location")):
         if (value := environ.get(variable)) is not None:

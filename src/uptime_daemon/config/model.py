@@ -58,6 +58,37 @@ Verbatim = Annotated[str, StringConstraints(strip_whitespace=False)]
 _STATUS_RANGE: Final = re.compile(r"^([1-5]\d\d)(?:-([1-5]\d\d))?$")
 
 
+def _origin(value: str) -> str:
+    """A browser origin as the ``Origin`` header spells it: ``scheme://host[:port]``, or ``*``."""
+    if value == "*":
+        return value
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in origin {value!r}") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError(
+            f"an origin is scheme://host[:port] (http or https, no path), got {value!r}"
+        )
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    suffix = "" if port in (None, default) else f":{port}"
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+"""A browser origin, normalised (lower-case host, default port dropped) as browsers send it."""
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -102,6 +133,10 @@ class ServerSettings(_Model):
 
     A new check or status change always shows at once; this only bounds how stale the growing
     up/down seconds of a quiet service may be, which keeps the summary cheap under load."""
+    allowed_origins: tuple[Origin, ...] = ()
+    """Browser origins (``scheme://host[:port]``) that may call the API and the live feeds from
+    another site (CORS). Empty: same-origin only. ``"*"`` allows any origin but never with
+    credentials. ``ALLOWED_ORIGINS`` (comma-separated, the seeds' variable) overrides."""
     auth: AuthSettings = AuthSettings()
 
 
