@@ -6,9 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 list=${1:-scripts/debian-packages.txt}
 mapfile -t wanted < <(grep -v '^\s*#' "$list" | awk 'NF {print $1}')
+# What installed packages provide counts as present (e.g. a nodesource `nodejs` provides `npm`, and
+# asking apt for Debian's `npm` beside it would be a conflict).
+provided=" $(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null | awk '$1 == "ii" {$1 = ""; print}' | tr ',\n' '  ' | tr -s ' ') "
 missing=()
 for pkg in "${wanted[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" && continue
+  [[ "$provided" == *" $pkg "* ]] && continue
+  missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

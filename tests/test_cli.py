@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
+import pytest
+
 from tests.conftest import write_config
 from tests.projector.test_runner import write_checks
 from uptime_daemon.store.sqlite import SqliteEventStore
@@ -78,3 +81,102 @@ def test_an_unknown_event_loop_choice_is_one_config_error(tmp_path: Path) -> Non
     assert done.stderr == (
         "uptime-daemon: config error: UPTIME_EVENT_LOOP: must be auto, uvloop or asyncio, got 'trio'\n"
     )
+
+
+def _command(argv: list[str], environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI with exactly ``argv``; no environment selector inherited from the caller."""
+    inherited = {k: v for k, v in os.environ.items() if k not in {"UPTIME_ENV", "NODE_ENV"}}
+    return subprocess.run(
+        [sys.executable, "-m", "uptime_daemon", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**inherited, **environ},
+        check=False,
+    )
+
+
+@pytest.fixture
+def two_configs(tmp_path: Path) -> dict[str, str]:
+    """``FILE`` (instance ``from-file``) and ``$UPTIME_CONFIG_DIR`` with test.toml and dev.toml."""
+    for name, instance in (
+        ("file", "from-file"),
+        ("test", "from-env-test"),
+        ("dev", "from-env-dev"),
+    ):
+        (tmp_path / f"{name}.toml").write_text(
+            f'environment = "test"\ninstance = "{instance}"\n'
+            f'[store]\nurl = "sqlite:///{tmp_path / "events.db"}"\n',
+            encoding="utf-8",
+        )
+    return {"FILE": str(tmp_path / "file.toml"), "UPTIME_CONFIG_DIR": str(tmp_path)}
+
+
+@pytest.mark.parametrize(
+    ("argv", "instance"),
+    [
+        pytest.param(["--config", "FILE", "config", "validate"], "from-file", id="config-before"),
+        pytest.param(["config", "validate", "--config", "FILE"], "from-file", id="config-after"),
+        pytest.param(["--env", "test", "config", "validate"], "from-env-test", id="env-before"),
+        pytest.param(["config", "validate", "--env", "test"], "from-env-test", id="env-after"),
+        pytest.param(
+            ["--env", "test", "config", "validate", "--env", "test"],
+            "from-env-test",
+            id="env-twice-alike",
+        ),
+        pytest.param(["config", "validate"], "from-env-dev", id="neither-is-dev"),
+    ],
+)
+def test_where_the_config_comes_from_goes_before_or_after_the_command(
+    two_configs: dict[str, str], argv: list[str], instance: str
+) -> None:
+    """``--env``/``--config`` are accepted where users type them: before or after the command."""
+    argv = [two_configs["FILE"] if arg == "FILE" else arg for arg in argv]
+    done = _command(argv, {"UPTIME_CONFIG_DIR": two_configs["UPTIME_CONFIG_DIR"]})
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["instance"] == instance
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(
+            ["--env", "test", "config", "validate", "--env", "dev"],
+            "--env given twice with different values: 'test' before the command, 'dev' after it",
+            id="env-twice-unlike",
+        ),
+        pytest.param(
+            ["--config", "FILE", "summary", "--config", "other.toml"],
+            "--config given twice with different values",
+            id="config-twice-unlike",
+        ),
+        pytest.param(
+            ["--env", "test", "config", "validate", "--config", "FILE"],
+            "argument --config: not allowed with argument --env",
+            id="env-before-config-after",
+        ),
+        pytest.param(
+            ["run", "--config", "FILE", "--env", "test"],
+            "argument --env: not allowed with argument --config",
+            id="both-after",
+        ),
+    ],
+)
+def test_where_options_stay_one_choice(
+    two_configs: dict[str, str], argv: list[str], message: str
+) -> None:
+    """Still mutually exclusive across the command, and one value each: a usage error (status 2)."""
+    argv = [two_configs["FILE"] if arg == "FILE" else arg for arg in argv]
+    done = _command(argv, {"UPTIME_CONFIG_DIR": two_configs["UPTIME_CONFIG_DIR"]})
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: uptime-daemon"), done.stderr
+    assert f": error: {message}" in done.stderr  # "uptime-daemon[ COMMAND]: error: ..."
+    assert done.stdout == ""
+
+
+def test_a_command_help_shows_where_the_config_comes_from() -> None:
+    """``run --help`` lists ``--env`` and ``--config`` too, once each."""
+    done = _command(["run", "--help"], {})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("--config PATH") == 2  # usage line and option list
+    assert "--env {dev,staging,test,mainnet}" in done.stdout

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -56,6 +59,59 @@ async def test_unknown_path_is_a_json_404(daemon_factory: Callable[..., DaemonPr
         assert response.status == 404
         assert (await response.json())["error"] == "not_found"
     assert daemon.stop() == 0
+
+
+def _raw_exchange(url: str, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send ``request`` as is on a fresh connection; the answer's status line, headers and body."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):  # the daemon closes the connection after such an error
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (x.partition(":") for x in lines)}
+    return status, headers, body
+
+
+MALFORMED: dict[str, bytes] = {
+    "request-line-10kB": b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "header-10kB": b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10_000 + b"\r\n\r\n",
+    "not-http": b"\x16\x03\x01\x02\x00\x01\r\n\r\n",
+    "body-not-gzip": b"POST /maintenance HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+    b"Content-Length: 4\r\n\r\nabcd",
+}
+
+
+def test_malformed_http_is_a_json_400_and_one_quiet_log_line(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """What aiohttp cannot parse (before any middleware) is our JSON 400, logged without a traceback."""
+    daemon = daemon_factory()
+    for name, request in MALFORMED.items():
+        status, headers, body = _raw_exchange(daemon.url, request)
+        assert status.split()[1] == "400", (name, status, body)
+        assert headers["content-type"].startswith("application/json"), (name, headers, body)
+        answer = orjson.loads(body)
+        assert answer == {"error": "bad_request", "message": answer["message"], "field": None}
+        assert "aaaa" not in answer["message"]  # the request's bytes are not echoed back
+
+    def malformed(lines: list[dict[str, Any]]) -> bool:
+        seen = sum(1 for e in lines if e.get("event") == "http_request_malformed")
+        return seen == len(MALFORMED)
+
+    daemon.wait_until(malformed)
+    address = urlsplit(daemon.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(b"POST /maintenance HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        sock.shutdown(socket.SHUT_WR)  # and hang up with the body cut short
+        assert sock.recv(65536) == b""
+    daemon.wait_for_log(lambda e: e.get("event") == "client_disconnected")
+    assert daemon.stop() == 0
+    for entry in daemon.lines:  # a client's mistake is no error of ours, and shows no traceback
+        assert "exception" not in entry, entry
+        assert entry["level"] != "error", entry
 
 
 def test_logs_are_json_lines_with_snake_case_events(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from uptime_daemon.clock import SystemClock
+from tests.probes.fakes import ManualClock
+from uptime_daemon.clock import Clock, SystemClock
 from uptime_daemon.config.load import settings_from_mapping
 from uptime_daemon.config.model import Settings
 from uptime_daemon.probes import PROBERS
@@ -79,9 +81,13 @@ async def runners(
     spools: list[Spool] = []
 
     async def make(
-        store: SqliteEventStore, settings: Settings | None = None, *, spool_max_events: int = 100
+        store: SqliteEventStore,
+        settings: Settings | None = None,
+        *,
+        spool_max_events: int = 100,
+        clock: Clock | None = None,
     ) -> CheckRunner:
-        clock = SystemClock()
+        clock = clock or SystemClock()
         context = ProbeContext(
             session=session, clock=clock, store=store, self_base_url="http://127.0.0.1:9"
         )
@@ -152,11 +158,11 @@ async def test_down_after_two_failures_then_up(
 ) -> None:
     """The stored statuses follow the status machine as the target fails and recovers."""
     runner = await runners(store)
-    statuses = [(await runner.run_check("web")).outcome.status.value]
+    statuses = [(await runner.run_check("web")).outcome.status]
     target.state["code"] = 500  # type: ignore[attr-defined]
-    statuses += [(await runner.run_check("web")).outcome.status.value for _ in range(2)]
+    statuses += [(await runner.run_check("web")).outcome.status for _ in range(2)]
     target.state["code"] = 200  # type: ignore[attr-defined]
-    statuses.append((await runner.run_check("web")).outcome.status.value)
+    statuses.append((await runner.run_check("web")).outcome.status)
     assert statuses == ["up", "up", "down", "up"]
 
 
@@ -206,7 +212,8 @@ async def test_status_changes_warn_only_when_on_call_should_look(
             target.state["code"] = 500  # type: ignore[attr-defined]
             await runner.run_check("web")
             await runner.run_check("web")  # second failure in a row: down
-            await fresh.run_check("web")  # a service that is down from its first check
+            pending = await fresh.run_check("web")  # a new service's first failure: no verdict
+            await fresh.run_check("web")  # confirmed: down from its start
     finally:
         await other.close()
     changes = [
@@ -215,6 +222,8 @@ async def test_status_changes_warn_only_when_on_call_should_look(
         if e["event"] == "service_status_changed"
     ]
     assert changes == [("info", "up", None), ("warning", "down", "up"), ("warning", "down", None)]
+    assert pending.outcome.status is None
+    assert pending.event.type == "ServiceCheckPending"
 
 
 async def test_a_slot_already_stored_is_not_probed_again(
@@ -236,3 +245,159 @@ async def test_a_slot_already_stored_is_not_probed_again(
         e for e in await store.read_stream("service-uptime-web") if e.type == "ServiceStatusChanged"
     ]
     assert len(stored) == 2
+
+
+def policy_settings(target: TestServer, location: str = "default", **policy: object) -> Settings:
+    """One service ``web`` at ``target`` (5 s interval and timeout: credible for 15 s)."""
+    service = {"kind": "http", "url": str(target.make_url("/")), "interval_seconds": 5, **policy}
+    return settings_from_mapping(
+        {"location": location, "services": {"web": service}}, source="test", environ={}
+    )
+
+
+async def _checks(
+    runner: CheckRunner, target: TestServer, clock: ManualClock, codes: list[int]
+) -> list[str]:
+    """One check per HTTP status, 5 s apart on the clock; the statuses they concluded."""
+    statuses = []
+    for code in codes:
+        clock.wall += timedelta(seconds=5)
+        target.state["code"] = code  # type: ignore[attr-defined]
+        status = (await runner.run_check("web")).outcome.status
+        statuses.append("pending" if status is None else status.value)
+    return statuses
+
+
+async def test_a_success_before_a_restart_counts_towards_recovery(
+    store: SqliteEventStore, target: TestServer, runners: RunnerFactory
+) -> None:
+    """Down, one good probe, restart: with successes_before_up = 2 the next good probe is the second."""
+    clock = ManualClock()
+    settings = policy_settings(target, successes_before_up=2, failures_before_down=1)
+    before = await runners(store, settings, clock=clock)
+    assert await _checks(before, target, clock, [500, 200]) == ["down", "down"]
+    after = await runners(store, settings, clock=clock)
+    assert await _checks(after, target, clock, [200]) == ["up"]
+    (event,) = await store.read_stream("service-uptime-web", backwards=True, limit=1)
+    stored = orjson.loads(event.data)
+    assert (stored["previousStatus"], stored["status"], stored["changed"]) == ("down", "up", True)
+
+
+async def test_a_failure_before_a_restart_counts_towards_the_outage(
+    store: SqliteEventStore, target: TestServer, runners: RunnerFactory
+) -> None:
+    """Up, one failed probe, restart: with failures_before_down = 2 the next failure is the second."""
+    clock = ManualClock()
+    settings = policy_settings(target, failures_before_down=2)
+    before = await runners(store, settings, clock=clock)
+    assert await _checks(before, target, clock, [200, 500]) == ["up", "up"]
+    after = await runners(store, settings, clock=clock)
+    assert await _checks(after, target, clock, [500]) == ["down"]
+
+
+async def test_a_streak_does_not_carry_across_unknown_time(
+    store: SqliteEventStore, target: TestServer, runners: RunnerFactory
+) -> None:
+    """Stopped for longer than 2 × interval + timeout: the good probe before the stop no longer counts.
+
+    The projector counts that time as unknown; the target may have failed and recovered meanwhile.
+    """
+    clock = ManualClock()
+    settings = policy_settings(target, successes_before_up=2, failures_before_down=1)
+    before = await runners(store, settings, clock=clock)
+    assert await _checks(before, target, clock, [500, 200]) == ["down", "down"]
+    clock.wall += timedelta(seconds=11)
+    after = await runners(store, settings, clock=clock)
+    await after.prepare("web")  # restored at start-up 11 s after the last check: still credible
+    # ... but the first check completes 16 s after it, past the 15 s: that is what counts.
+    assert await _checks(after, target, clock, [200, 200]) == ["down", "up"]
+
+
+async def test_only_this_locations_checks_make_its_streak(
+    store: SqliteEventStore, target: TestServer, runners: RunnerFactory
+) -> None:
+    """Another location's newer failures in the same stream do not reset this location's recovery."""
+    clock = ManualClock()
+    both = {"successes_before_up": 2, "failures_before_down": 1, "locations": ["eu", "us"]}
+    eu = policy_settings(target, "eu", **both)
+    us = policy_settings(target, "us", **both)
+    eu_before = await runners(store, eu, clock=clock)
+    assert await _checks(eu_before, target, clock, [500, 200]) == ["down", "down"]
+    us_runner = await runners(store, us, clock=clock)
+    assert await _checks(us_runner, target, clock, [500, 500]) == ["down", "down"]
+    eu_after = await runners(store, eu, clock=clock)
+    assert await _checks(eu_after, target, clock, [200]) == ["up"]
+
+
+async def test_a_pending_count_survives_a_restart(
+    store: SqliteEventStore, target: TestServer, runners: RunnerFactory
+) -> None:
+    """A new service's first failure is stored as pending; after a restart the next one confirms."""
+    clock = ManualClock()
+    settings = policy_settings(target, failures_before_down=2)
+    before = await runners(store, settings, clock=clock)
+    assert await _checks(before, target, clock, [500]) == ["pending"]
+    (event,) = await store.read_stream("service-uptime-web", backwards=True, limit=1)
+    assert event.type == "ServiceCheckPending"
+    stored = orjson.loads(event.data)
+    assert "status" not in stored
+    assert stored["pending"] == {"failures": 1, "of": 2}
+    assert stored["probe"]["reason"] == "http_status"
+    after = await runners(store, settings, clock=clock)
+    assert await _checks(after, target, clock, [500]) == ["down"]
+    (event,) = await store.read_stream("service-uptime-web", backwards=True, limit=1)
+    stored = orjson.loads(event.data)
+    assert (stored["previousStatus"], stored["status"], stored["changed"]) == (None, "down", True)
+
+
+async def test_a_busy_host_makes_probes_wait_for_a_slot_never_time_out(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    store: SqliteEventStore,
+    runners: RunnerFactory,
+) -> None:
+    """Ten services on one host with per_host_concurrency = 2: at most two requests at once there.
+
+    Each is answered in 0.3 s against a 0.5 s timeout, so all ten succeed although the last ones
+    waited about a second for their slot; the wait is reported apart from the response time.
+    """
+    now_serving = 0
+    most = 0
+
+    async def slow(_: web.Request) -> web.Response:
+        nonlocal now_serving, most
+        now_serving += 1
+        most = max(most, now_serving)
+        try:
+            await asyncio.sleep(0.3)  # the target's own response time, not a wait for a condition
+            return web.Response(text="ok")
+        finally:
+            now_serving -= 1
+
+    app = web.Application()
+    app.router.add_get("/{name}", slow)
+    server = await aiohttp_server(app)
+    names = [f"s{i}" for i in range(10)]
+    settings = settings_from_mapping(
+        {
+            "scheduler": {"per_host_concurrency": 2},
+            "services": {
+                name: {
+                    "kind": "http",
+                    "url": str(server.make_url(f"/{name}")),
+                    "interval_seconds": 5,
+                    "timeout_seconds": 0.5,
+                }
+                for name in names
+            },
+        },
+        source="test",
+        environ={},
+    )
+    runner = await runners(store, settings)
+    reports = await asyncio.gather(*(runner.run_check(name) for name in names))
+    assert most == 2
+    assert [r.result.failure for r in reports] == [None] * 10
+    assert all(r.result.duration_seconds < 0.5 for r in reports)
+    waits = sorted(r.slot_wait_seconds for r in reports)
+    assert waits[0] < 0.1
+    assert waits[-1] > 0.8  # the last pair waited for four pairs before it

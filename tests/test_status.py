@@ -5,11 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uptime_daemon.config.model import CheckPolicy, GradeThresholds
-from uptime_daemon.status import INITIAL, Grade, Outcome, ServiceState, Status, grade, step
+from uptime_daemon.status import (
+    INITIAL,
+    Grade,
+    Outcome,
+    PastCheck,
+    ServiceState,
+    Status,
+    grade,
+    step,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 UP, DEG, DOWN = Status.UP, Status.DEGRADED, Status.DOWN
@@ -31,7 +40,7 @@ def run(policy: CheckPolicy, probes: list[Probe], state: ServiceState = INITIAL)
     return outcomes
 
 
-def statuses(policy: CheckPolicy, probes: list[Probe]) -> list[Status]:
+def statuses(policy: CheckPolicy, probes: list[Probe]) -> list[Status | None]:
     return [o.status for o in run(policy, probes)]
 
 
@@ -60,15 +69,32 @@ def test_down_after_exactly_n_failures(n: int, start: Probe) -> None:
 def test_back_up_after_exactly_m_successes(m: int) -> None:
     """``successes_before_up`` consecutive good probes bring down back up, not one fewer."""
     policy = CheckPolicy(successes_before_up=m)
-    assert statuses(policy, [FAIL] + [OK] * (m - 1)) == [DOWN] * m
-    assert statuses(policy, [FAIL] + [OK] * m) == [DOWN] * m + [UP]
+    assert statuses(policy, [FAIL, FAIL] + [OK] * (m - 1)) == [None] + [DOWN] * m
+    assert statuses(policy, [FAIL, FAIL] + [OK] * m) == [None] + [DOWN] * m + [UP]
 
 
 @pytest.mark.parametrize(
     ("policy", "probes", "expected"),
     [
         pytest.param(CheckPolicy(), [OK], [UP], id="first-check-ok-is-up"),
-        pytest.param(CheckPolicy(), [FAIL], [DOWN], id="first-check-failed-is-down-at-once"),
+        pytest.param(CheckPolicy(), [FAIL], [None], id="a-first-failure-is-pending"),
+        pytest.param(CheckPolicy(), [FAIL, FAIL], [None, DOWN], id="confirmed-like-any-outage"),
+        pytest.param(
+            CheckPolicy(failures_before_down=3),
+            [FAIL, FAIL, FAIL],
+            [None, None, DOWN],
+            id="pending-until-failures-before-down",
+        ),
+        pytest.param(
+            CheckPolicy(failures_before_down=1), [FAIL], [DOWN], id="one-failure-policy-is-down"
+        ),
+        pytest.param(CheckPolicy(), [FAIL, OK], [None, UP], id="pending-then-a-success-is-up"),
+        pytest.param(
+            CheckPolicy(failures_before_down=3),
+            [FAIL, FAIL, OK, FAIL, FAIL],
+            [None, None, UP, UP, UP],
+            id="a-success-ends-pending",
+        ),
         pytest.param(LATENCY, [SLOW], [DEG], id="first-check-slow-is-degraded"),
         pytest.param(CheckPolicy(), [OK, FAIL, OK, FAIL, OK], [UP] * 5, id="blips-are-not-outages"),
         pytest.param(
@@ -79,11 +105,11 @@ def test_back_up_after_exactly_m_successes(m: int) -> None:
         ),
         pytest.param(
             CheckPolicy(successes_before_up=3),
-            [FAIL, OK, OK, FAIL, OK, OK, OK],
-            [DOWN, DOWN, DOWN, DOWN, DOWN, DOWN, UP],
+            [FAIL, FAIL, OK, OK, FAIL, OK, OK, OK],
+            [None, DOWN, DOWN, DOWN, DOWN, DOWN, DOWN, UP],
             id="a-failure-resets-the-success-count",
         ),
-        pytest.param(CheckPolicy(), [FAIL, FAIL, FAIL], [DOWN] * 3, id="down-stays-down"),
+        pytest.param(CheckPolicy(), [FAIL] * 4, [None] + [DOWN] * 3, id="down-stays-down"),
         pytest.param(LATENCY, [OK, SLOW, SLOW], [UP, DEG, DEG], id="latency-degrades-at-once"),
         pytest.param(LATENCY, [SLOW, OK], [DEG, UP], id="degraded-to-up-at-once"),
         pytest.param(
@@ -91,7 +117,10 @@ def test_back_up_after_exactly_m_successes(m: int) -> None:
         ),
         pytest.param(LATENCY, [OK, FAIL, SLOW], [UP, UP, DEG], id="blip-then-slow-is-degraded"),
         pytest.param(
-            LATENCY, [FAIL, SLOW, OK], [DOWN, DEG, UP], id="down-recovers-slowly-to-degraded"
+            LATENCY,
+            [FAIL, FAIL, SLOW, OK],
+            [None, DOWN, DEG, UP],
+            id="down-recovers-slowly-to-degraded",
         ),
         pytest.param(LATENCY, [OK, (True, 1.0)], [UP, UP], id="at-the-threshold-is-up"),
         pytest.param(LATENCY, [OK, (True, 1.001)], [UP, DEG], id="over-the-threshold-is-degraded"),
@@ -100,13 +129,15 @@ def test_back_up_after_exactly_m_successes(m: int) -> None:
         ),
         pytest.param(
             CheckPolicy(successes_before_up=2, degraded_after_seconds=1.0),
-            [FAIL, SLOW, OK],
-            [DOWN, DOWN, UP],
+            [FAIL, FAIL, SLOW, OK],
+            [None, DOWN, DOWN, UP],
             id="slow-success-counts-towards-recovery",
         ),
     ],
 )
-def test_transition_table(policy: CheckPolicy, probes: list[Probe], expected: list[Status]) -> None:
+def test_transition_table(
+    policy: CheckPolicy, probes: list[Probe], expected: list[Status | None]
+) -> None:
     """Statuses follow the documented rules."""
     assert statuses(policy, probes) == expected
 
@@ -147,13 +178,117 @@ def test_restored_state_keeps_its_streak() -> None:
     assert outcome.state.since == T0 - timedelta(minutes=5)
 
 
-def test_restored_down_needs_its_successes_again() -> None:
-    """Recovery progress is not stored, so a restored ``down`` counts successes from zero."""
+def test_restored_without_stored_checks_counts_from_zero() -> None:
+    """With no stored probe outcomes to recount from, a restored ``down`` needs all its successes."""
     restored = ServiceState.restored(DOWN, T0 - timedelta(minutes=1))
     assert [o.status for o in run(CheckPolicy(successes_before_up=2), [OK, OK], restored)] == [
         DOWN,
         UP,
     ]
+
+
+CREDIBLE = 70.0
+"""credible_seconds of the default policy: 2 × 30 s + 10 s."""
+
+
+def past(*checks: tuple[bool, float]) -> list[PastCheck]:
+    """Stored checks, newest first, as ``(ok, seconds before T0)``."""
+    return [PastCheck(ok, T0 - timedelta(seconds=back), CREDIBLE) for ok, back in checks]
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "recent", "probes", "expected"),
+    [
+        pytest.param(
+            CheckPolicy(successes_before_up=2),
+            DOWN,
+            past((True, 30), (False, 60)),
+            [OK],
+            [UP],
+            id="a-success-before-the-stop-counts-towards-recovery",
+        ),
+        pytest.param(
+            CheckPolicy(failures_before_down=2),
+            UP,
+            past((False, 30), (True, 60)),
+            [FAIL],
+            [DOWN],
+            id="a-failure-before-the-stop-counts-towards-the-outage",
+        ),
+        pytest.param(
+            CheckPolicy(successes_before_up=3),
+            DOWN,
+            past((True, 30), (True, 60), (False, 90)),
+            [OK],
+            [UP],
+            id="two-stored-successes-and-one-new-make-three",
+        ),
+        pytest.param(
+            CheckPolicy(successes_before_up=3),
+            DOWN,
+            past((True, 30), (False, 60), (True, 90)),
+            [OK, OK],
+            [DOWN, UP],
+            id="the-streak-ends-where-the-outcome-flips",
+        ),
+        pytest.param(
+            CheckPolicy(successes_before_up=3),
+            DOWN,
+            past((True, 30), (True, 200)),
+            [OK, OK],
+            [DOWN, UP],
+            id="unknown-time-inside-the-history-ends-the-streak",
+        ),
+        pytest.param(
+            CheckPolicy(successes_before_up=2),
+            DOWN,
+            past((True, CREDIBLE + 1)),
+            [OK, OK],
+            [DOWN, UP],
+            id="unknown-time-across-the-stop-starts-afresh",
+        ),
+        pytest.param(
+            CheckPolicy(failures_before_down=2),
+            UP,
+            past((False, CREDIBLE + 1)),
+            [FAIL, FAIL],
+            [UP, DOWN],
+            id="an-old-failure-is-no-longer-half-an-outage",
+        ),
+        pytest.param(
+            CheckPolicy(successes_before_up=2),
+            DOWN,
+            past((True, CREDIBLE)),
+            [OK],
+            [UP],
+            id="at-the-edge-of-the-credibility-window-it-still-counts",
+        ),
+    ],
+)
+def test_restored_counters_resume_from_the_stored_outcomes(
+    policy: CheckPolicy,
+    status: Status,
+    recent: list[PastCheck],
+    probes: list[Probe],
+    expected: list[Status],
+) -> None:
+    """The debouncing progress carries across a restart, but never across unknown time."""
+    restored = ServiceState.restored(status, T0 - timedelta(hours=1), recent, policy=policy)
+    assert [o.status for o in run(policy, probes, restored)] == expected
+
+
+def test_restored_counters_stop_at_what_the_policy_can_need() -> None:
+    """Ten stored failures count as three when three is the most the policy compares against."""
+    policy = CheckPolicy(failures_before_down=3, successes_before_up=2)
+    recent = [
+        PastCheck(ok=False, at=T0 - timedelta(seconds=10 * i), credible_seconds=CREDIBLE)
+        for i in range(10)
+    ]
+    restored = ServiceState.restored(DOWN, T0 - timedelta(hours=1), recent, policy=policy)
+    assert (restored.consecutive_failures, restored.consecutive_successes) == (3, 0)
+    assert restored.streak_until == T0 + timedelta(seconds=CREDIBLE)
+    (outcome,) = run(policy, [OK], restored)
+    assert outcome.state.streak_until is None  # a live state again
 
 
 def test_clock_going_backwards_never_gives_a_negative_streak() -> None:
@@ -279,3 +414,42 @@ def test_an_impaired_target_is_degraded_like_a_slow_one() -> None:
         seen.append(outcome.status)
         state = outcome.state
     assert seen == [UP, DEG, DEG, UP]
+
+
+RESUMED = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.floats(min_value=0, max_value=5),
+        st.floats(min_value=0, max_value=CREDIBLE),  # checks follow each other: no unknown time
+    ),
+    min_size=2,
+    max_size=40,
+)
+
+
+@settings(max_examples=400)
+@given(POLICIES, RESUMED, st.data())
+def test_a_restart_anywhere_changes_nothing(
+    policy: CheckPolicy, checks: list[tuple[bool, float, float]], data: st.DataObject
+) -> None:
+    """Stopping after any check and resuming from the stored outcomes gives the same statuses.
+
+    The restored machine sees only what the log holds: each check's raw outcome and time, and the
+    newest check's status and streak start (none while the service is pending).
+    """
+    whole = replay(policy, checks)
+    stop = data.draw(st.integers(min_value=1, max_value=len(checks) - 1))
+    ats: list[datetime] = []
+    at = T0
+    for _, _, delta in checks:
+        at += timedelta(seconds=delta)
+        ats.append(at)
+    stored = [PastCheck(ok, at, CREDIBLE) for (ok, _, _), at in zip(checks, ats, strict=True)]
+    last = whole[stop - 1]  # pending (no verdict yet): status and since are None
+    state = ServiceState.restored(last.status, last.state.since, stored[:stop][::-1], policy=policy)
+    resumed = []
+    for (ok, seconds, _), at in zip(checks[stop:], ats[stop:], strict=True):
+        outcome = step(state, ok=ok, response_seconds=seconds, at=at, policy=policy)
+        resumed.append(outcome.status)
+        state = outcome.state
+    assert resumed == [o.status for o in whole[stop:]]

@@ -34,35 +34,64 @@ EXIT_BROKEN_PIPE: Final = 141
 EVENT_LOOP_ENV: Final = "UPTIME_EVENT_LOOP"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="uptime-daemon", description="Uptime monitoring with an exact, replayable event log."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+_AFTER: Final = "_after"
+"""The ``dest`` suffix of ``--env``/``--config`` given after the command: kept apart from the ones
+before it, so ``_one_where`` can compare the two."""
+
+
+def _add_where(parser: argparse.ArgumentParser, *, after: bool) -> None:
+    """``--env`` or ``--config``: one of them, before the command or after it (as users type them).
+
+    After the command they default to nothing at all (``SUPPRESS``), so ``main`` sees what was given.
+    """
+    suffix, default = (_AFTER, argparse.SUPPRESS) if after else ("", None)
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
-        "--env", choices=ENVIRONMENTS, help="config/ENV.toml (default: $UPTIME_ENV or dev)"
+        "--env",
+        dest=f"env{suffix}",
+        default=default,
+        choices=ENVIRONMENTS,
+        help="config/ENV.toml (default: $UPTIME_ENV or dev)",
     )
-    where.add_argument("--config", type=Path, metavar="PATH", help="a config file instead of --env")
+    where.add_argument(
+        "--config",
+        dest=f"config{suffix}",
+        default=default,
+        type=Path,
+        metavar="PATH",
+        help="a config file instead of --env",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uptime-daemon",
+        description="Uptime monitoring with an exact, replayable event log.",
+        epilog="--env and --config may also follow the command: uptime-daemon run --env dev",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_where(parser, after=False)
+    after = argparse.ArgumentParser(add_help=False)
+    _add_where(after, after=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
-    check = commands.add_parser("check", help="probe services once now and print the results")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, parents=[after])
+
+    command("run", "run the daemon until SIGTERM/SIGINT")
+    check = command("check", "probe services once now and print the results")
     check.add_argument("service", nargs="?", help="one service (default: all)")
-    summary = commands.add_parser("summary", help="uptime of every service, from the event log")
+    summary = command("summary", "uptime of every service, from the event log")
     summary.add_argument("--hours", type=int, default=24, help="window length (default 24)")
     summary.add_argument(
         "--json", action="store_true", help="print the API's JSON instead of a table"
     )
-    commands.add_parser(
-        "replay", help="rebuild the projection snapshot from the whole log (daemon stopped)"
-    )
-    export = commands.add_parser("export", help="write the uptime log as JSON lines")
+    command("replay", "rebuild the projection snapshot from the whole log (daemon stopped)")
+    export = command("export", "write the uptime log as JSON lines")
     export.add_argument("--output", type=Path, help="file to write (default: standard output)")
-    importer = commands.add_parser(
-        "import", help="append events from a JSON-lines export (idempotent)"
-    )
+    importer = command("import", "append events from a JSON-lines export (idempotent)")
     importer.add_argument("path", type=Path, help="a file written by export")
-    migrate = commands.add_parser("migrate", help="copy the uptime log to another store, resumably")
+    migrate = command("migrate", "copy the uptime log to another store, resumably")
     migrate.add_argument(
         "--to",
         required=True,
@@ -75,14 +104,36 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_commands.add_parser(
-        "validate", help="validate and print the effective config, secrets masked"
+        "validate", help="validate and print the effective config, secrets masked", parents=[after]
     )
     return parser
 
 
+def _one_where(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fold ``--env``/``--config`` given after the command into ``args.env``/``args.config``.
+
+    Each side is mutually exclusive already; across the command they must be too, and an option
+    given on both sides must say the same thing. Otherwise a usage error (exit status 2).
+    """
+    for name, other in (("env", "config"), ("config", "env")):
+        if not hasattr(args, name + _AFTER):
+            continue  # not given after the command (at most one of the two is)
+        before, later = getattr(args, name), vars(args).pop(name + _AFTER)
+        if before is not None and before != later:
+            parser.error(
+                f"--{name} given twice with different values: "
+                f"'{before}' before the command, '{later}' after it"
+            )
+        if getattr(args, other) is not None:
+            parser.error(f"argument --{name}: not allowed with argument --{other}")
+        setattr(args, name, later)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _one_where(parser, args)
     try:
         args.config_path = resolve_config_path(config=args.config, env=args.env)
         settings = load_settings(args.config_path)

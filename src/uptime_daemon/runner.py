@@ -28,8 +28,15 @@ from uptime_daemon.errors import (
 )
 from uptime_daemon.probes.base import ProbeContext, ProbeFn, Prober
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
-from uptime_daemon.status import Outcome, ServiceState, Status, step
-from uptime_daemon.store import EventStore, NewEvent, StreamState
+from uptime_daemon.status import (
+    Outcome,
+    PastCheck,
+    ServiceState,
+    Status,
+    credible_seconds,
+    step,
+)
+from uptime_daemon.store import EventStore, NewEvent, RecordedEvent, StreamState
 from uptime_daemon.store.spool import Appender, Delivered
 
 log = structlog.get_logger(__name__)
@@ -47,12 +54,20 @@ class CheckReport:
     result: ProbeResult
     outcome: Outcome
     event: NewEvent
-    """The ``ServiceStatusChanged`` event as appended."""
+    """The ``ServiceStatusChanged`` (or ``ServiceCheckPending``) event as appended."""
     position: int | None
     """Commit position of the stored event; ``None`` when spooled, dropped or refused."""
     store_error: str | None = None
     spooled: bool = False
     """The store was unreachable: the event waits in the outage spool and will be appended in order."""
+    slot_wait_seconds: float = 0.0
+    """How long the probe waited for a slot of its host (``per_host_concurrency``) before it began;
+    not part of ``result.duration_seconds`` nor of its deadline."""
+
+    @property
+    def event_type(self) -> str:
+        """``ServiceStatusChanged``, or ``ServiceCheckPending`` (no verdict yet)."""
+        return self.event.type
 
     @property
     def payload(self) -> Mapping[str, Any]:
@@ -80,7 +95,49 @@ async def probe_with_deadline(
 
 _ONE_MS: Final = timedelta(milliseconds=1)
 RESTORE_LOOKBACK: Final = 100
-"""Events read back to find this location's last verdict of a service."""
+"""Events read back to find this location's last verdict of a service and the streak before it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One stored check, as resuming the status machine reads it."""
+
+    location: str
+    slot: datetime
+    ok: bool
+    at: datetime
+    gap: float | None
+    status: Status | None
+    """``None``: a pending check (no verdict yet)."""
+    since: datetime | None
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> _Stored | None:
+        """The check an event records; ``None`` for events that record none."""
+        if event.type == events.EVENT_TYPE_STATUS_CHANGED:
+            decoded = events.decode_status_changed(event.data)
+            since = decoded.timestamp - timedelta(seconds=decoded.duration_seconds)
+            return cls(
+                decoded.location,
+                decoded.scheduled_at,
+                decoded.probe_ok,
+                decoded.timestamp,
+                decoded.gap_seconds,
+                decoded.status,
+                since,
+            )
+        if event.type == events.EVENT_TYPE_CHECK_PENDING:
+            pending = events.decode_check_pending(event.data)
+            return cls(
+                pending.location,
+                pending.scheduled_at,
+                False,  # noqa: FBT003 - a pending check is a failed one
+                pending.timestamp,
+                pending.gap_seconds,
+                None,
+                None,
+            )
+        return None
 
 
 class UnknownService(LookupError):
@@ -115,6 +172,8 @@ class CheckRunner:
         """Per service, the newest slot this location stored a check of (as far as we know)."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._prepared: set[str] = set()
+        self._host_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        """Per ``(host:port, limit)``: a new limit after a reload starts fresh semaphores."""
 
     @property
     def services(self) -> Mapping[str, Service]:
@@ -150,7 +209,7 @@ class CheckRunner:
         service = self._services[name]
         stream = events.stream_name(name)
         try:
-            state, last_slot, exists = await self._restore_state(stream)
+            state, last_slot, exists = await self._restore_state(stream, service)
         except EventStoreUnavailable:
             state, last_slot, exists = ServiceState.initial(), None, False  # no history to resume
         if not exists:
@@ -166,25 +225,54 @@ class CheckRunner:
             self._last_slots[name] = last_slot
         self._prepared.add(name)
 
-    async def _restore_state(self, stream: str) -> tuple[ServiceState, datetime | None, bool]:
-        """This location's last verdict in the stream, its slot, and whether the stream exists.
+    async def _restore_state(
+        self, stream: str, policy: CheckPolicy
+    ) -> tuple[ServiceState, datetime | None, bool]:
+        """This location's state in the stream, its last slot, and whether the stream exists.
 
-        Other locations write into the stream too. Looks back at most ``RESTORE_LOOKBACK`` events:
-        a location silent for longer starts afresh.
+        One backwards read of at most ``RESTORE_LOOKBACK`` events. Other locations write into the
+        stream too, so only this location's checks count (whichever daemon of the location stored
+        them: a takeover continues the previous owner's machine); a check stored twice counts
+        once. The newest gives the status and its start; it and the ones before it, up to the
+        most the policy can need, give the debouncing streak (``ServiceState.restored``). A
+        location silent for longer than the lookback starts afresh.
         """
         try:
             newest = await self._store.read_stream(stream, backwards=True, limit=RESTORE_LOOKBACK)
         except StreamNotFound:
             return ServiceState.initial(), None, False
+        wanted = max(policy.failures_before_down, policy.successes_before_up)
+        default_credible = credible_seconds(policy.interval_seconds, policy.timeout_seconds)
+        found: list[_Stored] = []
+        slots: set[datetime] = set()
         for event in newest:
-            if event.type != events.EVENT_TYPE_STATUS_CHANGED:
+            try:
+                seen = _Stored.of(event)
+            except events.EventDecodeError:
+                if found:
+                    break  # an unreadable older check ends the streak, not the restore
+                raise
+            if seen is None or seen.location != self._settings.location or seen.slot in slots:
                 continue
-            decoded = events.decode_status_changed(event.data)
-            if decoded.location != self._settings.location:
-                continue
-            since = decoded.timestamp - timedelta(seconds=decoded.duration_seconds)
-            return ServiceState.restored(decoded.status, since), decoded.scheduled_at, True
-        return ServiceState.initial(), None, bool(newest)
+            if found and seen.ok != found[0].ok:
+                break  # the outcome flipped: the streak began after this check
+            slots.add(seen.slot)
+            found.append(seen)
+            if len(found) >= wanted:
+                break
+        if not found:
+            return ServiceState.initial(), None, bool(newest)
+        last = found[0]
+        recent = [
+            PastCheck(
+                ok=check.ok,
+                at=check.at,
+                credible_seconds=default_credible if check.gap is None else check.gap,
+            )
+            for check in found
+        ]
+        state = ServiceState.restored(last.status, last.since, recent, policy=policy)
+        return state, last.slot, True
 
     async def run_slot(self, name: str, slot: datetime) -> CheckReport | None:
         """The scheduler's check of ``slot``; ``None`` (no probe) when already stored.
@@ -226,7 +314,7 @@ class CheckRunner:
 
     async def _run_locked(self, name: str, service: Service, scheduled_at: datetime) -> CheckReport:
         store_error = await self.try_prepare(name)
-        result = await self._probe(service)
+        result, waited = await self._probe(service)
         completed_at = self._clock.now()
         state = self._states.get(name, ServiceState.initial())
         outcome = step(
@@ -252,6 +340,7 @@ class CheckRunner:
             timeout_seconds=service.timeout_seconds,
             quorum=placement.quorum,
             locations=placement.locations,
+            failures_before_down=service.failures_before_down,
         )
         position: int | None = None
         spooled = False
@@ -276,15 +365,30 @@ class CheckRunner:
             position=position,
             store_error=store_error,
             spooled=spooled,
+            slot_wait_seconds=waited,
         )
         if self._on_check is not None:
             self._on_check(report)
         return report
 
-    async def _probe(self, service: Service) -> ProbeResult:
-        return await probe_with_deadline(
-            self._probers[service.kind].probe, service, self._context, self._clock
-        )
+    async def _probe(self, service: Service) -> tuple[ProbeResult, float]:
+        """The probe's result, and the seconds it waited for a slot of its host first.
+
+        The deadline starts with the probe, after the wait: a host busy with this daemon's own
+        other probes is not slow, and must never read as a timeout.
+        """
+        probe = self._probers[service.kind].probe
+        host = service.host_key
+        if host is None:
+            return await probe_with_deadline(probe, service, self._context, self._clock), 0.0
+        limit = self._settings.scheduler.per_host_concurrency
+        slots = self._host_slots.get((host, limit))
+        if slots is None:
+            slots = self._host_slots[(host, limit)] = asyncio.Semaphore(limit)
+        queued = self._clock.monotonic()
+        async with slots:
+            waited = self._clock.monotonic() - queued
+            return await probe_with_deadline(probe, service, self._context, self._clock), waited
 
     @staticmethod
     def _log(result: ProbeResult, outcome: Outcome) -> None:

@@ -4,18 +4,30 @@
 not an outage); ``successes_before_up`` consecutive good probes bring ``down`` back. A successful
 probe slower than ``degraded_after_seconds`` is ``degraded``; switching between ``up`` and
 ``degraded`` is immediate, because latency is measured on every successful probe and needs no
-debouncing. The very first check has no history to debounce against, so it decides directly: a
-daemon that starts against a dead service reports ``down`` at once instead of inventing an ``up``.
+debouncing.
+
+A service with no verdict yet (new, or never checked from here) gets one the same way: a first
+success is ``up`` (or ``degraded``) at once, but a failure is only *pending* — no verdict, no
+transition, its time ``unknown`` — until ``failures_before_down`` consecutive failures make it
+``down``. A monitor that starts while the target (or the network, or the monitor itself) hiccups
+must not open a service's history with an outage that never happened; a daemon started against a
+dead service still says ``down`` after the usual confirmation, never invents an ``up``.
 
 The time of a check (``at``) is a parameter, never read from a clock, so the same inputs always give
 the same outputs: the runner, the tests and a replay all agree.
+
+After a restart (or a takeover) the machine resumes from the log (``ServiceState.restored``): the
+status, since when, and the debouncing progress, recounted from the stored probe outcomes. A streak
+is consecutive checks; the time a check's verdict is credible (``credible_seconds``) bounds how far
+apart two checks can be and still follow each other, here as in the projector's accounting, so a
+streak spans no ``unknown`` time — neither inside the stored history nor across the stop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -90,6 +102,18 @@ def grade(ok: bool, response_seconds: float, thresholds: GradeThresholds) -> Gra
 
 
 @dataclass(frozen=True, slots=True)
+class PastCheck:
+    """A stored check, as far as resuming the machine needs it."""
+
+    ok: bool
+    """The raw probe outcome (the event's ``probe.ok``), not the debounced status."""
+    at: datetime
+    """When it completed (the event's ``timestamp``)."""
+    credible_seconds: float
+    """How long its verdict stays credible: the event's own policy, else today's."""
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceState:
     """What the machine remembers between checks of one service."""
 
@@ -98,9 +122,14 @@ class ServiceState:
     since: datetime | None
     """When the current status began (``None`` before the first check)."""
     consecutive_failures: int = 0
-    """Failed probes in a row up to now; 0 after any successful probe."""
+    """Failed probes in a row up to now; 0 after any successful probe (restored: at most what the
+    policy compares it with)."""
     consecutive_successes: int = 0
-    """Successful probes in a row up to now; 0 after any failed probe."""
+    """Successful probes in a row up to now; 0 after any failed probe (restored: likewise)."""
+    streak_until: datetime | None = None
+    """Only on a state restored from the log: the counters carry on to a check completing by then
+    (the last stored check's credibility window), and start afresh for a later one. ``None``: they
+    always carry on (a live state)."""
 
     @classmethod
     def initial(cls) -> ServiceState:
@@ -108,14 +137,54 @@ class ServiceState:
         return INITIAL
 
     @classmethod
-    def restored(cls, status: Status, since: datetime) -> ServiceState:
-        """Seed from the last stored event after a restart.
+    def restored(
+        cls,
+        status: Status | None,
+        since: datetime | None,
+        recent: Sequence[PastCheck] = (),
+        *,
+        policy: CheckPolicy | None = None,
+    ) -> ServiceState:
+        """Resume from the log after a restart or a takeover.
 
         The status and its start carry over, so the streak (``duration``) continues instead of
-        restarting at every deploy; the counters start afresh because the stored events record
-        statuses, not debouncing progress (at worst a recovery or outage is confirmed one probe later).
+        restarting at every deploy (``None``: the service was pending, still without a verdict).
+        The counters are recounted from ``recent`` — this location's
+        newest stored checks, newest first: the run of equal probe outcomes, each within the
+        credibility window of the one before it, counted up to the most ``policy`` can need
+        (``max(failures_before_down, successes_before_up)``; more changes nothing; without a
+        policy, all of ``recent``). So a success stored just before a stop still counts towards
+        ``successes_before_up``.
+
+        That run carries over only to a first check that completes within the newest stored
+        check's credibility window (``streak_until``): past it the projector counts the time in
+        between as ``unknown``, and probes with unknown time between them are not consecutive —
+        the target may have failed and recovered meanwhile. The status itself always carries over.
         """
-        return cls(status=status, since=since)
+        if not recent:
+            return cls(status=status, since=since)
+        newest = recent[0]
+        bound = (
+            len(recent)
+            if policy is None
+            else max(policy.failures_before_down, policy.successes_before_up)
+        )
+        run = 0
+        later: PastCheck | None = None
+        for check in recent[:bound]:
+            if check.ok != newest.ok:
+                break
+            if later is not None and (later.at - check.at).total_seconds() > check.credible_seconds:
+                break  # unknown time between them: the run started after it
+            run += 1
+            later = check
+        return cls(
+            status=status,
+            since=since,
+            consecutive_failures=0 if newest.ok else run,
+            consecutive_successes=run if newest.ok else 0,
+            streak_until=newest.at + timedelta(seconds=newest.credible_seconds),
+        )
 
 
 INITIAL: Final = ServiceState(status=None, since=None)
@@ -126,9 +195,11 @@ INITIAL: Final = ServiceState(status=None, since=None)
 class Outcome:
     """The machine's verdict on one check: everything the event payload needs, plus the next state."""
 
-    status: Status
+    status: Status | None
+    """``None``: *pending* — a service with no verdict yet whose failures are still fewer than
+    ``failures_before_down``. No verdict, no transition; stored as ``ServiceCheckPending``."""
     previous_status: Status | None
-    """The status before this check; ``None`` on the first check ever."""
+    """The status before this check; ``None`` while the service has had no verdict."""
     changed: bool
     """``status != previous_status``: marks transitions, so timelines and incidents come from the log."""
     streak_seconds: float
@@ -166,11 +237,18 @@ def step(
             and response_seconds > policy.degraded_after_seconds
         )
     )
-    failures = 0 if ok else state.consecutive_failures + 1
-    successes = state.consecutive_successes + 1 if ok else 0
+    failures, successes = state.consecutive_failures, state.consecutive_successes
+    if state.streak_until is not None and at > state.streak_until:
+        failures = successes = 0  # a restored streak does not reach across unknown time
+    failures = 0 if ok else failures + 1
+    successes = successes + 1 if ok else 0
     previous = state.status
-    if previous is None:
-        status = _healthy(slow) if ok else Status.DOWN
+    status: Status | None
+    if previous is None:  # no verdict yet: a failure must be confirmed like any other
+        if ok:
+            status = _healthy(slow)
+        else:
+            status = Status.DOWN if failures >= policy.failures_before_down else None
     elif previous is Status.DOWN:
         recovered = ok and successes >= policy.successes_before_up
         status = _healthy(slow) if recovered else Status.DOWN
@@ -179,8 +257,8 @@ def step(
     else:
         status = _healthy(slow)
     changed = status is not previous
-    since = at if changed or state.since is None else state.since
-    streak = max(0.0, (at - since).total_seconds())
+    since = None if status is None else at if changed or state.since is None else state.since
+    streak = 0.0 if since is None else max(0.0, (at - since).total_seconds())
     return Outcome(
         status=status,
         previous_status=previous,

@@ -56,6 +56,8 @@ async def _status(
         body = await response.text()
         assert READ not in body
         assert OPERATOR not in body
+        if response.status >= 400:  # every error body: the documented three keys
+            assert set(await response.json()) == {"error", "message", "field"}, body
         if response.status == 401:
             assert "WWW-Authenticate" in response.headers
             assert (await response.json())["error"] == "unauthorized"
@@ -169,6 +171,8 @@ async def test_metrics_basic_auth(
     async with client.get("/metrics", headers=headers) as response:
         assert response.status == expected
         assert "s3cret-metrics" not in await response.text()
+        if expected == 401:
+            assert (await response.json())["field"] is None
 
 
 async def test_check_runs_are_rate_limited(make_client: MakeClient) -> None:
@@ -179,7 +183,8 @@ async def test_check_runs_are_rate_limited(make_client: MakeClient) -> None:
     async with client.post("/uptime/check?service=web") as response:
         assert response.status == 429
         assert int(response.headers["Retry-After"]) >= 1
-        assert (await response.json())["error"] == "rate_limited"
+        body = await response.json()
+    assert body == {"error": "rate_limited", "message": body["message"], "field": None}
 
 
 async def test_tokens_come_from_the_environment(make_client: MakeClient) -> None:

@@ -111,18 +111,38 @@ async def test_bad_input_is_a_400_naming_the_field(client: Client, path: str, fi
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "status", "error", "field"),
     [
-        pytest.param("GET", "/uptime/service/nope", id="service"),
-        pytest.param("GET", "/uptime/timeline/nope", id="timeline"),
-        pytest.param("POST", "/uptime/check?service=nope", id="check"),
-        pytest.param("GET", "/streams/service-uptime-nope/events", id="missing-stream"),
-        pytest.param("GET", "/streams/user-123-profile/events", id="not-browsable"),
+        pytest.param("GET", "/uptime/service/nope", 404, "unknown_service", "name", id="service"),
+        pytest.param("GET", "/uptime/timeline/nope", 404, "unknown_service", "name", id="timeline"),
+        pytest.param(
+            "POST", "/uptime/check?service=nope", 404, "unknown_service", "service", id="check"
+        ),
+        pytest.param(
+            "GET", "/streams/service-uptime-nope/events", 404, None, "name", id="missing-stream"
+        ),
+        pytest.param(
+            "GET", "/streams/user-123-profile/events", 404, None, "name", id="not-browsable"
+        ),
+        pytest.param("GET", "/nope", 404, "not_found", None, id="unknown-path"),
+        pytest.param("DELETE", "/health", 405, "method_not_allowed", None, id="wrong-method"),
+        pytest.param("GET", "/uptime/summary?hours=0", 400, "bad_request", "hours", id="bad-query"),
     ],
 )
-async def test_unknown_things_are_404(client: Client, method: str, path: str) -> None:
-    """Unknown services and streams are JSON 404s."""
-    body = await fetch_json(client, path, status=404, method=method)
+async def test_every_error_body_has_error_message_and_field(
+    client: Client, method: str, path: str, status: int, error: str | None, field: str | None
+) -> None:
+    """Ours and aiohttp's own errors alike: the three documented keys, ``field`` null when none."""
+    async with client.request(method, path) as response:
+        assert response.status == status
+        assert response.content_type == "application/json"
+        body = await response.json()
+        if status == 405:  # RFC 9110: a 405 says what is allowed
+            assert "GET" in response.headers["Allow"]
+    assert set(body) == {"error", "message", "field"}, body
+    assert body["field"] == field
+    if error is not None:
+        assert body["error"] == error
     models.ErrorBody.model_validate(body)
 
 
@@ -164,6 +184,13 @@ async def test_openapi_document_is_valid_and_complete(client: Client) -> None:
     document = await fetch_json(client, "/api/openapi.json")
     validate(document)
     assert document == openapi_document() | {"paths": document["paths"]}
+    error_body = document["components"]["schemas"]["ErrorBody"]
+    assert set(error_body["required"]) == {
+        "error",
+        "message",
+        "field",
+    }  # field: present, maybe null
+    assert {"type": "null"} in error_body["properties"]["field"]["anyOf"]
     served = {
         route.resource.canonical
         for route in client.app.router.routes()
@@ -195,13 +222,15 @@ async def test_windows_beyond_retention_are_clamped(client: Client) -> None:
 async def test_the_status_page_says_what_the_newest_check_saw(
     client: Client, target: tuple[TestServer, TargetState]
 ) -> None:
-    """``/status/data``: a good check's detail, then a failed one's reason and detail."""
+    """``/status/service/web``: a good check's detail, then a failed one's reason and detail.
+
+    ``/status/data``'s compact row carries the reason alone (left out while checks succeed).
+    """
     _, state = target
 
     async def newest() -> tuple[str | None, str | None]:
-        body = await fetch_json(client, "/status/data")
-        (web,) = [s for s in body["services"] if s["service"] == "web"]
-        return web["lastReason"], web["lastDetail"]
+        body = await fetch_json(client, "/status/service/web")
+        return body["lastReason"], body["lastDetail"]
 
     await fetch_json(client, "/uptime/check?service=web", method="POST")
     await eventually(lambda: _is(newest, lambda seen: seen[0] is None and bool(seen[1])))
@@ -211,6 +240,10 @@ async def test_the_status_page_says_what_the_newest_check_saw(
     _, detail = await newest()
     assert detail is not None
     assert "503" in detail
+    page = await fetch_json(client, "/status/data")
+    assert [s.get("lastReason") for s in page["services"] if s["service"] == "web"] == [
+        "http_status"
+    ]
 
 
 async def _is(

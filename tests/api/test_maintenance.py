@@ -117,6 +117,7 @@ async def test_bad_windows_are_400s_naming_the_field(client: Client) -> None:
         ({**good, "end": (now - timedelta(hours=1)).isoformat()}, None),
         ({**good, "start": "2026-01-01T00:00:00"}, "start"),
         ({**good, "start": 1767225600}, "start"),
+        ({**good, "end": "1767225600"}, "end"),  # a Unix time as text is not a date-time either
         ({**good, "colour": "red"}, "colour"),
     ]
     for body, field in cases:

@@ -7,7 +7,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,7 +21,7 @@ from tests.probes.fakes import FakeStore, LoopbackResolver, ManualClock
 from uptime_daemon.config.model import HttpService
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.http import probe_http
-from uptime_daemon.probes.session import make_client_session
+from uptime_daemon.probes.session import ProbeConnector, make_client_session
 from uptime_daemon.results import FailureReason, Phase
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -484,3 +484,60 @@ async def test_untrusted_certificate_accepted_without_verification(
     assert result.ok, result.detail
     assert result.tls_days_left == (tls_target.expires - clock.now()).total_seconds() / 86_400
     assert result.phases[Phase.TLS] > 0  # the session's own (system) clock times the handshake
+
+
+def _expired(ca: trustme.CA) -> trustme.LeafCert:
+    """A certificate for 127.0.0.1 that expired yesterday (by the real clock, which TLS checks)."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    return ca.issue_cert(
+        "127.0.0.1", not_before=yesterday - timedelta(days=30), not_after=yesterday
+    )
+
+
+@pytest.mark.parametrize(
+    ("issue", "trusted", "rejected_because"),
+    [
+        pytest.param(
+            lambda ca: ca.issue_cert("127.0.0.1"),
+            False,
+            "unable to get local issuer",
+            id="untrusted",
+        ),
+        pytest.param(_expired, True, "certificate has expired", id="expired"),
+        pytest.param(
+            lambda ca: ca.issue_cert("other.example"), True, "IP address mismatch", id="wrong-host"
+        ),
+    ],
+)
+async def test_a_refused_certificate_still_records_days_to_expiry(
+    aiohttp_server: ServerFactory,
+    issue: Callable[[trustme.CA], trustme.LeafCert],
+    trusted: bool,
+    rejected_because: str,
+) -> None:
+    """With verification on, a refused certificate is a tls failure that still says when it expires."""
+    ca = trustme.CA()
+    leaf = issue(ca)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+    expires = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).not_valid_after_utc
+
+    async def secure(_: web.Request) -> web.Response:
+        return web.Response(text="secure")
+
+    app = web.Application()
+    app.router.add_get("/", secure)
+    server = await aiohttp_server(app, ssl=context)
+    clock = ManualClock()
+    async with make_client_session(clock=clock, resolver=LoopbackResolver()) as session:
+        if trusted:  # the probes' verifying context, trusting this test's CA as well
+            connector = session.connector
+            assert isinstance(connector, ProbeConnector)
+            ca.configure_trust(connector.tls_context(verify=True))
+        ctx = ProbeContext(
+            session=session, clock=clock, store=FakeStore(), self_base_url="http://127.0.0.1:9"
+        )
+        result = await probe_http(http(f"https://127.0.0.1:{server.port}/"), ctx)
+    assert result.failure is FailureReason.TLS, result.detail
+    assert rejected_because in result.detail
+    assert result.tls_days_left == (expires - clock.now()).total_seconds() / 86_400

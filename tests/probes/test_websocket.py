@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -288,6 +289,77 @@ async def test_connection_refused(ctx: ProbeContext) -> None:
     assert result.failure is FailureReason.CONNECTION_REFUSED
 
 
+StartServer = Callable[..., Awaitable[int]]
+
+
+@pytest.fixture
+async def mid_handshake() -> AsyncIterator[StartServer]:
+    """Loopback TCP servers that read the upgrade request, send ``answer`` (maybe nothing), hang up.
+
+    With ``reset`` the hang-up is a TCP reset instead of an orderly close.
+    """
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: bytes, *, reset: bool = False) -> int:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")  # the whole upgrade request
+            writer.write(answer)
+            await writer.drain()
+            if reset:  # SO_LINGER 0: close() sends RST
+                linger = struct.pack("ii", 1, 0)
+                writer.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, linger
+                )
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reset", "detail"),
+    [
+        pytest.param(
+            b"",
+            False,
+            "upgrade failed: the server closed the connection before answering",
+            id="closes-after-reading-the-request",
+        ),
+        pytest.param(
+            b"HTTP/1.1 101 Swi",
+            False,
+            "upgrade failed: the server closed the connection in the middle of its answer",
+            id="half-a-status-line",
+        ),
+        pytest.param(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
+            False,
+            "upgrade failed: the server closed the connection in the middle of its answer",
+            id="headers-cut-short",
+        ),
+        pytest.param(
+            b"", True, "upgrade failed: Connection reset by peer", id="reset-after-the-request"
+        ),
+    ],
+)
+async def test_a_target_that_hangs_up_mid_handshake_is_a_handshake_failure(
+    mid_handshake: StartServer, ctx: ProbeContext, answer: bytes, reset: bool, detail: str
+) -> None:
+    """The TCP connection worked and the upgrade did not: ``handshake``, said in words, not a repr."""
+    port = await mid_handshake(answer, reset=reset)
+    result = await probe_websocket(ws(f"ws://127.0.0.1:{port}/live"), ctx)
+    assert result.failure is FailureReason.HANDSHAKE, result.detail
+    assert result.detail == detail
+    assert result.http_status is None
+
+
 @pytest.mark.parametrize(
     ("verify", "reason"),
     [
@@ -302,7 +374,7 @@ async def test_wss_with_an_untrusted_certificate(
     verify: bool,
     reason: FailureReason | None,
 ) -> None:
-    """A wss target is verified like https; without verification it records days to expiry and the TLS time."""
+    """A wss target is verified like https; days to expiry are recorded either way, the TLS time when it succeeds."""
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -316,7 +388,7 @@ async def test_wss_with_an_untrusted_certificate(
     service = ws(f"wss://127.0.0.1:{server.port}/echo", verify_tls=verify)
     result = await probe_websocket(service, local)
     assert result.failure is reason, result.detail
+    assert result.tls_days_left == (expires - clock.now()).total_seconds() / 86_400
     if reason is None:
-        assert result.tls_days_left == (expires - clock.now()).total_seconds() / 86_400
         assert result.phases[Phase.TLS] > 0
         assert result.close_code == 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -401,4 +402,191 @@ def test_a_late_check_of_an_older_slot_still_counts_within_the_window() -> None:
     assert state.services["svc"].repeated_checks == 0
     assert (
         summarize(state.services["svc"], now=T0 + timedelta(seconds=70), hours=1).checks.total == 2
+    )
+
+
+# --- incidents: observed down time and time nobody was looking ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("checks", "now_offset", "expected"),
+    [
+        pytest.param(
+            every(0, 100, UP) + every(100, 130, DOWN) + every(300, 320, DOWN) + every(320, 400, UP),
+            400,
+            (220, 70, 150),
+            id="stopped-mid-outage-resumed-still-down",
+        ),
+        pytest.param(
+            every(0, 100, UP) + every(100, 130, DOWN) + every(300, 400, UP),
+            400,
+            (200, 50, 150),
+            id="stopped-mid-outage-resumed-up",
+        ),
+        pytest.param(
+            every(0, 100, UP) + every(100, 200, DOWN) + every(200, 400, UP),
+            400,
+            (100, 100, 0),
+            id="watched-throughout",
+        ),
+    ],
+)
+def test_an_incident_splits_into_observed_down_and_unknown(
+    checks: list[tuple[float, Status]], now_offset: float, expected: tuple[float, float, float]
+) -> None:
+    """A stop in the middle of an outage is unknown time inside the incident, never down time.
+
+    Down checks every 10 s credible for 30 s; the daemon stops after the check at 120 s (credible
+    until 150 s) and is back at 300 s: 150 s nobody looked. MTTR and the longest outage count only
+    what was seen down, so they never exceed ``seconds[down]``.
+    """
+    service = fold(checks).services["svc"]
+    now = T0 + timedelta(seconds=now_offset)
+    summary = summarize(service, now=now, hours=1)
+    (incident,) = summary.incidents
+    duration, down, unknown = expected
+    assert incident.duration_seconds == pytest.approx(duration)
+    assert incident.down_seconds == pytest.approx(down)
+    assert incident.unknown_seconds == pytest.approx(unknown)
+    assert incident.down_seconds == pytest.approx(summary.seconds[DOWN])
+    assert incident.unknown_seconds == pytest.approx(summary.seconds[UNK] - (3600 - now_offset))
+    assert incident.seconds_in_window == pytest.approx(summary.seconds[DOWN])
+    assert summary.mttr_seconds == pytest.approx(down)
+    assert summary.longest_outage_seconds == pytest.approx(down)
+
+
+def test_mttr_is_the_mean_of_observed_down_seconds() -> None:
+    """One outage watched throughout (100 s), one with a 150 s stop inside it (50 s seen down)."""
+    checks = every(0, 100, UP) + every(100, 200, DOWN) + every(200, 500, UP)
+    checks += every(500, 530, DOWN) + every(700, 800, UP)
+    service = fold(checks).services["svc"]
+    summary = summarize(service, now=T0 + timedelta(seconds=800), hours=1)
+    splits = [(i.down_seconds, i.unknown_seconds) for i in summary.incidents]
+    assert [value for split in splits for value in split] == pytest.approx([100, 0, 50, 150])
+    assert summary.seconds[DOWN] == pytest.approx(150)
+    assert summary.mttr_seconds == pytest.approx(75)  # not (100 + 200) / 2
+    assert summary.longest_outage_seconds == pytest.approx(100)  # not the 200 s wall clock
+
+
+def test_an_open_incident_counts_down_while_credible_then_unknown() -> None:
+    """Down checks until 120 s (credible until 150 s); at 200 s: 50 s down, then 50 s unknown."""
+    service = fold(every(0, 100, UP) + every(100, 130, DOWN)).services["svc"]
+    now = T0 + timedelta(seconds=200)
+    summary = summarize(service, now=now, hours=1)
+    (incident,) = summary.incidents
+    assert incident.end is None
+    assert incident.duration_seconds == pytest.approx(100)
+    assert (incident.down_seconds, incident.unknown_seconds) == pytest.approx((50, 50))
+    assert summary.longest_outage_seconds == pytest.approx(50)
+    assert summary.mttr_seconds is None
+    # A check at 200 s (still down) puts the same split into the fold, and the view agrees.
+    later = fold([*every(0, 100, UP), *every(100, 130, DOWN), (200, DOWN)]).services["svc"]
+    assert (later.incidents[0].down, later.incidents[0].unknown) == (
+        timedelta(seconds=50),
+        timedelta(seconds=50),
+    )
+    (after,) = summarize(later, now=now, hours=1).incidents
+    assert (after.down_seconds, after.unknown_seconds) == pytest.approx((50, 50))
+
+
+def test_a_window_cutting_an_incident_shows_its_whole_split_and_its_part_inside() -> None:
+    """``downSeconds`` is the whole incident's; ``secondsInWindow`` its down part in the window."""
+    checks = (
+        every(0, 100, UP) + every(100, 130, DOWN) + every(300, 320, DOWN) + every(320, 3900, UP)
+    )
+    service = fold(checks).services["svc"]
+    now = T0 + timedelta(seconds=3600 + 310)  # the window starts at 310 s
+    summary = summarize(service, now=now, hours=1)
+    (incident,) = summary.incidents
+    assert (incident.down_seconds, incident.unknown_seconds) == pytest.approx((70, 150))
+    assert incident.seconds_in_window == pytest.approx(10) == summary.seconds[DOWN]
+
+
+def _quorum_check(state: ProjectionState, seconds: float, location: str, status: Status) -> None:
+    at = T0 + timedelta(seconds=seconds)
+    apply(state, Observation("svc", at, status, 0.05, 30, location, at, 2, ("a", "b", "c")))
+
+
+def test_a_quorum_outage_that_goes_stale_ends_where_the_next_check_will_end_it() -> None:
+    """Two of three say down; when one of them goes quiet the verdict is degraded: the outage ended.
+
+    The query shows the incident ended there before any new check, exactly as the fold then records it.
+    """
+    state = ProjectionState()
+    _quorum_check(state, 0, "a", DOWN)
+    _quorum_check(state, 1, "b", DOWN)  # quorum: down from 1 s
+    _quorum_check(state, 2, "c", UP)
+    service = state.services["svc"]
+    (before,) = summarize(service, now=T0 + timedelta(seconds=40), hours=1).incidents
+    assert before.end == T0 + timedelta(seconds=30)  # a's verdict is stale from 30 s
+    assert (before.down_seconds, before.unknown_seconds) == pytest.approx((29, 0))
+    _quorum_check(state, 45, "c", UP)
+    (after,) = summarize(service, now=T0 + timedelta(seconds=40), hours=1).incidents
+    assert after == before
+
+
+OUTAGES = st.lists(
+    st.tuples(st.floats(min_value=0.5, max_value=400), STATUS, st.floats(min_value=0, max_value=5)),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    OUTAGES,
+    st.floats(min_value=1, max_value=120),
+    st.floats(min_value=0, max_value=600),
+    st.floats(min_value=0.01, max_value=6),
+)
+def test_incident_seconds_add_up(
+    steps: list[tuple[float, Status, float]], gap: float, tail: float, hours: float
+) -> None:
+    """Down + unknown = duration for every incident, open or closed, wherever the window starts.
+
+    MTTR and the longest outage never exceed the incidents' down seconds, and the incidents' parts
+    inside the window add up to the window's down seconds.
+    """
+    state, last = _fold_steps(steps, gap)
+    now = last + timedelta(seconds=tail)
+    summary = summarize(state.services["svc"], now=now, hours=hours)
+    for incident in summary.incidents:
+        assert incident.down_seconds + incident.unknown_seconds == pytest.approx(
+            incident.duration_seconds, abs=1e-6
+        )
+        assert incident.down_seconds >= 0
+        assert incident.unknown_seconds >= 0
+    assert sum(i.seconds_in_window for i in summary.incidents) == pytest.approx(
+        summary.seconds[DOWN], abs=1e-6
+    )
+    downs = [i.down_seconds for i in summary.incidents]
+    assert summary.longest_outage_seconds == (max(downs) if downs else None)
+    if summary.mttr_seconds is not None:
+        assert summary.mttr_seconds <= max(downs) + 1e-9
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    SLOTTED,
+    st.integers(min_value=1, max_value=2),
+    st.floats(min_value=0, max_value=600),
+    st.floats(min_value=0.01, max_value=6),
+)
+def test_quorum_incident_seconds_add_up(
+    steps: list[tuple[float, float, str, Status, float]], k: int, tail: float, hours: float
+) -> None:
+    """The same for a k-of-2 quorum timeline, whose outages can also end by a verdict going stale."""
+    state = ProjectionState()
+    observations = _slotted(steps)
+    for obs in observations:
+        apply(state, dataclasses.replace(obs, quorum=k, locations=("eu", "us")))
+    now = observations[-1].at + timedelta(seconds=tail)
+    summary = summarize(state.services["svc"], now=now, hours=hours)
+    for incident in summary.incidents:
+        assert incident.down_seconds + incident.unknown_seconds == pytest.approx(
+            incident.duration_seconds, abs=1e-6
+        )
+        assert min(incident.down_seconds, incident.unknown_seconds) >= 0
+    assert sum(i.seconds_in_window for i in summary.incidents) == pytest.approx(
+        summary.seconds[DOWN], abs=1e-6
     )

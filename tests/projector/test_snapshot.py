@@ -87,6 +87,10 @@ def test_encoding_is_deterministic() -> None:
             b'{"format": 1, "position": 1, "retentionSeconds": 1, "services": {}}',
             id="older-format-without-recent-slots",
         ),
+        pytest.param(
+            b'{"format": 3, "position": 1, "retentionSeconds": 1, "services": {}, "maintenance": []}',
+            id="older-format-without-incident-down-and-unknown",
+        ),
         pytest.param(b'{"format": 2, "position": 1, "services": {}}', id="missing-key"),
         pytest.param(
             b'{"format": 2, "position": 1, "retentionSeconds": 1, "services": {"a": {"status": "sideways"}}}',
@@ -111,3 +115,23 @@ def test_atomic_write_and_read(tmp_path: Path) -> None:
     assert loaded is not None
     assert loaded.position == 3
     assert not (tmp_path / "deep" / "projection.json.tmp").exists()
+
+
+def test_incidents_keep_their_down_and_unknown_time() -> None:
+    """An incident's split between down and unknown survives the snapshot to the microsecond."""
+    state = ProjectionState()
+    _fold(
+        [
+            ("a", 1, Status.DOWN, 0.1),
+            ("a", 10.000001, Status.DOWN, 0.1),
+            ("a", 500, Status.UP, 0.1),
+        ],
+        state,
+        T0,
+    )
+    (incident,) = state.services["a"].incidents
+    # Checks at 1 s and 11.000001 s, each credible for 90 s, then up at 511.000001 s.
+    assert incident.down == timedelta(seconds=10.000001 + 90)
+    assert incident.unknown == timedelta(seconds=500 - 90)
+    back = snapshot.decode(snapshot.encode(snapshot.Snapshot(1, state)))
+    assert back.state.services["a"].incidents == [incident]

@@ -19,10 +19,12 @@ from uptime_daemon.api import (
     maintenance,
     metrics_endpoint,
     page,
+    socketio_feed,
     streams,
     uptime,
 )
 from uptime_daemon.api.access import CHECK_BUCKET, TokenBucket, access_middleware
+from uptime_daemon.api.cors import OPENAPI_NOTE, cors_middleware
 from uptime_daemon.api.endpoint import Endpoint, openapi
 from uptime_daemon.api.errors import error_middleware
 
@@ -39,6 +41,7 @@ def endpoints() -> list[Endpoint]:
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of this build."""
     document = openapi(endpoints(), title="uptime-daemon", version=__version__)
+    document["info"]["description"] = OPENAPI_NOTE
     document["paths"]["/"] = {
         "get": {
             "summary": "Status page (HTML; its data is /status/data, live over /ws/health)",
@@ -95,7 +98,67 @@ def openapi_document() -> dict[str, Any]:
             },
         }
     }
+    document["paths"][socketio_feed.PATH] = _socketio_path()
     return document
+
+
+def _socketio_path() -> dict[str, Any]:
+    """The socket.io feed's HTTP side: the engine.io handshake and long polling.
+
+    The upgrade to a WebSocket and the packets themselves are socket.io's protocol, told in words.
+    """
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    text = {"text/plain": {"schema": {"type": "string"}}}
+
+    def query(
+        name: str, description: str, *, required: bool = True, **schema: object
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": required,
+            "description": description,
+            "schema": {"type": "string", **schema},
+        }
+
+    version = query(
+        "EIO", "engine.io protocol version (socket.io 3 and later speak 4).", enum=["4"]
+    )
+    transport = query(
+        "transport", "Long polling; the client upgrades to `websocket` itself.", enum=["polling"]
+    )
+    session = "The session the handshake opened (its `sid`)."
+    errors = {
+        "400": {"description": "Not engine.io 4, or an origin not allowed", "content": error},
+        "401": {"description": "Missing or wrong bearer token", "content": error},
+        "404": {"description": "No such session (closed, or never opened)", "content": error},
+    }
+    operation = {"tags": ["live"], "security": [{}, {"bearer": []}]}
+    return {
+        "get": operation
+        | {
+            "summary": f"Live feed over socket.io (namespace {socketio_feed.NAMESPACE})",
+            "operationId": "get_socket_io",
+            "description": socketio_feed.__doc__,
+            "parameters": [version, transport, query("sid", session, required=False)],
+            "responses": {
+                "200": {
+                    "description": 'Without `sid`: the open packet (`0{"sid": …}`); with it, '
+                    "the packets queued for the client",
+                    "content": text,
+                },
+                **errors,
+            },
+        },
+        "post": operation
+        | {
+            "summary": "socket.io: packets from the client (long polling)",
+            "operationId": "post_socket_io",
+            "parameters": [version, transport, query("sid", session)],
+            "requestBody": {"required": True, "content": text},
+            "responses": {"200": {"description": "`ok`", "content": text}, **errors},
+        },
+    }
 
 
 def create_web_app(
@@ -103,13 +166,16 @@ def create_web_app(
 ) -> web.Application:
     """An application with every route and the JSON error middleware; keys are set by the caller."""
     app = web.Application(
-        middlewares=[error_middleware, access_middleware], client_max_size=64 * 1024
+        # CORS outermost: its headers reach every error, and a preflight never meets the access check.
+        middlewares=[cors_middleware, error_middleware, access_middleware],
+        client_max_size=64 * 1024,
     )
     app[CHECK_BUCKET] = TokenBucket(capacity=0)
     for api in _APIS:
         app.add_routes(api.routes)
     metrics_endpoint.setup(app, registry)
     live.setup(app, health_interval_seconds=live_health_interval_seconds)
+    socketio_feed.setup(app)
     page.setup(app)
     docs.setup(app, openapi_document())
     return app

@@ -2,10 +2,14 @@
 
 * Every write (``POST /uptime/check``, ``POST``/``DELETE`` under ``/maintenance``) needs an
   operator token once any operator token is configured.
-* ``/streams`` needs a read or operator token once any read token is configured.
+* ``/streams`` needs a read or operator token once any read token is configured; the seeds'
+  user-data streams (``/streams/user-…``) always do, when ``[streams] user_data`` is on.
 * With ``protect_reads`` every endpoint but ``/health``, ``/health/ready`` and ``/metrics`` does.
 * ``/metrics`` takes HTTP Basic auth when ``metrics_username``/``metrics_password`` are set, as
   Prometheus' ``basic_auth`` sends it.
+
+CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``) pass without a token: browsers
+never send one on them, and the answer runs nothing.
 
 Missing or unknown credentials are 401 (with ``WWW-Authenticate``); a read token on an operator
 endpoint is 403. Tokens are compared with ``hmac.compare_digest`` against every configured token, so
@@ -27,9 +31,11 @@ from pydantic import SecretStr
 from uptime_daemon.api.endpoint import canonical
 from uptime_daemon.api.errors import Handler, json_error
 from uptime_daemon.api.keys import SETTINGS
-from uptime_daemon.config.model import AuthSettings
+from uptime_daemon.config.model import AuthSettings, Settings
 
 ALWAYS_OPEN: Final = frozenset({"/health", "/health/ready"})
+PRIVATE_STREAMS: Final = ("/streams/user-", "/streams/system-user-streams/")
+"""The seeds' user-data streams and their index: never read without a token."""
 WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -86,13 +92,16 @@ def role_of(request: web.Request, auth: AuthSettings) -> Role | None:
     return None
 
 
-def needed_role(request: web.Request, auth: AuthSettings) -> Role:
+def needed_role(request: web.Request, settings: Settings) -> Role:
     """The least role this request needs under the current settings."""
+    auth = settings.server.auth
     path = canonical(request.path)
     if path in ALWAYS_OPEN or path == "/metrics":
         return Role.NONE
     if request.method in WRITES and auth.operator_tokens:
         return Role.OPERATOR
+    if settings.streams.user_data and path.startswith(PRIVATE_STREAMS):
+        return Role.READ
     if path.startswith("/streams") and auth.read_tokens:
         return Role.READ
     if auth.protect_reads:
@@ -117,15 +126,27 @@ def _metrics_allowed(request: web.Request, auth: AuthSettings) -> bool:
     return user_ok & password_ok
 
 
+def _is_preflight(request: web.Request) -> bool:
+    """A CORS preflight: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``."""
+    return (
+        request.method == "OPTIONS"
+        and "Origin" in request.headers
+        and "Access-Control-Request-Method" in request.headers
+    )
+
+
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Enforce the rules above with the settings in force now (a reload changes them)."""
-    auth = request.app[SETTINGS].current.server.auth
+    settings = request.app[SETTINGS].current
+    auth = settings.server.auth
     if request.path == "/metrics" and not _metrics_allowed(request, auth):
         response = json_error(401, "unauthorized", "/metrics needs HTTP Basic credentials")
         response.headers["WWW-Authenticate"] = 'Basic realm="metrics"'
         return response
-    needed = needed_role(request, auth)
+    if _is_preflight(request):  # a browser asks without the token; the answer runs nothing
+        return await handler(request)
+    needed = needed_role(request, settings)
     if needed > Role.NONE:
         role = role_of(request, auth)
         if role is None or role is Role.NONE:

@@ -23,7 +23,7 @@ JSON: Final = "application/json"
 _PATH_PARAM: Final = re.compile(r"{(\w+)}")
 SEED_PREFIX: Final = "/api"
 """The seeds' paths are ours under ``/api`` (``/api/uptime/summary``): the same handlers."""
-SEED_ALIASED: Final = ("/uptime", "/health")
+SEED_ALIASED: Final = ("/uptime", "/health", "/streams")
 
 
 def canonical(path: str) -> str:
@@ -71,6 +71,8 @@ class Endpoint:
     """The success status (201 for an endpoint that creates something)."""
     errors: tuple[int, ...] = ()
     description: str = ""
+    seed_path: str | None = None
+    """The seeds' spelling (under ``/api``), when it has one."""
 
 
 @dataclass(slots=True)
@@ -94,10 +96,13 @@ class Api:
         errors: tuple[int, ...] = (),
         content_type: str = JSON,
         description: str = "",
+        seed_path: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler(request, query)`` for ``method path``.
 
         An endpoint that takes a JSON ``body`` instead of a query gets ``handler(request, body)``.
+        Under ``/uptime``, ``/health`` and ``/streams`` the same handler also answers at ``/api`` +
+        ``seed_path`` (default: ``path``), the seeds' spelling.
         """
         if query is not None and body is not None:
             raise ValueError("an endpoint takes a query or a body, not both")
@@ -114,8 +119,9 @@ class Api:
                 return json_response(result, status)
 
             self.routes.route(method, path)(wrapped)
-            if path.startswith(SEED_ALIASED):
-                self.routes.route(method, SEED_PREFIX + path)(wrapped)
+            seed = SEED_PREFIX + (seed_path or path) if path.startswith(SEED_ALIASED) else None
+            if seed is not None:
+                self.routes.route(method, seed)(wrapped)
             every_error = errors if query is None and body is None else (*errors, 400)
             self.endpoints.append(
                 Endpoint(
@@ -130,6 +136,7 @@ class Api:
                     status=status,
                     errors=tuple(sorted(set(every_error))),
                     description=description or (handler.__doc__ or "").strip(),
+                    seed_path=seed,
                 )
             )
             return handler
@@ -186,13 +193,13 @@ def openapi(endpoints: list[Endpoint], *, title: str, version: str) -> dict[str,
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method] = _operation(endpoint, refs)
     for endpoint in endpoints:  # the seeds' spelling of the same operations, after ours
-        if endpoint.path.startswith(SEED_ALIASED):
+        if endpoint.seed_path is not None:
             operation = _operation(endpoint, refs)
             operation["operationId"] += "_seed"
             operation["description"] = (
                 f"The seeds' path for `{endpoint.path}`: the same operation and answer."
             )
-            paths.setdefault(SEED_PREFIX + endpoint.path, {})[endpoint.method] = operation
+            paths.setdefault(endpoint.seed_path, {})[endpoint.method] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
@@ -237,6 +244,8 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         operation["security"] = [{}, {"bearer": []}]
     if endpoint.method in ("post", "delete"):
         errors |= {403, 429}
+    if endpoint.body is not None:
+        errors.add(413)  # the body is read up to client_max_size (64 KiB)
     for status in sorted(errors):
         operation["responses"][str(status)] = {
             "description": _ERROR_TEXT.get(status, "Error"),
@@ -251,6 +260,7 @@ _ERROR_TEXT: Final = {
     403: "Token lacks the role",
     404: "Unknown service or stream",
     409: "Conflicts with the current state (the body says why)",
+    413: "Body larger than 64 KiB",
     429: "Rate limited; Retry-After says when to try again",
     503: "Not ready",
 }

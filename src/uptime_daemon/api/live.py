@@ -45,7 +45,8 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def _change_message(change: StatusChange) -> dict[str, Any]:
+def change_message(change: StatusChange) -> dict[str, Any]:
+    """A ``service_status_change`` message (this feed's and the socket.io feed's)."""
     return {
         "type": "service_status_change",
         "position": change.position,
@@ -57,7 +58,8 @@ def _change_message(change: StatusChange) -> dict[str, Any]:
     }
 
 
-async def _health_message(app: web.Application) -> dict[str, Any]:
+async def health_message(app: web.Application) -> dict[str, Any]:
+    """A ``health_status`` message: every service and component now (both feeds send it)."""
     settings, projector = app[SETTINGS].current, app[PROJECTOR]
     now = app[CLOCK].now()
     services = [
@@ -129,7 +131,7 @@ async def _send_loop(
         last_sent = after
         if after is not None:
             last_sent = await _send_backlog(app, ws, after)
-        await ws.send_str(_dumps(await _health_message(app)))
+        await ws.send_str(_dumps(await health_message(app)))
         interval = app[LIVE_HEALTH_INTERVAL]
         next_health = asyncio.get_running_loop().time() + interval
         while not ws.closed:
@@ -142,12 +144,12 @@ async def _send_loop(
             try:
                 change = await asyncio.wait_for(queue.get(), timeout=timeout)
             except TimeoutError:
-                await ws.send_str(_dumps(await _health_message(app)))
+                await ws.send_str(_dumps(await health_message(app)))
                 next_health = asyncio.get_running_loop().time() + interval
                 continue
             if last_sent is not None and change.position <= last_sent:
                 continue  # already sent from the backlog
-            await ws.send_str(_dumps(_change_message(change)))
+            await ws.send_str(_dumps(change_message(change)))
             last_sent = change.position
     except ConnectionResetError:
         return
@@ -176,7 +178,7 @@ async def _send_backlog(app: web.Application, ws: web.WebSocketResponse, after: 
             # location; a quorum's missed transitions are not replayed: the snapshot that follows
             # the backlog carries its current verdict.
             if decoded.changed and len(decoded.quorum_of) == 1:
-                await ws.send_str(_dumps(_change_message(StatusChange.of(event.position, decoded))))
+                await ws.send_str(_dumps(change_message(StatusChange.of(event.position, decoded))))
         if len(page) < BACKLOG_PAGE:
             return cursor
 

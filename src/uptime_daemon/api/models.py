@@ -7,12 +7,14 @@ Field names are camelCase on the wire (the seeds' style) and snake_case in Pytho
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -32,6 +34,21 @@ Timestamp = Annotated[
     ),
 ]
 """UTC, millisecond precision, ``Z`` suffix — the seeds' timestamp format."""
+
+_ISO_DATE_TIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_time_text(value: object) -> object:
+    """Refuse what pydantic would read as a Unix time (``"21"``): the schema says ``date-time``."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _ISO_DATE_TIME.match(value) is None:
+        raise ValueError("expected an ISO 8601 date-time with a zone, e.g. 2026-01-15T10:30:00Z")
+    return value
+
+
+DateTimeInput = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
+"""A date-time in a request: RFC 3339 text with a zone, nothing else."""
 
 
 class ApiModel(BaseModel):
@@ -105,12 +122,13 @@ class LiveQuery(ApiModel):
 
 
 class ErrorBody(ApiModel):
-    """Every 4xx/5xx body."""
+    """Every 4xx/5xx body: always these three keys."""
 
     error: str = Field(description="Machine-readable code, e.g. bad_request, unknown_service.")
     message: str
     field: str | None = Field(
-        default=None, description="The offending parameter, when there is one."
+        description="The offending parameter; always present, null when no one parameter is at "
+        "fault (an unknown path, a wrong method, a rate limit, a missing token)."
     )
 
 
@@ -259,17 +277,35 @@ class ResponseTime(ApiModel):
 
 
 class Incident(ApiModel):
-    """An outage: from the check that turned the service down to the one that brought it back."""
+    """An outage: from the check that turned the service down to the one that brought it back.
+
+    Its time is observed down seconds plus unknown seconds (no credible verdict: the daemon was
+    stopped or its checks went quiet for longer than 2 × interval + timeout); the two add up to
+    ``durationSeconds``. ``mttrSeconds`` and ``longestOutageSeconds`` use ``downSeconds``.
+    """
 
     start: Timestamp
     end: Timestamp | None
     ongoing: bool
-    duration_seconds: float
+    duration_seconds: float = Field(
+        description="Wall-clock seconds from start to end (to now while ongoing): "
+        "downSeconds + unknownSeconds."
+    )
+    down_seconds: float = Field(
+        description="Seconds the service was seen down during the whole incident (its checks' "
+        "verdicts while credible); what mttrSeconds and longestOutageSeconds use. While ongoing, "
+        "up to now: down while the last check is credible, unknown after."
+    )
+    unknown_seconds: float = Field(
+        description="Seconds of the whole incident no credible check covered (the daemon stopped, "
+        "or no check for longer than 2 × interval + timeout): neither down nor up."
+    )
     seconds_in_window: float = Field(
-        description="Downtime inside the window, maintenance left out."
+        description="Observed down seconds inside the window, maintenance left out: this "
+        "incident's part of seconds.down (the incidents' values add up to it)."
     )
     maintenance_seconds: float = Field(
-        default=0.0, description="Downtime inside the window that maintenance covers."
+        default=0.0, description="The incident's time inside the window that maintenance covers."
     )
 
 
@@ -313,9 +349,17 @@ class ServiceUptime(ServiceStatusBrief):
     checks: CheckCounts
     response_time: ResponseTime
     incidents: list[Incident]
-    mttr_seconds: float | None
-    mtbf_seconds: float | None
-    longest_outage_seconds: float | None
+    mttr_seconds: float | None = Field(
+        description="Mean downSeconds of the incidents that ended inside the window: observed "
+        "down time only, never the unknownSeconds of a stop during an outage."
+    )
+    mtbf_seconds: float | None = Field(
+        description="Up-or-degraded seconds in the window per incident that began in it."
+    )
+    longest_outage_seconds: float | None = Field(
+        description="The largest downSeconds of an incident overlapping the window (observed "
+        "down time, the whole incident's, not only its part inside the window)."
+    )
     quorum: Quorum
     locations: dict[str, LocationUptime]
 
@@ -372,9 +416,11 @@ class CheckResult(ApiModel):
     spooled: bool = Field(
         description="The store was unreachable; the event waits in the outage spool."
     )
-    event: dict[str, Any] = Field(
-        description="The ServiceStatusChanged event data exactly as stored."
+    event_type: str = Field(
+        description="``ServiceStatusChanged``, or ``ServiceCheckPending`` for a failed check of a "
+        "service with no verdict yet (fewer failures than ``failures_before_down``)."
     )
+    event: dict[str, Any] = Field(description="The event data exactly as stored.")
 
 
 class CheckResults(ApiModel):
@@ -409,10 +455,11 @@ class PageLocation(ApiModel):
 
 
 class PageService(ApiModel):
-    """Everything the status page shows for one service."""
+    """``GET /status/service/{name}``: everything the status page shows for one service opened."""
 
     service: str
     kind: str | None
+    group: str | None = Field(default=None, description="The service's ``group`` in the config.")
     configured: bool
     status: Status
     since: Timestamp | None
@@ -443,32 +490,130 @@ class PageService(ApiModel):
     )
 
 
+class PageRow(ApiModel):
+    """One configured service as the page's first paint needs it: a few dozen bytes.
+
+    A key holding its default (``group`` null, ``inMaintenance`` false, ``lastReason`` null,
+    ``suppressedBy`` empty) is left out of the answer, so a healthy service costs its name, its
+    status and its ``since``. The figures are in ``GET /status/service/{name}``.
+    """
+
+    service: str
+    group: str | None = Field(default=None, description="The service's ``group`` in the config.")
+    status: Status = Field(
+        description="The verdict now (a new service whose first check failed is ``unknown``)."
+    )
+    since: Timestamp | None = Field(
+        default=None, description="When the service entered its status; null before a check."
+    )
+    in_maintenance: bool = Field(
+        default=False, description="A maintenance window covers the service now."
+    )
+    last_reason: str | None = Field(
+        default=None,
+        description="The failure reason of the newest check (``connection_refused``, "
+        "``http_status``, ``timeout``…); left out when it succeeded.",
+    )
+    suppressed_by: list[str] = Field(
+        default_factory=list,
+        description="Parents (depends_on) down now: this service's alerts are held back.",
+    )
+
+
 class StatusPage(ApiModel):
-    """``GET /status/data``: the status page's data in one answer."""
+    """``GET /status/data``: every configured service in a few dozen bytes, and the daemon's health.
+
+    Bounded for large configurations (about 80 bytes a service, under 1 MB for 10,000 services;
+    gzip when the client accepts it): a service's bars, response times and incidents are in
+    ``GET /status/service/{name}``, fetched when it is opened. Services in config order.
+    """
 
     generated_at: Timestamp
     status: Literal["ok", "degraded", "down"]
     position: int | None = Field(description="Commit position the projection has folded up to.")
     projector_lag_seconds: float
     components: list[Component]
-    services: list[PageService]
+    services: list[PageRow] = Field(
+        description="Configured services only (a removed one's history stays in /uptime)."
+    )
 
 
 # --- streams -------------------------------------------------------------------------------------
+
+
+class StreamsQuery(ApiModel):
+    """Paging through the browsable streams (the seeds' ``?limit=50&offset=0``)."""
+
+    limit: int = Field(default=50, ge=1, le=1000, description="Streams per page.")
+    offset: int = Field(
+        default=0, ge=0, le=MAX_POSITION, description="How many streams to skip (0-based)."
+    )
+
+
+StreamKind = Literal["service", "system", "user"]
 
 
 class StreamInfo(ApiModel):
     """A browsable stream."""
 
     name: str
-    last_revision: int | None
+    kind: StreamKind = Field(
+        description="``service``: a service's uptime events; ``system``: the daemon's own; "
+        "``user``: the seeds' user-data streams (listed only to a token holder)."
+    )
+    last_revision: int | None = Field(description="``null``: no event yet (a new service).")
     last_position: int | None
 
 
 class StreamList(ApiModel):
-    """``GET /streams``."""
+    """``GET /streams`` (the seeds' ``GET /api/streams/browse``): one page of streams.
+
+    Order: service streams by name, then the daemon's system streams, then user-data streams in the
+    order they were created. ``total`` counts every stream the caller may see.
+    """
 
     streams: list[StreamInfo]
+    total: int
+    limit: int
+    offset: int
+
+
+class StreamRetention(ApiModel):
+    """A stream's retention metadata, in KurrentDB's own names."""
+
+    max_age: int | None = Field(
+        alias="$maxAge", description="Seconds an event stays readable; ``null``: for ever."
+    )
+    max_count: int | None = Field(
+        alias="$maxCount", description="Newest events kept readable; ``null``: all."
+    )
+
+
+class EventHead(ApiModel):
+    """Where one event sits, without its data."""
+
+    event_id: str
+    event_type: str
+    revision: int
+    position: int
+    recorded_at: Timestamp
+
+
+class StreamDetails(ApiModel):
+    """``GET /streams/{name}/details``: a stream's extent and retention.
+
+    ``firstRevision`` and ``created`` are those of the oldest event still readable (retention and
+    soft deletes hide older ones), so ``eventCount`` is the number of readable events.
+    """
+
+    name: str
+    kind: StreamKind
+    first_revision: int
+    last_revision: int
+    event_count: int
+    created: Timestamp = Field(description="When the oldest readable event was recorded.")
+    last_event: EventHead
+    metadata: StreamRetention
 
 
 class RecordedEvent(ApiModel):
@@ -492,6 +637,64 @@ class StreamEvents(ApiModel):
     events: list[RecordedEvent]
 
 
+USER_DATA_TYPES: Final = ("profile", "preferences", "activity", "loans", "offers")
+UserDataType = Literal["profile", "preferences", "activity", "loans", "offers"]
+USER_ID_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$"
+CLIENT_EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class UserDataUpdated(ApiModel):
+    """The seeds' ``UserDataUpdated`` payload, as stored (``timestamp`` and ``eventId`` filled in)."""
+
+    user_id: str = Field(pattern=USER_ID_PATTERN, description="Must be the stream name's userId.")
+    type: UserDataType = Field(description="Must be the stream name's suffix.")
+    category: str = Field(min_length=1, max_length=100)
+    data: dict[str, Any] = Field(description="The application's own JSON object.")
+    is_public: bool = Field(
+        default=False,
+        description="Kept as sent; the daemon never publishes user data whatever it says.",
+    )
+    timestamp: DateTimeInput | None = Field(
+        default=None, description="When it happened; the time of the write when omitted."
+    )
+    event_id: str | None = Field(
+        default=None,
+        pattern=CLIENT_EVENT_ID_PATTERN,
+        description="The client's idempotency id (the seeds' ``evt_…``): the same id written twice "
+        "to a stream is stored once. One is generated when omitted.",
+    )
+
+
+class StreamCreateRequest(ApiModel):
+    """``POST /streams/create``: a new user-data stream with its first event (the seeds' body)."""
+
+    stream_name: str = Field(
+        description="``user-{userId}-{profile|preferences|activity|loans|offers}``."
+    )
+    event_type: Literal["UserDataUpdated"]
+    event_data: UserDataUpdated
+
+
+class StreamAppendRequest(ApiModel):
+    """``POST /streams/{name}/events``: one event for a user-data stream (the seeds' body)."""
+
+    event_type: Literal["UserDataUpdated"]
+    event_data: UserDataUpdated
+
+
+class AppendResult(ApiModel):
+    """What a user-data write stored."""
+
+    stream_name: str
+    event_id: str = Field(description="The stored event's id (a UUID derived from clientEventId).")
+    client_event_id: str = Field(description="``eventData.eventId`` as stored.")
+    revision: int
+    position: int
+    duplicate: bool = Field(
+        description="``true``: this clientEventId was already stored; nothing new was written."
+    )
+
+
 # --- maintenance ---------------------------------------------------------------------------------
 
 
@@ -504,10 +707,8 @@ class MaintenanceRequest(ApiModel):
     services: list[str] = Field(
         default_factory=list, description="Service names; empty: every service.", max_length=1000
     )
-    start: AwareDatetime = Field(
-        strict=True, description="ISO 8601 with a zone (``Z`` or an offset)."
-    )
-    end: AwareDatetime = Field(strict=True, description="ISO 8601 with a zone; after start.")
+    start: DateTimeInput = Field(description="ISO 8601 with a zone (``Z`` or an offset).")
+    end: DateTimeInput = Field(description="ISO 8601 with a zone; after start.")
     reason: str = Field(default="", max_length=500)
 
     @model_validator(mode="after")

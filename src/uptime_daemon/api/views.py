@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from uptime_daemon import maintenance
 from uptime_daemon.api import models
+from uptime_daemon.clock import to_iso_millis
 from uptime_daemon.config.model import Settings
 from uptime_daemon.maintenance import Interval, Window
 from uptime_daemon.projector.fold import (
@@ -58,6 +59,8 @@ def _incident(incident: IncidentView) -> models.Incident:
         end=incident.end,
         ongoing=incident.end is None,
         duration_seconds=incident.duration_seconds,
+        down_seconds=incident.down_seconds,
+        unknown_seconds=incident.unknown_seconds,
         seconds_in_window=incident.seconds_in_window,
         maintenance_seconds=incident.maintenance_seconds,
     )
@@ -272,6 +275,49 @@ def max_hours(state: ProjectionState) -> int:
     return int(state.retention_seconds // HOUR_SECONDS)
 
 
+def _group(settings: Settings, name: str) -> str | None:
+    service = settings.services.get(name)
+    return None if service is None else service.group
+
+
+def page_rows(
+    settings: Settings,
+    state: ProjectionState,
+    last_probe: Mapping[str, LastProbe],
+    *,
+    now: datetime,
+) -> list[dict[str, object]]:
+    """``StatusPage.services``: one ``PageRow`` per configured service, in config order, as JSON.
+
+    Plain dicts with the wire's camelCase keys, a key holding its default left out: this answer is
+    10,000 services long on a large configuration, so it is built without a model per row and
+    without any window figure (no summarize, no daily bars): status, since, maintenance, the last
+    check's reason and held alerts are all read off the projection as they stand.
+    """
+    windows = bool(state.maintenance.windows)
+    rows: list[dict[str, object]] = []
+    for name, service in settings.services.items():
+        projection = state.services.get(name)
+        row: dict[str, object] = {"service": name}
+        if service.group is not None:
+            row["group"] = service.group
+        if projection is None:
+            row["status"] = Status.UNKNOWN.value
+        else:
+            row["status"] = current_status(projection, now).value
+            if projection.since is not None:
+                row["since"] = to_iso_millis(projection.since)
+        if windows and state.maintenance.active(name, now):
+            row["inMaintenance"] = True
+        last = last_probe.get(name)
+        if last is not None and last.reason is not None:
+            row["lastReason"] = last.reason
+        if service.depends_on and (held := down_parents(settings, state, name, now)):
+            row["suppressedBy"] = held
+        rows.append(row)
+    return rows
+
+
 PAGE_DAYS = 90
 PAGE_INCIDENTS = 5
 
@@ -337,6 +383,7 @@ def page_service(
     return models.PageService(
         service=name,
         kind=_kind(settings, name),
+        group=_group(settings, name),
         configured=name in settings.services,
         status=current_status(projection, now),
         since=projection.since,

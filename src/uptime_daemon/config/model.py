@@ -41,6 +41,9 @@ MAX_NAME: Final = 64
 MAX_INSTANCE_SUFFIX: Final = 24
 """How much of the instance name an instance-scoped service name carries."""
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
+GROUP_NAME_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$"
+"""1-64 letters, digits, spaces, ``.``, ``_``, ``-``; no leading or trailing space."""
+GroupName = Annotated[str, StringConstraints(pattern=GROUP_NAME_PATTERN)]
 LocationName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
@@ -240,6 +243,13 @@ class SchedulerSettings(_Model):
     """Global bound on probes in flight at once, whatever the number of services."""
     jitter_seconds: float = Field(default=1.0, ge=0, le=3600)
     """Random delay added to each run so thousands of services do not fire in the same instant."""
+    per_host_concurrency: int = Field(default=16, ge=1, le=10_000)
+    """Probes in flight at once against one host (``host:port``), however many services share it.
+
+    Many services on one host is the common case; a burst of connections is what a small server
+    (a listen backlog of a few) drops, and the monitor would then report the outage it caused. A
+    probe's deadline starts when it gets its slot: the wait is reported apart
+    (``uptime_probe_slot_wait_seconds``), never as the target's response time or a timeout."""
 
 
 class ClusterSettings(_Model):
@@ -313,8 +323,27 @@ class Defaults(CheckPolicy):
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 
 
+_SCHEME_PORTS: Final = {
+    "http": 80,
+    "https": 443,
+    "ws": 80,
+    "wss": 443,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "mysql": 3306,
+    "redis": 6379,
+    "rediss": 6379,
+    "kurrentdb": 2113,
+    "kurrentdb+discover": 2113,
+}
+"""Default ports of the URL schemes probes take, so ``http://h`` and ``http://h:80`` share a limit."""
+
+
 class _ServiceBase(CheckPolicy):
     description: str | None = None
+    group: GroupName | None = None
+    """Where the status page files the service (``"payments"``): a group whose services are all up
+    folds to one row with a count, and the page can be filtered by it. Unset: no group."""
     depends_on: tuple[ServiceName, ...] = ()
     """Parents: while one of them is down, this service's notifications are recorded as suppressed
     (its monitoring and accounting go on). A resolution of an outage you were told of is always sent."""
@@ -324,6 +353,29 @@ class _ServiceBase(CheckPolicy):
         """A relative URL is this daemon's own server: only this daemon can probe it."""
         url = getattr(self, "url", "")
         return isinstance(url, str) and url.startswith("/")
+
+    @property
+    def host_key(self) -> str | None:
+        """The ``host:port`` its probe connects to, for the per-host limit; ``None``: none known.
+
+        A relative URL (this daemon's own server) is ``None``: the daemon's own answers need no
+        protection from itself, and holding them back would only delay its own health checks.
+        """
+        url = getattr(self, "url", None)
+        if isinstance(url, SecretStr):
+            url = url.get_secret_value()
+        if not isinstance(url, str) or url.startswith("/"):
+            return None
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            return None
+        if not parts.hostname:
+            return None
+        return (
+            f"{parts.hostname}:{port if port is not None else _SCHEME_PORTS.get(parts.scheme, 0)}"
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -642,6 +694,11 @@ class DatabaseService(_ServiceBase):
 class TcpService(_ServiceBase):
     """A TCP port: connect, optionally TLS (with certificate expiry), optionally a banner exchange."""
 
+    @property
+    def host_key(self) -> str | None:
+        """The ``host:port`` connected to."""
+        return f"{self.host}:{self.port}"
+
     kind: Literal[CheckKind.TCP]
     host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
     port: int = Field(ge=1, le=65535)
@@ -662,6 +719,13 @@ DnsRecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "PTR", "
 
 class DnsService(_ServiceBase):
     """A DNS name: resolve one record type, at a given resolver or the system's."""
+
+    @property
+    def host_key(self) -> str | None:
+        """The resolver asked (the system's: ``None``, no limit of ours)."""
+        if self.resolver is None:
+            return None
+        return self.resolver if ":" in self.resolver else f"{self.resolver}:53"
 
     kind: Literal[CheckKind.DNS]
     name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
@@ -686,6 +750,11 @@ class DnsService(_ServiceBase):
 
 class GrpcService(_ServiceBase):
     """A gRPC server's standard health check (``grpc.health.v1.Health/Check``)."""
+
+    @property
+    def host_key(self) -> str | None:
+        """The server's ``host:port``."""
+        return self.target
 
     kind: Literal[CheckKind.GRPC]
     target: Annotated[str, StringConstraints(min_length=3, max_length=300)]
@@ -907,6 +976,19 @@ class MaintenanceWindow(_Model):
         return None if self.duration_seconds is None else timedelta(seconds=self.duration_seconds)
 
 
+class StreamsSettings(_Model):
+    """The seeds' stream API beyond the daemon's own read-only streams."""
+
+    user_data: bool = False
+    """Accept the seeds' ``user-{userId}-{profile|preferences|activity|loans|offers}`` streams through
+    ``POST /api/streams/create`` and ``POST /api/streams/{name}/events``.
+
+    Off by default: a monitor that stores other applications' personal data takes on their privacy
+    duties (retention, access, deletion). When on, writes need an operator token (so at least one
+    must be configured), and these streams are readable only with a token, never on the status page.
+    """
+
+
 class Settings(_Model):
     """The whole configuration."""
 
@@ -932,6 +1014,7 @@ class Settings(_Model):
     alerting: AlertingSettings = AlertingSettings()
     maintenance: dict[ServiceName, MaintenanceWindow] = {}
     """Windows declared in config; each becomes an event of ``system-maintenance`` at start-up."""
+    streams: StreamsSettings = StreamsSettings()
 
     def policy(self, service: str) -> CheckPolicy:
         """The check policy of ``service``; ``[defaults]`` for one only the log still knows."""
@@ -1004,6 +1087,16 @@ class Settings(_Model):
             msg = (
                 "cluster: needs a KurrentDB store (store.url or KURRENTDB_URL): the embedded "
                 "SQLite store serves one daemon"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _user_data_needs_an_operator_token(self) -> Settings:
+        if self.streams.user_data and not self.server.auth.operator_tokens:
+            msg = (
+                "streams.user_data: needs server.auth.operator_tokens (or UPTIME_OPERATOR_TOKENS): "
+                "user-data streams are written only with an operator token"
             )
             raise ValueError(msg)
         return self

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from uptime_daemon import __version__
+from uptime_daemon.api.errors import JsonErrorAppRunner
 from uptime_daemon.api.keys import PROJECTOR, STORE
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Settings
@@ -84,7 +85,7 @@ async def serve(
     host, port = sock.getsockname()[:2]
     daemon = Daemon(settings, base_url=base_url(host, port), clock=clock, supervisor=Supervisor())
     supervisor, app = daemon.supervisor, daemon.app
-    runner = web.AppRunner(
+    runner = JsonErrorAppRunner(  # aiohttp's own parse errors answer as JSON too
         app,
         handle_signals=False,
         access_log=None,

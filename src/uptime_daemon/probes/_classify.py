@@ -81,6 +81,14 @@ def describe(exc: BaseException) -> str:
         cause = exc.os_error
         why = os.strerror(cause.errno) if cause.errno else (cause.strerror or type(cause).__name__)
         text = f"cannot connect to {exc.host}:{exc.port}: {why}"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        # Its text is the repr of whatever part of the answer had been parsed when the peer left.
+        before = isinstance(exc.message, str)
+        text = "the server closed the connection " + (
+            "before answering" if before else "in the middle of its answer"
+        )
+    elif isinstance(exc, aiohttp.ClientOSError) and exc.errno:
+        text = os.strerror(exc.errno)  # "Connection reset by peer", not "[Errno 104] ..."
     else:
         lines = str(exc).splitlines()
         text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

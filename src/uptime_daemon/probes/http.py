@@ -22,6 +22,7 @@ from uptime_daemon.probes.session import (
     ProbeResponse,
     certificate_days_left,
     make_client_session,
+    refused_certificate,
     tls_setting,
 )
 from uptime_daemon.results import FailureReason, Phase, ProbeResult
@@ -187,4 +188,7 @@ async def probe_http(service: HttpService, ctx: ProbeContext) -> ProbeResult:
             f"more than {service.max_redirects} redirects, last {http_status}",
         )
     except TARGET_ERRORS as exc:
+        refused = refused_certificate(exc)  # a refused certificate's expiry is recorded too
+        if refused is not None:
+            days_left = certificate_days_left(refused, ctx.clock.now())
         return result(classify(exc, tls=url.startswith("https:")), describe(exc))

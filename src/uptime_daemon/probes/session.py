@@ -9,6 +9,8 @@ Timings travel in each request's own ``trace_request_ctx`` (a ``PhaseTimer``), s
 never mix them. The TLS handshake is timed by the SSL object itself (``SSLContext.sslobject_class``),
 and the peer certificate is taken from the connection the request actually used, before aiohttp
 releases it (``ProbeResponse.start``): no second handshake, and verification off still reports it.
+A certificate that verification refuses (expired, untrusted, another host's) is read from the
+failing handshake itself and travels on the error (``refused_certificate``): its expiry is news too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ DNS_CACHE_SECONDS: Final = 10
 """Resolved addresses are reused this long: shorter than any sensible probe interval, so most probes
 still resolve (and time) DNS, while a burst of checks does not queue on the resolver's threads."""
 SECONDS_PER_DAY: Final = 86_400
+_REFUSED_CERTIFICATE: Final = "uptime_refused_certificate"
+"""The attribute of an ``SSLCertVerificationError`` that holds the leaf it refused (DER)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +61,36 @@ def _timed_ssl_object(clock: Clock) -> type[ssl.SSLObject]:
         def do_handshake(self) -> None:
             if self.handshake_started is None:
                 self.handshake_started = clock.monotonic()
-            super().do_handshake()  # raises SSLWantReadError until the peer has answered
+            try:
+                super().do_handshake()  # raises SSLWantReadError until the peer has answered
+            except ssl.SSLCertVerificationError as exc:
+                # The last moment the refused certificate can be read: it travels on the error,
+                # which asyncio and aiohttp hand on as it is (``refused_certificate``).
+                setattr(exc, _REFUSED_CERTIFICATE, _unverified_leaf(self))
+                raise
             self.handshake_seconds = clock.monotonic() - self.handshake_started
 
     return TimedSSLObject
+
+
+def _unverified_leaf(ssl_object: ssl.SSLObject) -> bytes | None:
+    """The peer's leaf certificate (DER) as it arrived, before or despite verification."""
+    public = getattr(ssl_object, "get_unverified_chain", None)  # Python 3.13+: DER bytes
+    if public is not None:
+        chain = public()
+        return bytes(chain[0]) if chain else None
+    # Python 3.11 and 3.12 have the same call, not yet public, answering certificate objects.
+    private = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    chain = private() if private is not None else None
+    return ssl.PEM_cert_to_DER_cert(chain[0].public_bytes()) if chain else None
+
+
+def refused_certificate(exc: BaseException) -> bytes | None:
+    """The leaf certificate (DER) whose verification failed with ``exc``, when the handshake kept it."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        exc = exc.certificate_error
+    certificate = getattr(exc, _REFUSED_CERTIFICATE, None)
+    return certificate if isinstance(certificate, bytes) else None
 
 
 def peer_tls(ssl_object: object) -> PeerTls | None:

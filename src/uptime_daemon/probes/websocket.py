@@ -2,7 +2,8 @@
 
 Phases: ``tls`` (wss only), ``handshake`` (connect and HTTP upgrade, TLS apart) and ``script`` (the
 script's round trips). aiohttp's ``ws_connect`` takes no ``trace_request_ctx``, so DNS and TCP
-connect are not told apart from the upgrade here.
+connect are not told apart from the upgrade here. A target that refuses the upgrade, or hangs up
+or resets the connection before answering it in full, is a ``handshake`` failure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from uptime_daemon.config.model import WebSocketService, WebSocketStep
 from uptime_daemon.probes._classify import DETAIL_CHARS, TARGET_ERRORS, classify, describe
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.http import json_equal, resolve_url
-from uptime_daemon.probes.session import certificate_days_left, peer_tls, tls_setting
+from uptime_daemon.probes.session import (
+    certificate_days_left,
+    peer_tls,
+    refused_certificate,
+    tls_setting,
+)
 from uptime_daemon.results import FailureReason, Phase, ProbeResult
 
 SHOWN_CHARS: Final = 80
@@ -123,6 +129,7 @@ async def probe_websocket(service: WebSocketService, ctx: ProbeContext) -> Probe
     close_code: int | None = None
     days_left: float | None = None
     http_status: int | None = None
+    upgraded = False
 
     def result(failure: FailureReason | None, detail: str) -> ProbeResult:
         return ProbeResult(
@@ -145,6 +152,7 @@ async def probe_websocket(service: WebSocketService, ctx: ProbeContext) -> Probe
             max_msg_size=service.max_message_bytes,
             autoping=True,
         ) as ws:
+            upgraded = True
             connected = ctx.clock.monotonic()
             http_status = 101
             handshake = connected - started
@@ -182,4 +190,23 @@ async def probe_websocket(service: WebSocketService, ctx: ProbeContext) -> Probe
             FailureReason.HANDSHAKE, f"upgrade refused: {exc.status} {exc.message}"[:DETAIL_CHARS]
         )
     except TARGET_ERRORS as exc:
-        return result(classify(exc, tls=url.scheme == "wss"), describe(exc))
+        refused = refused_certificate(exc)  # a refused certificate's expiry is recorded too
+        if refused is not None:
+            days_left = certificate_days_left(refused, ctx.clock.now())
+        return result(*_failure(exc, tls=url.scheme == "wss", upgraded=upgraded))
+
+
+def _failure(exc: BaseException, *, tls: bool, upgraded: bool) -> tuple[FailureReason, str]:
+    """The reason and detail of a transport failure.
+
+    Before the 101, a peer that hangs up or resets after the connection (and TLS) was made failed
+    the handshake: the network did its part. Refusals, DNS, TLS and timeouts keep their reasons.
+    """
+    reason = classify(exc, tls=tls)
+    if (
+        not upgraded
+        and reason is FailureReason.CONNECTION_ERROR
+        and not isinstance(exc, aiohttp.ClientConnectorError)
+    ):
+        return FailureReason.HANDSHAKE, f"upgrade failed: {describe(exc)}"[:DETAIL_CHARS]
+    return reason, describe(exc)

@@ -106,10 +106,22 @@ class Period:
 
 @dataclass(slots=True)
 class Incident:
-    """From the check that turned a service down to the check that brought it back."""
+    """From the check that turned a service down to the check that brought it back.
+
+    Inside an incident the service is only ever down or unknown (any other verdict ends it), so the
+    fold splits its time as it credits the service's seconds: ``down`` observed down, ``unknown``
+    not looked at (a gap longer than the credibility window, the daemon stopped). Up to the last
+    check folded they add up to the time since ``start``; for a closed incident, to ``end - start``.
+    Kept on the incident rather than derived from the periods at query time, because periods older
+    than the retention are pruned while an incident still open is not.
+    """
 
     start: datetime
     end: datetime | None = None
+    down: timedelta = timedelta(0)
+    """Observed down time from ``start`` up to the last check folded (or ``end``)."""
+    unknown: timedelta = timedelta(0)
+    """Time without a credible verdict from ``start`` up to the last check folded (or ``end``)."""
 
 
 @dataclass(slots=True)
@@ -204,11 +216,25 @@ def _credit(service: ServiceProjection, state: Status, start: datetime, end: dat
     stop = end.timestamp()
     if stop > cursor:
         service.totals[index] += stop - cursor
+        if state is Status.DOWN or state is Status.UNKNOWN:
+            _credit_incident(service, state, end - start)
     while cursor < stop:
         hour = int(cursor) // HOUR_SECONDS
         boundary = min(stop, (hour + 1) * HOUR_SECONDS)
         _bucket(service, hour).seconds[index] += boundary - cursor
         cursor = boundary
+
+
+def _credit_incident(service: ServiceProjection, state: Status, span: timedelta) -> None:
+    """Down or unknown time while an incident is open is that incident's (other time is no one's)."""
+    incidents = service.incidents
+    if not incidents or incidents[-1].end is not None:
+        return
+    incident = incidents[-1]
+    if state is Status.DOWN:
+        incident.down += span
+    else:
+        incident.unknown += span
 
 
 def _enter(service: ServiceProjection, state: Status, at: datetime) -> None:
@@ -374,7 +400,7 @@ def _split(service: ServiceProjection) -> None:
             )
             for hour, b in service.buckets.items()
         },
-        incidents=[Incident(i.start, i.end) for i in service.incidents],
+        incidents=[Incident(i.start, i.end, i.down, i.unknown) for i in service.incidents],
         last_response_seconds=service.last_response_seconds,
         totals=list(service.totals),
         location=location,
@@ -559,17 +585,66 @@ def state_totals(service: ServiceProjection, now: datetime) -> list[float]:
     ever grow: a valid, restart-safe counter.
     """
     totals = list(service.totals)
-    if service.last_check is None or service.status is None or now <= service.last_check:
-        return totals
-    if service.by_quorum:
-        for period in quorum_spans(service, service.last_check, now):
-            totals[_INDEX[period.state]] += (period.end - period.start).total_seconds()
-        return totals
-    credible_until = min(now, service.last_check + timedelta(seconds=service.gap_seconds))
-    totals[_INDEX[service.status]] += (credible_until - service.last_check).total_seconds()
-    if now > credible_until:
-        totals[_INDEX[Status.UNKNOWN]] += (now - credible_until).total_seconds()
+    for period in _uncredited(service, now):
+        totals[_INDEX[period.state]] += (period.end - period.start).total_seconds()
     return totals
+
+
+def _uncredited(service: ServiceProjection, now: datetime) -> Iterator[Period]:
+    """The stretch from the last check to ``now``, as the next check will credit it.
+
+    The last verdict while credible, then ``unknown``; for a quorum, the rule over the locations'
+    verdicts as they go stale. Empty before the first check or when ``now`` is not after the last.
+    """
+    last_check = service.last_check
+    if last_check is None or service.status is None or now <= last_check:
+        return
+    if service.by_quorum:
+        yield from quorum_spans(service, last_check, now)
+        return
+    credible_until = min(now, last_check + timedelta(seconds=service.gap_seconds))
+    yield Period(service.status, last_check, credible_until)
+    if now > credible_until:
+        yield Period(Status.UNKNOWN, credible_until, now)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentTime:
+    """An incident's end and its split into observed down and unknown seconds, as of a query."""
+
+    end: datetime | None
+    """``None`` while it is still going on."""
+    down_seconds: float
+    unknown_seconds: float
+
+
+def incident_time(service: ServiceProjection, incident: Incident, now: datetime) -> IncidentTime:
+    """Where ``incident`` ends and how its time splits, to its end or to ``now`` while open.
+
+    An open incident's stretch since the last check counts by the rule the next check will apply:
+    down while the last verdict is credible, then unknown, so the two add up to ``now - start``.
+    For a quorum, a location's verdict going stale can end the outage without a new check (two of
+    three down, one of them goes quiet: degraded); the incident then ends there, as the next check
+    will record. Should ``now`` precede the last check (clocks that disagree), the split is
+    clipped to ``now - start``.
+    """
+    down, unknown = incident.down, incident.unknown
+    if incident.end is not None:
+        return IncidentTime(incident.end, down.total_seconds(), unknown.total_seconds())
+    end = None
+    for period in _uncredited(service, now):
+        if period.state is Status.DOWN:
+            down += period.end - period.start
+        elif period.state is Status.UNKNOWN:
+            unknown += period.end - period.start
+        else:
+            end = period.start
+            break
+    span = max(timedelta(0), (end or now) - incident.start)
+    if down + unknown > span:
+        down = min(down, span)
+        unknown = span - down
+    return IncidentTime(end, down.total_seconds(), unknown.total_seconds())
 
 
 def status_at(service: ServiceProjection, now: datetime) -> Status:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,9 +26,11 @@ from uptime_daemon.projector.fold import (
 )
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 3
-"""3 added the maintenance windows; 2 per-location records, the quorum, the recent slots of each
-(service, location) and the repeated-check count."""
+FORMAT_VERSION: Final = 4
+"""4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
+per-location records, the quorum, the recent slots of each (service, location) and the
+repeated-check count. An older file is replayed from zero, which rebuilds what it lacks."""
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 class SnapshotError(ValueError):
@@ -67,7 +69,10 @@ def _encode_service(s: ServiceProjection) -> dict[str, Any]:
             [hour, b.checks, b.seconds, b.response_sum_seconds, sorted(b.histogram.items())]
             for hour, b in sorted(s.buckets.items())
         ],
-        "incidents": [[i.start.timestamp(), _ts(i.end)] for i in s.incidents],
+        "incidents": [
+            [i.start.timestamp(), _ts(i.end), i.down // _MICROSECOND, i.unknown // _MICROSECOND]
+            for i in s.incidents
+        ],
         "recentSlots": {where: s.recent_slots[where] for where in sorted(s.recent_slots)},
         "repeatedChecks": s.repeated_checks,
         "location": s.location,
@@ -107,7 +112,10 @@ def _decode_service(name: str, s: dict[str, Any]) -> ServiceProjection:
         last_response_seconds=s["lastResponse"],
         totals=[float(x) for x in s["totals"]],
         periods=[Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
-        incidents=[Incident(epoch(i[0]), _dt(i[1])) for i in s["incidents"]],
+        incidents=[
+            Incident(epoch(i[0]), _dt(i[1]), int(i[2]) * _MICROSECOND, int(i[3]) * _MICROSECOND)
+            for i in s["incidents"]
+        ],
         recent_slots={
             str(where): [int(k) for k in keys] for where, keys in s["recentSlots"].items()
         },
@@ -148,6 +156,7 @@ def decode(data: bytes) -> Snapshot:
     except (
         orjson.JSONDecodeError,
         KeyError,
+        IndexError,
         TypeError,
         ValueError,
         AttributeError,

@@ -4,8 +4,11 @@
 * Check counts and response-time figures come from hourly buckets, so the window's first hour is
   taken whole: they cover ``[floor_to_hour(now - hours), now)``. Percentiles carry the histogram's
   relative error bound (``HISTOGRAM_RELATIVE_ERROR``, about 9 %).
-* Incidents are those overlapping the window; their ``start``/``end`` are the real ones, their
-  downtime inside the window is clipped.
+* Incidents are those overlapping the window; their ``start``/``end`` are the real ones. Their
+  time splits into observed down seconds and unknown seconds (the daemon was not looking: a gap
+  past the credibility window), which add up to the duration; MTTR and the longest outage use the
+  observed down seconds, so they never count time no check covered. Each incident's down seconds
+  inside the window (outside maintenance) are its share of ``seconds[down]``: they add up to it.
 * Maintenance (sorted, merged intervals of the service's windows) is left out of the time-weighted
   figures and reported apart; an incident entirely inside maintenance is not an incident, and one
   partly inside counts only its time outside. Check counts and response times are what happened.
@@ -18,14 +21,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from uptime_daemon.maintenance import Interval, covered_seconds
+from uptime_daemon.maintenance import Interval, covered_seconds, outside
 from uptime_daemon.projector.fold import (
     HISTOGRAM_RELATIVE_ERROR,
     HOUR_SECONDS,
     Period,
     ServiceProjection,
     histogram_value,
+    incident_time,
     seconds_in_window,
+    spans,
     status_at,
     timeline,
 )
@@ -66,11 +71,15 @@ class IncidentView:
     start: datetime
     end: datetime | None
     duration_seconds: float
-    """Full duration (up to ``now`` while still open)."""
+    """Wall-clock duration, ``end - start`` (up to ``now`` while still open)."""
     seconds_in_window: float
-    """Downtime inside the window and outside maintenance."""
+    """Observed down seconds inside the window and outside maintenance (its part of ``seconds[down]``)."""
     maintenance_seconds: float = 0.0
-    """Downtime inside the window that maintenance covers."""
+    """The incident's time inside the window that maintenance covers."""
+    down_seconds: float = 0.0
+    """Observed down seconds of the whole incident (credible down verdicts)."""
+    unknown_seconds: float = 0.0
+    """Seconds of the whole incident without a credible verdict; ``down + unknown = duration``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +105,11 @@ class ServiceSummary:
     response: ResponseTimes
     incidents: tuple[IncidentView, ...]
     mttr_seconds: float | None
-    """Mean duration of the incidents that ended inside the window."""
+    """Mean observed down seconds of the incidents that ended inside the window."""
     mtbf_seconds: float | None
     """Up-or-degraded seconds in the window per incident that began in it."""
     longest_outage_seconds: float | None
+    """The most observed down seconds of one incident overlapping the window."""
 
 
 def current_status(service: ServiceProjection, now: datetime) -> Status:
@@ -177,13 +187,11 @@ def summarize(
             p99=_percentile(histogram, samples, 0.99),
         ),
         incidents=tuple(incidents),
-        mttr_seconds=sum(i.duration_seconds for i in resolved) / len(resolved)
-        if resolved
-        else None,
+        mttr_seconds=sum(i.down_seconds for i in resolved) / len(resolved) if resolved else None,
         mtbf_seconds=(seconds[Status.UP] + seconds[Status.DEGRADED]) / len(started)
         if started
         else None,
-        longest_outage_seconds=max((i.duration_seconds for i in incidents), default=None),
+        longest_outage_seconds=max((i.down_seconds for i in incidents), default=None),
     )
 
 
@@ -191,25 +199,60 @@ def _incidents(
     service: ServiceProjection, start: datetime, now: datetime, maintenance: Sequence[Interval]
 ) -> list[IncidentView]:
     views = []
+    down = _down_pieces(service, start, now, maintenance)
+    cursor = 0
     for incident in service.incidents:
-        end = incident.end
-        if (end is not None and end <= start) or incident.start >= now:
+        if incident.start >= now or (incident.end is not None and incident.end <= start):
             continue
-        closing = end if end is not None else now
+        time = incident_time(service, incident, now)
+        closing = time.end if time.end is not None else now
+        if closing <= start:
+            continue
         lo, hi = max(incident.start, start), min(closing, now)
         planned = covered_seconds(lo, hi, maintenance) if maintenance else 0.0
         if maintenance and planned >= (hi - lo).total_seconds():
             continue  # entirely planned: maintenance, not an outage
+        # Incidents and down pieces are both in time order and every down piece lies inside one
+        # incident: one walk over both.
+        while cursor < len(down) and down[cursor][1] <= lo:
+            cursor += 1
+        inside = 0.0
+        while cursor < len(down) and down[cursor][0] < hi:
+            piece_lo, piece_hi = down[cursor]
+            inside += (min(piece_hi, hi) - max(piece_lo, lo)).total_seconds()
+            if piece_hi > hi:
+                break
+            cursor += 1
         views.append(
             IncidentView(
                 start=incident.start,
-                end=end,
+                end=time.end,
                 duration_seconds=(closing - incident.start).total_seconds(),
-                seconds_in_window=(hi - lo).total_seconds() - planned,
+                seconds_in_window=inside,
                 maintenance_seconds=planned,
+                down_seconds=time.down_seconds,
+                unknown_seconds=time.unknown_seconds,
             )
         )
     return views
+
+
+def _down_pieces(
+    service: ServiceProjection, start: datetime, now: datetime, maintenance: Sequence[Interval]
+) -> list[Interval]:
+    """The down stretches inside ``[start, now)`` and outside maintenance, in time order."""
+    pieces: list[Interval] = []
+    for period in spans(service, now, since=start):
+        if period.state is not Status.DOWN:
+            continue
+        lo, hi = max(period.start, start), min(period.end, now)
+        if hi <= lo:
+            continue
+        if maintenance:
+            pieces.extend(outside(lo, hi, maintenance))
+        else:
+            pieces.append((lo, hi))
+    return pieces
 
 
 def service_timeline(service: ServiceProjection, *, now: datetime, hours: float) -> list[Period]:
