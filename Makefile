@@ -51,6 +51,8 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10 | tee $(BENCH_OUT)/soak.jsonl
 	$(BIN)/python bench/cluster.py | tee $(BENCH_OUT)/cluster.jsonl
 	$(BIN)/python bench/kinds.py | tee $(BENCH_OUT)/kinds.jsonl
+	$(BIN)/python bench/herd.py | tee $(BENCH_OUT)/herd.jsonl
+	$(BIN)/python bench/status_page.py | tee $(BENCH_OUT)/status_page.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

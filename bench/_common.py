@@ -199,6 +199,7 @@ def daemon_config(
     jitter_seconds: float = 0,
     max_concurrency: int = 256,
     store_url: str | None = None,
+    per_host_concurrency: int | None = None,
 ) -> tuple[Path, str]:
     """Write a daemon config for the given ``[services.*]`` tables; returns (path, base URL).
 
@@ -215,7 +216,12 @@ def daemon_config(
         f'[projector]\nsnapshot_path = "{procs.work}/snapshot.json"\n'
         '[log]\nlevel = "warning"\nformat = "json"\n'
         f"[scheduler]\njitter_seconds = {jitter_seconds}\nmax_concurrency = {max_concurrency}\n"
-        f"[defaults]\ninterval_seconds = {interval_seconds}\ntimeout_seconds = {timeout_seconds}\n"
+        + (
+            f"per_host_concurrency = {per_host_concurrency}\n"
+            if per_host_concurrency is not None
+            else ""
+        )
+        + f"[defaults]\ninterval_seconds = {interval_seconds}\ntimeout_seconds = {timeout_seconds}\n"
         + services_toml
     )
     return config, f"http://{LOOPBACK}:{port}"

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from tests.polling import until
 from uptime_daemon.clock import SystemClock
-from uptime_daemon.config.model import CheckPolicy, SchedulerSettings
+from uptime_daemon.config.model import CheckPolicy, HttpService, SchedulerSettings
 from uptime_daemon.scheduler import EPOCH, CheckScheduler, GridTrigger, grid_phase_seconds
 
 FAST = CheckPolicy(interval_seconds=0.05, timeout_seconds=0.05)
@@ -263,3 +263,27 @@ async def test_replicas_label_their_checks_with_the_same_slots() -> None:
     for name, slot in seen[0] | seen[1]:
         offset = (slot - EPOCH).total_seconds() - grid_phase_seconds(name, 0.2)
         assert abs(offset / 0.2 - round(offset / 0.2)) < 1e-3, (name, slot)
+
+
+def _http(host: str, path: str) -> HttpService:
+    return HttpService.model_validate({"kind": "http", "url": f"http://{host}/{path}"})
+
+
+def test_the_start_up_spread_is_sized_to_the_busiest_host_and_the_slots() -> None:
+    """First runs never offer a host more than its slots get through (50 ms a probe assumed)."""
+    one_host = {f"s{i}": _http("shared.example:8080", f"s{i}") for i in range(1000)}
+    many_hosts = {f"s{i}": _http(f"h{i}.example", "") for i in range(1000)}
+
+    def spread(services: dict[str, HttpService], **settings: float) -> float:
+        return CheckScheduler(
+            run=lambda *_: None,  # type: ignore[arg-type]
+            settings=SchedulerSettings(jitter_seconds=1.0, **settings),
+            services=services,
+            clock=SystemClock(),
+        ).start_up_spread_seconds
+
+    assert spread(many_hosts) == 1000 / 500  # the overall cap alone
+    assert spread(one_host) == 1000 / (16 * 20)  # 16 slots on the shared host
+    assert spread(one_host, per_host_concurrency=4) == 1000 / (4 * 20)
+    assert spread(many_hosts, max_concurrency=10) == 1000 / (10 * 20)
+    assert spread({"a": _http("x", "")}) == 1.0  # never less than the jitter

@@ -77,6 +77,16 @@ def _text(driver: Any, service: str, selector: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _open_details(driver: Any, service: str) -> None:
+    """Open the service's row (a button) and wait for its figures to arrive."""
+    driver.find_element("css selector", f"li[data-service='{service}'] > button").click()
+    _until(
+        lambda: driver.find_elements(
+            "css selector", f"li[data-service='{service}'] .details[data-loaded]"
+        )
+    )
+
+
 def _declare_maintenance(daemon: DaemonProcess, services: list[str], reason: str) -> None:
     """``POST /maintenance``: a window from a minute ago to an hour from now."""
     now = datetime.now(UTC)
@@ -130,7 +140,7 @@ def test_page_lists_services_and_turns_red_live(
         pill = browser.find_element("css selector", "li[data-service='web'] .pill")
         assert pill.text.strip().endswith("Down")  # said in words, not only in red
         assert "1 service down" in browser.find_element("id", "overall").text
-        browser.execute_script("return fetch('/status/data').then(r => r.json()).then(render);")
+        _open_details(browser, "web")  # the figures are fetched when the row is opened
         uptime = browser.find_element("css selector", "li[data-service='web'] .u24").text
         assert uptime.endswith("%"), uptime  # real figures, not a placeholder
         assert 0 < float(uptime.rstrip("%")) < 100
@@ -145,7 +155,6 @@ def test_page_lists_services_and_turns_red_live(
         if os.environ.get(
             "UPDATE_SCREENSHOTS"
         ):  # the README's picture: an outage as on-call sees it
-            browser.execute_script("return fetch('/status/data').then(r => r.json()).then(render);")
             browser.save_screenshot(str(SCREENSHOT))
         assert daemon.stop() == 0
     finally:
@@ -217,12 +226,10 @@ def test_a_service_removed_from_the_config_leaves_the_page(
     browser.get(f"{daemon.url}/")
     _until(lambda: _status(browser, "database") == "up")
     _until(lambda: browser.execute_script("return window.__received;") >= 1)
-    browser.execute_script("return fetch('/status/data').then(r => r.json()).then(render);")
     data = browser.execute_script("return fetch('/status/data').then(r => r.json());")
-    assert {s["service"]: s["configured"] for s in data["services"]} == {
-        "database": True,
-        "retired": False,
-    }
+    assert [s["service"] for s in data["services"]] == ["database"]  # configured services only
+    history = browser.execute_script("return fetch('/status/service/retired').then(r => r.json());")
+    assert history["configured"] is False  # its history stays in the API
     assert _status(browser, "retired") is None
     assert "All services are up" in browser.find_element("id", "overall").text
     assert daemon.stop() == 0
@@ -239,18 +246,20 @@ def test_a_maintenance_window_shows_live_on_its_service_only(
     browser.get(f"{daemon.url}/")
     _until(lambda: _status(browser, "router") == "up" and _status(browser, "database") == "up")
     _until(lambda: browser.find_element("id", "live").text == "live")
+    _open_details(browser, "router")
+    _open_details(browser, "database")
     assert _text(browser, "router", ".in-maintenance") is None
+    assert _text(browser, "router", ".maintenance-note") is None
     browser.execute_script("window.__noReload = 5;")
 
     _declare_maintenance(daemon, ["router"], "router swap")
     # No status changes: the next health_status on the socket (every 10 s) says a window covers
-    # the service, and the page fetches the reason.
-    _until(
-        lambda: _text(browser, "router", ".in-maintenance") == "Maintenance: router swap",
-        within=15.0,
-    )
+    # the service; its row says so, and its open details fetch the reason.
+    _until(lambda: _text(browser, "router", ".in-maintenance") == "Maintenance", within=15.0)
+    _until(lambda: _text(browser, "router", ".maintenance-note") == "Maintenance: router swap")
     assert browser.execute_script("return window.__noReload;") == 5
     assert _text(browser, "database", ".in-maintenance") is None
+    assert _text(browser, "database", ".maintenance-note") is None
     assert _status(browser, "router") == "up"  # the checks' verdict still shows beside it
     assert "1 in maintenance" in browser.find_element("id", "overall").text
     today = browser.find_element("css selector", "li[data-service='router'] .bars .bar:last-child")
@@ -287,11 +296,13 @@ def test_a_child_of_a_down_parent_says_its_alerts_are_held(
         browser.get(f"{daemon.url}/")
         _until(lambda: _status(browser, "router") == "up" and _status(browser, "app") == "up")
         _until(lambda: browser.find_element("id", "live").text == "live")
+        _open_details(browser, "app")
+        _open_details(browser, "router")
         assert _text(browser, "app", ".held") is None
 
         target.kill()
         target.wait(timeout=10)
-        # Sooner than the next health_status (10 s): the page refetches on the status change.
+        # Sooner than the next health_status (10 s): open rows refetch on the status change.
         _until(lambda: _text(browser, "app", ".held") == "Alerts held: router is down", within=5.0)
         assert _status(browser, "router") == "down"
         assert _status(browser, "app") == "up"

@@ -30,6 +30,11 @@ from uptime_daemon.store import UPTIME_STREAM_PREFIX, NewEvent
 
 EVENT_TYPE_STREAM_CREATED: Final = "StreamCreated"
 EVENT_TYPE_STATUS_CHANGED: Final = "ServiceStatusChanged"
+EVENT_TYPE_CHECK_PENDING: Final = "ServiceCheckPending"
+"""A check of a service with no verdict yet that failed, fewer than ``failures_before_down`` times
+in a row: recorded (nothing is lost, and a restart resumes the count), but with no ``status``, since
+the seeds' statuses are verdicts and there is none yet. Same fields as ``ServiceStatusChanged``
+minus ``status``/``duration``/``previousStatus``/``changed``, plus ``pending`` {failures, of}."""
 SCHEMA_VERSION: Final = 2
 """2 added ``instance`` (which daemon wrote the event) and ``quorum`` (the service's locations and
 the k its status needs); 1 is the first of ours; 0 the seeds'."""
@@ -132,8 +137,11 @@ def status_changed(
     timeout_seconds: float,
     quorum: int = 1,
     locations: tuple[str, ...] = (),
+    failures_before_down: int = 1,
 ) -> NewEvent:
     """One completed check, seed fields first (orjson keeps this insertion order in the bytes).
+
+    A check with no verdict (``outcome.status`` ``None``: pending) is a ``ServiceCheckPending``.
 
     ``quorum`` and ``locations`` (default: ``location`` alone) record the service's placement, as
     ``intervalMs`` records its policy: the log says how to fold itself, whatever today's config.
@@ -141,6 +149,23 @@ def status_changed(
     Seconds become the seeds' integer milliseconds here and nowhere else.
     """
     uid = event_id(service, location, scheduled_at)
+    if outcome.status is None:
+        return _check_pending(
+            uid,
+            service=service,
+            instance=instance,
+            location=location,
+            kind=kind,
+            scheduled_at=scheduled_at,
+            completed_at=completed_at,
+            outcome=outcome,
+            probe=probe,
+            interval_seconds=interval_seconds,
+            timeout_seconds=timeout_seconds,
+            quorum=quorum,
+            locations=locations,
+            failures_before_down=failures_before_down,
+        )
     data = {
         "serviceName": service,
         "status": outcome.status.value,
@@ -166,6 +191,80 @@ def status_changed(
     }
     return NewEvent(
         id=uid, type=EVENT_TYPE_STATUS_CHANGED, data=orjson.dumps(data), metadata=EVENT_METADATA
+    )
+
+
+def _check_pending(
+    uid: UUID,
+    *,
+    service: str,
+    instance: str,
+    location: str,
+    kind: CheckKind,
+    scheduled_at: datetime,
+    completed_at: datetime,
+    outcome: Outcome,
+    probe: ProbeResult,
+    interval_seconds: float,
+    timeout_seconds: float,
+    quorum: int,
+    locations: tuple[str, ...],
+    failures_before_down: int,
+) -> NewEvent:
+    data = {
+        "serviceName": service,
+        "timestamp": to_iso_millis(completed_at),
+        "metadata": {
+            "responseTime": round(probe.duration_seconds * 1000),
+            "performanceGrade": outcome.grade.value,
+        },
+        "eventId": f"evt_{_unix_millis(completed_at)}_{uid.hex[:6]}",
+        "schemaVersion": SCHEMA_VERSION,
+        "pending": {"failures": outcome.state.consecutive_failures, "of": failures_before_down},
+        "instance": instance,
+        "location": location,
+        "scheduledAt": to_iso_millis(scheduled_at),
+        "intervalMs": round(interval_seconds * 1000),
+        "timeoutMs": round(timeout_seconds * 1000),
+        "quorum": {"k": quorum, "of": list(locations or (location,))},
+        "probe": _probe_payload(kind, probe),
+    }
+    return NewEvent(
+        id=uid, type=EVENT_TYPE_CHECK_PENDING, data=orjson.dumps(data), metadata=EVENT_METADATA
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPending:
+    """A decoded ``ServiceCheckPending``: a failed check of a service with no verdict yet."""
+
+    service: str
+    timestamp: datetime
+    location: str
+    scheduled_at: datetime
+    failures: int
+    reason: FailureReason | None
+    detail: str
+    gap_seconds: float | None
+
+
+def decode_check_pending(data: bytes) -> CheckPending:
+    """Decode a ``ServiceCheckPending``; ``EventDecodeError`` names the bad field."""
+    event = _Fields(payload(data))
+    probe = event.object("probe")
+    gap = None
+    if event.has("intervalMs") or event.has("timeoutMs"):
+        gap = credible_seconds(event.millis("intervalMs"), event.millis("timeoutMs"))
+    detail = probe.text("detail") if probe.has("detail") else ""
+    return CheckPending(
+        service=event.text("serviceName"),
+        timestamp=event.time("timestamp"),
+        location=event.text("location"),
+        scheduled_at=event.time("scheduledAt"),
+        failures=event.object("pending").count("failures"),
+        reason=probe.enum("reason", FailureReason) if probe.has("reason") else None,
+        detail=detail,
+        gap_seconds=gap,
     )
 
 

@@ -67,6 +67,13 @@ class Metrics:
             ["service", "to"],
             registry=registry,
         )
+        self.slot_wait = Histogram(
+            "uptime_probe_slot_wait_seconds",
+            "Time a probe waited for a slot of its host (scheduler.per_host_concurrency) before "
+            "it began; not part of the probe's duration or deadline.",
+            buckets=LATENESS_BUCKETS,
+            registry=registry,
+        )
         self.scheduler_lateness = Histogram(
             "uptime_scheduler_lateness_seconds",
             "Delay between a check's scheduled time and its start.",
@@ -143,9 +150,16 @@ class Metrics:
         )
 
     def observe_probe(
-        self, service: str, kind: str, result: ProbeResult, *, changed_to: str | None
+        self,
+        service: str,
+        kind: str,
+        result: ProbeResult,
+        *,
+        changed_to: str | None,
+        slot_wait_seconds: float = 0.0,
     ) -> None:
         """Count one completed check."""
+        self.slot_wait.observe(slot_wait_seconds)
         reason = RESULT_OK if result.failure is None else result.failure.value
         self.probes.labels(service=service, kind=kind, result=reason).inc()
         self.probe_duration.labels(service=service, kind=kind).observe(result.duration_seconds)

@@ -40,6 +40,11 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 FIRST_RUNS_PER_SECOND: Final = 500
 """Start-up spread: at most about this many first runs per second."""
+PROBES_PER_SLOT_SECOND: Final = 20
+"""Start-up spread: what one concurrency slot is assumed to get through per second (a 50 ms
+probe). The first round offers a host about ``per_host_concurrency`` × this many checks a second,
+and the whole daemon ``max_concurrency`` × this many, so the probes of the first round queue
+briefly for their slots rather than all at once."""
 GRID_TOLERANCE: Final = 1e-3
 """Share of an interval by which a run may sit below its grid point and still count as on it."""
 MAX_JITTER_FRACTION: Final = 0.1
@@ -153,18 +158,36 @@ class CheckScheduler:
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self._scheduler = scheduler
         now = self._clock.now()
+        spread = self.start_up_spread_seconds
         for name, policy in self._services.items():
-            self._add_job(name, policy, now)
+            self._add_job(name, policy, now, spread)
         scheduler.start()
         log.info("scheduler_started", services=len(self._services))
 
-    def _spread_seconds(self) -> float:
-        return max(self._settings.jitter_seconds, len(self._services) / FIRST_RUNS_PER_SECOND)
+    @property
+    def start_up_spread_seconds(self) -> float:
+        """How long the first runs are spread over (each service's at most its interval).
 
-    def _add_job(self, name: str, policy: CheckPolicy, now: datetime) -> None:
+        At most ``FIRST_RUNS_PER_SECOND`` a second overall, at most what ``max_concurrency`` slots
+        get through, and for the busiest host at most what its ``per_host_concurrency`` slots do.
+        """
+        settings = self._settings
+        per_host: dict[str, int] = {}
+        for policy in self._services.values():
+            if (host := getattr(policy, "host_key", None)) is not None:
+                per_host[host] = per_host.get(host, 0) + 1
+        busiest = max(per_host.values(), default=0)
+        return max(
+            settings.jitter_seconds,
+            len(self._services) / FIRST_RUNS_PER_SECOND,
+            len(self._services) / (settings.max_concurrency * PROBES_PER_SLOT_SECOND),
+            busiest / (settings.per_host_concurrency * PROBES_PER_SLOT_SECOND),
+        )
+
+    def _add_job(self, name: str, policy: CheckPolicy, now: datetime, spread: float) -> None:
         assert self._scheduler is not None  # noqa: S101 - only called after start()
         interval = policy.interval_seconds
-        first = now + timedelta(seconds=self._rng.uniform(0, min(interval, self._spread_seconds())))
+        first = now + timedelta(seconds=self._rng.uniform(0, min(interval, spread)))
         trigger = self._triggers[name] = GridTrigger(
             phase=EPOCH + timedelta(seconds=grid_phase_seconds(name, interval)),
             interval_seconds=interval,
@@ -193,13 +216,14 @@ class CheckScheduler:
         if self._scheduler is None:
             return
         now = self._clock.now()
+        spread = self.start_up_spread_seconds
         for name in old.keys() - services.keys():
             self._scheduler.remove_job(name)
             self._triggers.pop(name, None)
         for name, policy in services.items():
             previous = old.get(name)
             if previous is None or previous.interval_seconds != policy.interval_seconds:
-                self._add_job(name, policy, now)
+                self._add_job(name, policy, now, spread)
         log.info("scheduler_rescheduled", services=len(services))
 
     def _on_submitted(self, event: JobSubmissionEvent) -> None:

@@ -181,8 +181,10 @@ async def test_a_check_stored_twice_counts_once(store: SqliteEventStore, tmp_pat
     once = projector(store)
     assert await once.catch_up() == 60
     doubled = await SqliteEventStore.open(tmp_path / "doubled.db")
+    stored = await store.read_all(stream_prefix="service-uptime-")
+    verdicts = sum(e.type == "ServiceStatusChanged" for e in stored)  # pending checks fold no time
     try:
-        for event in await store.read_all(stream_prefix="service-uptime-"):
+        for event in stored:
             for event_id in (event.id, uuid.uuid4()):
                 await doubled.append(
                     event.stream,
@@ -196,7 +198,7 @@ async def test_a_check_stored_twice_counts_once(store: SqliteEventStore, tmp_pat
         assert await twice.catch_up() == 120
     finally:
         await doubled.close()
-    assert sum(s.repeated_checks for s in twice.state.services.values()) == 60
+    assert sum(s.repeated_checks for s in twice.state.services.values()) == verdicts
     for service in twice.state.services.values():
         service.repeated_checks = 0
     same_position = snapshot.Snapshot(None, twice.state), snapshot.Snapshot(None, once.state)

@@ -96,7 +96,12 @@ class CheckOutcome(Protocol):
 
     @property
     def payload(self) -> Mapping[str, Any]:
-        """The ``ServiceStatusChanged`` data exactly as stored."""
+        """The event data exactly as stored."""
+        ...
+
+    @property
+    def event_type(self) -> str:
+        """``ServiceStatusChanged``, or ``ServiceCheckPending`` (no verdict yet)."""
         ...
 
 

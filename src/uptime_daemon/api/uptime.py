@@ -119,6 +119,7 @@ async def check(request: web.Request, query: models.CheckQuery) -> models.CheckR
                 position=outcome.position,
                 store_error=outcome.store_error,
                 spooled=outcome.spooled,
+                event_type=outcome.event_type,
                 event=dict(outcome.payload),
             )
             for outcome in outcomes

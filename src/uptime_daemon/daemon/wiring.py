@@ -358,9 +358,14 @@ class Daemon:
             await membership.leave()
 
     def _observe(self, report: CheckReport) -> None:
-        changed_to = report.outcome.status.value if report.outcome.changed else None
+        status = report.outcome.status
+        changed_to = status.value if report.outcome.changed and status is not None else None
         self.metrics.observe_probe(
-            report.service, report.kind.value, report.result, changed_to=changed_to
+            report.service,
+            report.kind.value,
+            report.result,
+            changed_to=changed_to,
+            slot_wait_seconds=report.slot_wait_seconds,
         )
 
 

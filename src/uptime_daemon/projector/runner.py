@@ -216,6 +216,8 @@ class Projector:
         try:
             if event.type == events.EVENT_TYPE_STATUS_CHANGED:
                 self._apply_status(event)
+            elif event.type == events.EVENT_TYPE_CHECK_PENDING:
+                self._apply_pending(event)
             elif event.type == events.EVENT_TYPE_STREAM_CREATED:
                 name = events.service_from_stream(event.stream)
                 if name is not None and name not in self.state.services:
@@ -259,6 +261,20 @@ class Projector:
         for wanted, waiter in self._waiters:
             if wanted <= position and not waiter.done():
                 waiter.set_result(None)
+
+    def _apply_pending(self, event: RecordedEvent) -> None:
+        """A failed check of a service with no verdict yet: no status, no time; its newest check."""
+        pending = events.decode_check_pending(event.data)
+        if pending.service not in self.state.services:
+            self.state.services[pending.service] = ServiceProjection(pending.service)
+        newest = self.last_probe.get(pending.service)
+        if newest is None or newest.at <= pending.timestamp:
+            self.last_probe[pending.service] = LastProbe(
+                pending.timestamp,
+                None if pending.reason is None else pending.reason.value,
+                pending.detail[:200],
+                pending.location,
+            )
 
     def _apply_status(self, event: RecordedEvent) -> None:
         decoded = events.decode_status_changed(event.data)
