@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -12,17 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.browser import chromium, needs_chromium
 from tests.conftest import DaemonProcess
 from tests.polling import wait_until
 
-CHROMIUM = shutil.which("chromium") or ""
-CHROMEDRIVER = shutil.which("chromedriver") or ""
 pytestmark = [
     pytest.mark.system,
-    pytest.mark.skipif(
-        not (CHROMIUM and CHROMEDRIVER),
-        reason="chromium and chromium-driver (Debian packages) not installed",
-    ),
+    needs_chromium,
 ]
 OPERATOR = "operator-token-cors-1"
 CONFIG = (
@@ -90,26 +85,9 @@ def serve_page() -> Iterator[Callable[[], str]]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium through chromedriver; nothing downloaded, no network but loopback."""
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    """Headless Debian Chromium (tests/browser.py)."""
+    with chromium() as driver:
+        yield driver
 
 
 def _run_check(daemon: DaemonProcess, service: str) -> None:

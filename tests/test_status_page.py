@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -15,41 +14,19 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.browser import chromium, needs_chromium
 from tests.conftest import ROOT, DaemonProcess, free_port, start_http_target
 from tests.polling import wait_until
 
-CHROMIUM = shutil.which("chromium") or ""
-CHROMEDRIVER = shutil.which("chromedriver") or ""
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="chromium and chromium-driver (Debian packages) not installed",
-)
+pytestmark = needs_chromium
 SCREENSHOT = ROOT / "docs/screenshots/status-page.png"
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium through chromedriver; nothing downloaded, no network but loopback."""
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1100,1400",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    """Headless Debian Chromium (tests/browser.py)."""
+    with chromium() as driver:
+        yield driver
 
 
 def _until(condition: Callable[[], object], within: float = 15.0) -> None:

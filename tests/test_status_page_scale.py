@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,17 +21,13 @@ from typing import Any, Final
 import orjson
 import pytest
 
+from tests.browser import chromium, needs_chromium
 from tests.conftest import ROOT, DaemonProcess, free_port, get_json, start_http_target, write_config
 from tests.polling import wait_until
 from uptime_daemon.api import models
 
-CHROMIUM = shutil.which("chromium") or ""
-CHROMEDRIVER = shutil.which("chromedriver") or ""
 pytestmark = [
-    pytest.mark.skipif(
-        not (CHROMIUM and CHROMEDRIVER),
-        reason="chromium and chromium-driver (Debian packages) not installed",
-    ),
+    needs_chromium,
     pytest.mark.slow,
     pytest.mark.system,
 ]
@@ -119,27 +114,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium through chromedriver, a desktop window; loopback only."""
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1100,1400",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    """Headless Debian Chromium (tests/browser.py), a desktop window."""
+    with chromium("--window-size=1100,1400") as driver:
+        yield driver
 
 
 def _until(condition: Callable[[], object], within: float = 15.0) -> Any:

@@ -149,38 +149,29 @@ def status_changed(
     Seconds become the seeds' integer milliseconds here and nowhere else.
     """
     uid = event_id(service, location, scheduled_at)
+    data: dict[str, Any] = {"serviceName": service}
+    if outcome.status is not None:
+        data["status"] = outcome.status.value
+    data["timestamp"] = to_iso_millis(completed_at)
+    if outcome.status is not None:
+        data["duration"] = round(outcome.streak_seconds * 1000)
+    data["metadata"] = {
+        "responseTime": round(probe.duration_seconds * 1000),
+        "performanceGrade": outcome.grade.value,
+    }
+    data["eventId"] = f"evt_{_unix_millis(completed_at)}_{uid.hex[:6]}"
+    data["schemaVersion"] = SCHEMA_VERSION
     if outcome.status is None:
-        return _check_pending(
-            uid,
-            service=service,
-            instance=instance,
-            location=location,
-            kind=kind,
-            scheduled_at=scheduled_at,
-            completed_at=completed_at,
-            outcome=outcome,
-            probe=probe,
-            interval_seconds=interval_seconds,
-            timeout_seconds=timeout_seconds,
-            quorum=quorum,
-            locations=locations,
-            failures_before_down=failures_before_down,
+        data["pending"] = {
+            "failures": outcome.state.consecutive_failures,
+            "of": failures_before_down,
+        }
+    else:
+        data["previousStatus"] = (
+            None if outcome.previous_status is None else outcome.previous_status.value
         )
-    data = {
-        "serviceName": service,
-        "status": outcome.status.value,
-        "timestamp": to_iso_millis(completed_at),
-        "duration": round(outcome.streak_seconds * 1000),
-        "metadata": {
-            "responseTime": round(probe.duration_seconds * 1000),
-            "performanceGrade": outcome.grade.value,
-        },
-        "eventId": f"evt_{_unix_millis(completed_at)}_{uid.hex[:6]}",
-        "schemaVersion": SCHEMA_VERSION,
-        "previousStatus": None
-        if outcome.previous_status is None
-        else outcome.previous_status.value,
-        "changed": outcome.changed,
+        data["changed"] = outcome.changed
+    data |= {
         "instance": instance,
         "location": location,
         "scheduledAt": to_iso_millis(scheduled_at),
@@ -189,49 +180,10 @@ def status_changed(
         "quorum": {"k": quorum, "of": list(locations or (location,))},
         "probe": _probe_payload(kind, probe),
     }
-    return NewEvent(
-        id=uid, type=EVENT_TYPE_STATUS_CHANGED, data=orjson.dumps(data), metadata=EVENT_METADATA
+    kind_of_event = (
+        EVENT_TYPE_CHECK_PENDING if outcome.status is None else EVENT_TYPE_STATUS_CHANGED
     )
-
-
-def _check_pending(
-    uid: UUID,
-    *,
-    service: str,
-    instance: str,
-    location: str,
-    kind: CheckKind,
-    scheduled_at: datetime,
-    completed_at: datetime,
-    outcome: Outcome,
-    probe: ProbeResult,
-    interval_seconds: float,
-    timeout_seconds: float,
-    quorum: int,
-    locations: tuple[str, ...],
-    failures_before_down: int,
-) -> NewEvent:
-    data = {
-        "serviceName": service,
-        "timestamp": to_iso_millis(completed_at),
-        "metadata": {
-            "responseTime": round(probe.duration_seconds * 1000),
-            "performanceGrade": outcome.grade.value,
-        },
-        "eventId": f"evt_{_unix_millis(completed_at)}_{uid.hex[:6]}",
-        "schemaVersion": SCHEMA_VERSION,
-        "pending": {"failures": outcome.state.consecutive_failures, "of": failures_before_down},
-        "instance": instance,
-        "location": location,
-        "scheduledAt": to_iso_millis(scheduled_at),
-        "intervalMs": round(interval_seconds * 1000),
-        "timeoutMs": round(timeout_seconds * 1000),
-        "quorum": {"k": quorum, "of": list(locations or (location,))},
-        "probe": _probe_payload(kind, probe),
-    }
-    return NewEvent(
-        id=uid, type=EVENT_TYPE_CHECK_PENDING, data=orjson.dumps(data), metadata=EVENT_METADATA
-    )
+    return NewEvent(id=uid, type=kind_of_event, data=orjson.dumps(data), metadata=EVENT_METADATA)
 
 
 @dataclass(frozen=True, slots=True)

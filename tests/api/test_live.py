@@ -37,6 +37,26 @@ async def test_health_status_on_connect(client: Client) -> None:
     assert {c["name"] for c in first["components"]} == {"store", "projector", "scheduler"}
 
 
+async def test_a_brief_snapshot_leaves_the_services_out(
+    client: Client, target: tuple[TestServer, TargetState]
+) -> None:
+    """``?services=false``: status, position and components, no list; changes still arrive."""
+    _, state = target
+    async with client.ws_connect("/ws/health?services=false") as ws:
+        first = await ws.receive_json(timeout=MESSAGE_TIMEOUT)
+        assert first["type"] == "health_status"
+        assert "services" not in first
+        assert {c["name"] for c in first["components"]} == {"store", "projector", "scheduler"}
+        assert first["status"] in {"ok", "degraded", "down"}
+        await _flip(client, state, up=True, checks=1)
+        change = await ws.receive_json(timeout=MESSAGE_TIMEOUT)
+    assert (change["type"], change["service"], change["status"]) == (
+        "service_status_change",
+        "web",
+        "up",
+    )
+
+
 async def test_transitions_arrive_live_with_positions(
     client: Client, target: tuple[TestServer, TargetState]
 ) -> None:

@@ -85,7 +85,14 @@ def openapi_document() -> dict[str, Any]:
                     "required": False,
                     "description": "Resume after this commit position.",
                     "schema": {"type": "integer", "minimum": 0},
-                }
+                },
+                {
+                    "name": "services",
+                    "in": "query",
+                    "required": False,
+                    "description": "false: health_status without the per-service list.",
+                    "schema": {"type": "boolean", "default": True},
+                },
             ],
             "responses": {
                 "101": {"description": "Switching protocols"},

@@ -113,9 +113,14 @@ class StreamEventsQuery(ApiModel):
 
 
 class LiveQuery(ApiModel):
-    """Resume the live feed after a commit position."""
+    """Resume the live feed after a commit position; choose the snapshot's size."""
 
     from_: int | None = Field(default=None, ge=0, le=MAX_POSITION, alias="from")
+    services: bool = Field(
+        default=True,
+        description="false: health_status without the per-service list (for clients that follow "
+        "the changes and read /status/data themselves, as the status page does past 1,000 services).",
+    )
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ const RANK = { down: 0, degraded: 1, unknown: 2, maintenance: 3, group: 4, up: 5
 const PAGE = 100;
 const MORE = 200;
 const REFRESH_MS = 60000;
+const BRIEF_SNAPSHOT_AFTER = 1000;
 const ANNOUNCE_MS = 4000;
 const numbers = new Intl.NumberFormat();
 
@@ -664,6 +665,11 @@ function onChange(message) {
 
 // The periodic snapshot carries every service: only the rows that differ are patched.
 function onHealth(message) {
+  if (!message.services) {  // a large page asks for the brief snapshot: changes and refetches do
+    renderComponents(message.components);
+    if (message.position !== null && (lastPosition === null || message.position > lastPosition)) lastPosition = message.position;
+    return;
+  }
   let changed = false;
   let unknownService = false;
   let configured = 0;
@@ -684,8 +690,13 @@ function onHealth(message) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const from = lastPosition === null ? "" : `?from=${lastPosition}`;
-  socket = new WebSocket(`${scheme}//${location.host}/ws/health${from}`);
+  const query = new URLSearchParams();
+  if (lastPosition !== null) query.set("from", lastPosition);
+  // Past BRIEF_SNAPSHOT_AFTER services the 10-second snapshot would be megabytes: take it without
+  // the service list, and rely on the change messages plus the periodic refetch of /status/data.
+  if (services.size > BRIEF_SNAPSHOT_AFTER) query.set("services", "false");
+  const suffix = query.toString() ? `?${query}` : "";
+  socket = new WebSocket(`${scheme}//${location.host}/ws/health${suffix}`);
   const live = document.getElementById("live");
   socket.onopen = () => { retry = 0; live.dataset.state = "live"; live.textContent = "live"; };
   socket.onmessage = (event) => {
