@@ -5,36 +5,25 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.conftest import ROOT, DaemonProcess
+from tests.conftest import DaemonProcess
 from tests.kurrentdb_standin import ThreadedStandIn
+from tests.probes.net_servers import EvilPorts, evil_targets
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.store.sqlite import SqliteEventStore
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [int(sock.getsockname()[1]) for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
 
 
 def _metric(base: str, name: str) -> float:
@@ -45,20 +34,10 @@ def _metric(base: str, name: str) -> float:
 
 
 @pytest.fixture
-def evil() -> Iterator[list[int]]:
-    ports = _free_ports(5)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.evil_targets", *map(str, ports)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"ready"
-    yield ports
-    proc.kill()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+def evil() -> Iterator[EvilPorts]:
+    """``tests/evil_targets.py`` in its own process."""
+    with evil_targets() as ports:
+        yield ports
 
 
 EXPECTED = {
@@ -72,10 +51,10 @@ EXPECTED = {
 
 
 def test_misbehaving_targets_are_down_with_their_reason_and_nothing_leaks(
-    daemon_factory: Callable[..., DaemonProcess], evil: list[int]
+    daemon_factory: Callable[..., DaemonProcess], evil: EvilPorts
 ) -> None:
     """Each target is classified down with its reason; open fds and tasks stay flat across rounds."""
-    hang, trickle, huge, garbage, ws = evil
+    hang, trickle, huge, garbage, ws = astuple(evil)
     common = "interval_seconds = 0.6\ntimeout_seconds = 0.5\nfailures_before_down = 1\n"
     daemon = daemon_factory(
         "[scheduler]\njitter_seconds = 0\n"

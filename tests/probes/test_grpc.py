@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,8 +16,8 @@ import trustme
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
-from tests.conftest import ROOT
 from tests.polling import until
+from tests.probes.net_servers import EvilPorts, evil_targets
 from uptime_daemon.config.model import GrpcService
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.grpc_health import probe_grpc
@@ -71,32 +68,11 @@ async def target() -> AsyncIterator[HealthTarget]:
     await started.server.stop(None)
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [int(sock.getsockname()[1]) for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 @pytest.fixture
-def evil() -> Iterator[list[int]]:
+def evil() -> Iterator[EvilPorts]:
     """``tests/evil_targets.py`` in its own process (its sockets are not counted as ours)."""
-    ports = _free_ports(5)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.evil_targets", *map(str, ports)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"ready"
-    yield ports
-    proc.kill()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    with evil_targets() as ports:
+        yield ports
 
 
 async def test_a_serving_server_is_up(target: HealthTarget, ctx: ProbeContext) -> None:
@@ -214,9 +190,9 @@ async def test_tls(
     assert detail in result.detail
 
 
-async def test_plain_text_to_a_peer_that_is_not_grpc(evil: list[int], ctx: ProbeContext) -> None:
+async def test_plain_text_to_a_peer_that_is_not_grpc(evil: EvilPorts, ctx: ProbeContext) -> None:
     """A peer answering junk instead of HTTP/2 is a protocol failure, at once."""
-    garbage = evil[3]
+    garbage = evil.garbage
     result = await probe_grpc(grpc_service(f"127.0.0.1:{garbage}"), ctx)
     assert result.failure is FailureReason.PROTOCOL, result.detail
     assert "Failed parsing HTTP/2" in result.detail
@@ -231,10 +207,10 @@ def _os_threads() -> int:
 
 
 async def test_a_silent_port_is_the_callers_timeout_and_leaks_nothing(
-    evil: list[int], ctx: ProbeContext
+    evil: EvilPorts, ctx: ProbeContext
 ) -> None:
     """A port that accepts and never speaks: the caller's deadline ends each check; fds stay flat."""
-    hang = evil[0]
+    hang = evil.hang
     service = grpc_service(f"127.0.0.1:{hang}", timeout_seconds=0.5, interval_seconds=1)
     await probe_with_deadline(probe_grpc, service, ctx, ctx.clock)  # warm up gRPC's own threads
     fds, threads, os_threads = _fds(), threading.active_count(), _os_threads()

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,9 +24,9 @@ import trustme
 from kurrentdbclient.protos.v1 import gossip_pb2
 from pydantic import ValidationError
 
-from tests.conftest import ROOT
 from tests.kurrentdb_standin import Log, StandInServer
 from tests.polling import until
+from tests.probes.net_servers import evil_targets
 from uptime_daemon.config.model import DatabaseService
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.kurrentdb import Member, assess, probe_kurrentdb
@@ -372,24 +369,8 @@ def test_switching_verification_off_is_refused_at_load() -> None:
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """The "hang" target of ``tests/evil_targets.py``, in its own process (its sockets are not ours)."""
-    socks = [socket.socket() for _ in range(5)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [int(sock.getsockname()[1]) for sock in socks]
-    for sock in socks:
-        sock.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.evil_targets", *map(str, ports)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"ready"
-    yield ports[0]
-    proc.kill()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    with evil_targets() as ports:
+        yield ports.hang
 
 
 def _fds() -> int:
