@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from uptime_daemon import events
 from uptime_daemon.errors import UptimeDaemonError
@@ -525,3 +527,160 @@ def test_malformed_events_name_the_field(data: bytes, message: str) -> None:
         events.decode_status_changed(data)
     assert isinstance(caught.value, ValueError)
     assert isinstance(caught.value, UptimeDaemonError)
+
+
+# --- the fast decoding path (decode_check) ------------------------------------------------------
+
+VERDICT_STATUSES = [Status.UP, Status.DEGRADED, Status.DOWN]
+NAMES = st.text(min_size=1, max_size=12)
+
+
+@st.composite
+def our_events(draw: st.DrawFn) -> bytes:
+    """A ``ServiceStatusChanged`` as this build writes it, with drawn facts."""
+    ok = draw(st.booleans())
+    status = draw(st.sampled_from(VERDICT_STATUSES))
+    locations = tuple(draw(st.lists(NAMES, min_size=1, max_size=4, unique=True)))
+    probe = ProbeResult(
+        ok=ok,
+        duration_seconds=draw(st.floats(min_value=0, max_value=600)),
+        failure=None if ok else draw(st.sampled_from(list(FailureReason))),
+        detail=draw(st.text(max_size=20)),
+        http_status=draw(st.none() | st.integers(100, 599)),
+    )
+    outcome = Outcome(
+        status=status,
+        previous_status=draw(st.none() | st.sampled_from(VERDICT_STATUSES)),
+        changed=draw(st.booleans()),
+        streak_seconds=draw(st.floats(min_value=0, max_value=1e7)),
+        grade=draw(st.sampled_from(list(Grade))),
+        state=INITIAL,
+    )
+    scheduled = SCHEDULED + timedelta(milliseconds=draw(st.integers(0, 10**11)))
+    event = events.status_changed(
+        service=draw(NAMES),
+        instance=draw(NAMES),
+        location=locations[0],
+        kind=draw(st.sampled_from(list(CheckKind))),
+        scheduled_at=scheduled,
+        completed_at=scheduled + timedelta(milliseconds=draw(st.integers(0, 60_000))),
+        outcome=outcome,
+        probe=probe,
+        interval_seconds=draw(st.floats(min_value=0.001, max_value=86_400)),
+        timeout_seconds=draw(st.floats(min_value=0.001, max_value=600)),
+        quorum=draw(st.integers(1, len(locations))),
+        locations=locations,
+    )
+    return event.data
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["up", "down", "sideways", "good", "timeout", "2024-01-15T10:30:00Z"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=5,
+)
+
+
+def _paths(value: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path of a JSON object, nested objects included."""
+    found = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found.append((*prefix, key))
+            found.extend(_paths(inner, (*prefix, key)))
+    return found
+
+
+@st.composite
+def corrupted(draw: st.DrawFn) -> dict[str, Any]:
+    """One of our events with one field, at any depth, replaced by any JSON value or removed."""
+    raw: dict[str, Any] = orjson.loads(draw(our_events()))
+    path = draw(st.sampled_from(_paths(raw)))
+    parent = raw
+    for key in path[:-1]:
+        parent = parent[key]
+    if draw(st.booleans()):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = draw(JSON_VALUES)
+    return raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(our_events())
+def test_our_events_take_the_fast_path_to_the_strict_result(data: bytes) -> None:
+    """For every event this build writes the fast path answers, and answers what strict decoding does."""
+    fast = events._fast_check(orjson.loads(data))
+    assert fast is not None
+    assert fast == events.decode_check(data) == events.Check.of(events.decode_status_changed(data))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(corrupted())
+def test_a_corrupted_event_is_never_folded_as_a_wrong_value(raw: dict[str, Any]) -> None:
+    """One field damaged anywhere: the fast path never folds what strict decoding refuses.
+
+    When strict decoding refuses, the fast path does not answer and ``decode_check`` refuses with
+    the strict message; when strict decoding accepts, both give the same facts.
+    """
+    data = orjson.dumps(raw)
+    refused: str | None = None
+    try:
+        strict = events.Check.of(events.decode_status_changed(data))
+    except events.EventDecodeError as exc:
+        refused = str(exc)
+    fast = events._fast_check(raw)
+    if refused is None:
+        assert fast is None or fast == strict
+        assert events.decode_check(data) == strict
+        return
+    assert fast is None
+    with pytest.raises(events.EventDecodeError) as caught:
+        events.decode_check(data)
+    assert str(caught.value) == refused
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(orjson.dumps(SEED_INVENTORY), id="seed-inventory"),
+        pytest.param(orjson.dumps(SEED_FLAT_WRITE), id="seed-flat-write"),
+        pytest.param(_with(schemaVersion=1, quorum=None, instance=None), id="version-1"),
+        pytest.param(_with(timestamp="2024-01-15T11:30:00.000+01:00"), id="offset-timestamp"),
+    ],
+)
+def test_other_versions_and_spellings_decode_strictly(data: bytes) -> None:
+    """Older versions and the seeds' events are upcast by the strict decoder, with equal facts."""
+    assert events.decode_check(data) == events.Check.of(events.decode_status_changed(data))
+
+
+def test_the_fast_path_leaves_other_versions_to_the_strict_decoder() -> None:
+    """Only the current version is read directly; a version-1 event is not mistaken for one."""
+    assert events._fast_check(orjson.loads(_with(schemaVersion=1))) is None
+    assert events._fast_check(GOOD) is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(_with(status="sideways"), "'status'", id="bad-status"),
+        pytest.param(_with(timestamp="yesterday"), "'timestamp'", id="bad-timestamp"),
+        pytest.param(_with(changed="yes"), "'changed'", id="changed-not-bool"),
+        pytest.param(_with(quorum={"k": 2, "of": ["eu"]}), "'quorum.k'", id="quorum-over-n"),
+        pytest.param(_with(duration=True), "'duration'", id="bool-duration"),
+        pytest.param(_with(schemaVersion=True), "'schemaVersion'", id="bool-version"),
+        pytest.param(
+            _with(probe={"ok": False, "reason": "gremlins"}), "'probe.reason'", id="unknown-reason"
+        ),
+        pytest.param(b"nope", "not JSON", id="not-json"),
+    ],
+)
+def test_decode_check_refuses_with_the_strict_message(data: bytes, message: str) -> None:
+    """The fast path never folds what strict decoding refuses; the message names the field."""
+    with pytest.raises(events.EventDecodeError, match=re.escape(message)):
+        events.decode_check(data)

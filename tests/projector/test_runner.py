@@ -172,6 +172,61 @@ async def test_a_corrupt_event_is_logged_and_skipped(store: SqliteEventStore) ->
     )
 
 
+@pytest.mark.parametrize("page_size", [1, 7, 5000])
+async def test_catch_up_equals_handling_each_event(store: SqliteEventStore, page_size: int) -> None:
+    """``catch_up``'s bulk path ends where ``handle``, event by event, does.
+
+    Same projection, newest probe per service, failures counted and checkpoint — seeds' events,
+    pending checks, a corrupt event and two checks completed at one instant included.
+    """
+    await write_checks(store, 40, seed=8)
+    seed = b'{"serviceName":"c","status":"down","timestamp":"2026-02-01T00:09:00.000Z",'
+    seed += b'"responseTime":12,"performanceGrade":"failed"}'
+    await store.append(
+        "service-uptime-c", [NewEvent(id=uuid.uuid4(), type="ServiceStatusChanged", data=seed)]
+    )
+    await store.append(
+        "service-uptime-a",
+        [NewEvent(id=uuid.uuid4(), type="ServiceStatusChanged", data=b'{"schemaVersion":2}')],
+    )
+    await write_checks(store, 40, seed=9, start=T0 + timedelta(minutes=7))
+    tie = T0 + timedelta(hours=1)
+    for n, detail in enumerate(("first", "second")):  # one completion time: the later one is newest
+        check = events.status_changed(
+            service="b",
+            instance="test",
+            location="default",
+            kind=CheckKind.HTTP,
+            scheduled_at=tie - timedelta(seconds=n),
+            completed_at=tie,
+            outcome=step(
+                ServiceState.initial(),
+                ok=True,
+                response_seconds=0.1,
+                at=tie,
+                policy=CheckPolicy(interval_seconds=30, timeout_seconds=5),
+            ),
+            probe=ProbeResult(ok=True, duration_seconds=0.1, detail=detail),
+            interval_seconds=30,
+            timeout_seconds=5,
+        )
+        await store.append("service-uptime-b", [check])
+    handled = projector(store)
+    with capture_logs():
+        for event in await store.read_all():
+            handled.handle(event)
+    assert handled.decode_failures == 1
+    assert {"a", "b", "c"} <= handled.last_probe.keys()
+    assert handled.last_probe["b"].detail == "second"
+    caught_up = projector(store)
+    with capture_logs():
+        assert await caught_up.catch_up(page_size=page_size) == handled.events_applied
+    assert encoded(caught_up) == encoded(handled)
+    assert caught_up.last_probe == handled.last_probe
+    assert caught_up.decode_failures == handled.decode_failures
+    assert caught_up.last_event_recorded_at == handled.last_event_recorded_at
+
+
 async def test_a_check_stored_twice_counts_once(store: SqliteEventStore, tmp_path: Path) -> None:
     """One check stored twice under two ids (an id cache that forgot, a re-import) counts once.
 

@@ -31,6 +31,7 @@ from uptime_daemon.store import (
     RecordedEvent,
     StreamPrefix,
     StreamState,
+    read_log,
 )
 
 WAIT = 10.0
@@ -338,6 +339,24 @@ class EventStoreContract:
         from_zero = await store.read_all()
         assert from_zero[0].position <= start
         assert [e.type for e in from_zero if e.position > start] == ["1", "x", "2", "3"]
+
+    async def test_read_log_is_read_all_as_rows(self, store: EventStore) -> None:
+        """``read_log`` (the bulk read a replay uses) gives ``read_all``'s events, field for field."""
+        tag = uuid.uuid4().hex[:8]
+        start = await store.append(unique("warmup"), [new()])
+        for n in range(5):
+            await store.append(f"svc-{tag}-{n % 2}", [new(str(n), f'{{"n": {n}}}'.encode())])
+        await store.append(f"oth-{tag}", [new("x")])
+        for prefix in (f"svc-{tag}-", None):
+            for after, limit in ((start, 100), (start, 2), (None, 3)):
+                expected = [
+                    (e.position, e.stream, e.revision, e.type, e.data, e.recorded_at)
+                    for e in await store.read_all(after=after, stream_prefix=prefix, limit=limit)
+                ]
+                rows = await read_log(store, after=after, stream_prefix=prefix, limit=limit)
+                assert [(*row[:5], datetime.fromtimestamp(row[5], UTC)) for row in rows] == expected
+        rows = await read_log(store, after=start, stream_prefix=f"svc-{tag}-", limit=100)
+        assert [row[3] for row in rows] == ["0", "1", "2", "3", "4"]
 
     async def test_prefix_is_literal_and_case_sensitive(self, store: EventStore) -> None:
         """``_``/``%`` in a prefix are plain characters, case matters, and a shorter name is no match."""

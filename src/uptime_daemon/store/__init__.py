@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 from uuid import UUID
 
 UPTIME_STREAM_PREFIX: Final = "service-uptime-"
@@ -74,6 +74,13 @@ class RecordedEvent:
     revision: int
     position: int
     recorded_at: datetime
+
+
+LogRow = tuple[int, str, int, str, bytes, float]
+"""One event of the global log as a fold reads it in bulk: ``(position, stream, revision, type,
+data, recorded_at)``, ``recorded_at`` in Unix seconds. A plain tuple, without the id and metadata
+a fold never looks at: a replay reads millions, and a ``RecordedEvent`` (a UUID, a datetime, a
+frozen dataclass) costs more to build than the fold spends on the event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +176,29 @@ class EventStore(Protocol):
     async def close(self) -> None:
         """Release connections and threads; pending appends are completed first."""
         ...
+
+
+@runtime_checkable
+class LogRowReader(Protocol):
+    """An adapter that can read the global log as ``LogRow`` s itself (optional; see ``read_log``)."""
+
+    async def read_log_rows(
+        self, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+    ) -> list[LogRow]:
+        """``read_all`` with the same arguments, as rows."""
+        ...
+
+
+async def read_log(
+    store: EventStore, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+) -> list[LogRow]:
+    """``store.read_all(...)`` as ``LogRow`` s: the adapter's own bulk read when it has one.
+
+    Any ``EventStore`` works: without ``read_log_rows`` the rows are taken from ``read_all``.
+    """
+    if isinstance(store, LogRowReader):
+        return await store.read_log_rows(after=after, stream_prefix=stream_prefix, limit=limit)
+    return [
+        (e.position, e.stream, e.revision, e.type, e.data, e.recorded_at.timestamp())
+        for e in await store.read_all(after=after, stream_prefix=stream_prefix, limit=limit)
+    ]

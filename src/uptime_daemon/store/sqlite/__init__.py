@@ -35,6 +35,7 @@ from uptime_daemon.errors import EventStoreUnavailable
 from uptime_daemon.store import (
     CaughtUp,
     Expected,
+    LogRow,
     NewEvent,
     RecordedEvent,
     StreamMetadata,
@@ -244,6 +245,17 @@ class SqliteEventStore:
         check_at_least("limit", limit, 1)
         check_at_least("after", after, 0)
         return await reads.read_all(
+            self._connections, after=after or 0, prefix=stream_prefix, limit=limit
+        )
+
+    async def read_log_rows(
+        self, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+    ) -> list[LogRow]:
+        """``read_all`` as ``LogRow`` s (``store.read_log``), for a fold of the whole log."""
+        self._head.ensure_open()
+        check_at_least("limit", limit, 1)
+        check_at_least("after", after, 0)
+        return await reads.read_log_rows(
             self._connections, after=after or 0, prefix=stream_prefix, limit=limit
         )
 

@@ -13,6 +13,7 @@ from uuid import UUID
 from uptime_daemon.errors import StreamNotFound
 from uptime_daemon.store import (
     CaughtUp,
+    LogRow,
     RecordedEvent,
     StreamMetadata,
     StreamPrefix,
@@ -29,6 +30,8 @@ SUBSCRIPTION_PAGE: Final = 1000
 _MAX_CHAR: Final = 0x10FFFF
 _SURROGATES: Final = range(0xD800, 0xE000)
 _COLUMNS: Final = "position, stream, revision, id, type, data, metadata, recorded_at"
+_LOG_ROW_COLUMNS: Final = "position, stream, revision, type, data, recorded_at"
+"""``LogRow``'s fields, in its order: the driver's row tuple is the row, nothing is built per event."""
 
 
 async def read_stream(
@@ -75,6 +78,22 @@ async def read_all(
         functools.partial(_page, after=after, prefix=prefix, limit=limit)
     )
     return events
+
+
+async def read_log_rows(
+    connections: Connections, *, after: int, prefix: StreamPrefix, limit: int
+) -> list[LogRow]:
+    """``read_all`` as ``LogRow`` s, straight from the driver."""
+
+    def read(conn: sqlite3.Connection) -> list[LogRow]:
+        where, params = _log_filter(after, prefix, limit)
+        rows: list[LogRow] = conn.execute(
+            f"SELECT {_LOG_ROW_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",  # noqa: S608 - fixed fragments
+            params,
+        ).fetchall()
+        return rows
+
+    return await connections.read(read)
 
 
 async def subscribe(
@@ -129,7 +148,17 @@ async def ping(connections: Connections) -> float:
 def _page(
     conn: sqlite3.Connection, *, after: int, prefix: StreamPrefix, limit: int | None
 ) -> tuple[list[RecordedEvent], int]:
-    """Events after ``after`` and the highest position committed in the same snapshot.
+    """Events after ``after`` and the highest position committed in the same snapshot."""
+    where, params = _log_filter(after, prefix, limit)
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",  # noqa: S608 - fixed fragments
+        params,
+    ).fetchall()
+    return [_row_to_event(r) for r in rows], sequence(conn)
+
+
+def _log_filter(after: int, prefix: StreamPrefix, limit: int | None) -> tuple[str, list[object]]:
+    """The ``WHERE`` of a page of the global log, and its parameters (the ``LIMIT``'s last).
 
     The scan walks the primary key from ``after`` (``+stream`` keeps the planner off the stream
     index, which would sort the whole prefix range for every page).
@@ -147,11 +176,7 @@ def _page(
     if ranges:
         where += " AND (" + " OR ".join(ranges) + ")"
     params.append(-1 if limit is None else limit)
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",  # noqa: S608 - fixed fragments
-        params,
-    ).fetchall()
-    return [_row_to_event(r) for r in rows], sequence(conn)
+    return where, params
 
 
 def _prefix_upper(prefix: str) -> str | None:
