@@ -11,13 +11,17 @@ b) an open loop at a fixed ``--rate`` (a separate process, ``--open-loop-client`
    due at its own time on a fixed schedule and its latency is measured from that time, so a slow
    answer delays nothing else and is not hidden (no coordinated omission). Target p99 < 20 ms at
    500 req/s; a request not answered within ``--request-timeout`` of its due time is counted as
-   timed out (and as that long in the percentiles).
+   timed out (and as that long in the percentiles). It runs once per ``--modes`` entry:
+   ``plain`` (``Accept-Encoding: identity``, the whole JSON), ``gzip`` (``Accept-Encoding: gzip``,
+   the body left compressed as a proxy would pass it on) and ``conditional`` (gzip, plus
+   ``If-None-Match`` with the last ``ETag`` seen, as a polling client sends it: mostly 304s).
 
 Each phase reports the daemon's CPU % (from /proc). The response size and a check of its figures
 against what was generated come first.
 
     python bench/api.py                          # 1,000 services, 24 h, 30 s per phase, 500 req/s
     python bench/api.py --services 200 --seconds 10 --rate 100
+    python bench/api.py --seconds 10 --modes conditional gzip
 """
 
 from __future__ import annotations
@@ -55,31 +59,41 @@ TIMEOUT_SECONDS: Final = 5.0
 P99_TARGET_MS: Final = 20.0
 READY_DEADLINE_SECONDS: Final = 900.0
 CLIENT_CONNECTIONS: Final = 64
+MODES: Final = ("plain", "gzip", "conditional")
 
 
 # --- the open-loop client (runs in its own process) -----------------------------------------------
 
 
 async def open_loop(
-    url: str, *, rate: float, seconds: float, request_timeout: float
+    url: str, *, rate: float, seconds: float, request_timeout: float, mode: str = "plain"
 ) -> dict[str, Any]:
-    """Send ``rate × seconds`` GETs, request ``i`` due at ``start + i / rate``; latency from due time."""
+    """Send ``rate × seconds`` GETs, request ``i`` due at ``start + i / rate``; latency from due time.
+
+    ``mode`` is what the client accepts (see the module docstring); bodies are never decompressed,
+    so the figures are the daemon's and the wire's, not the client's inflate.
+    """
     import aiohttp  # noqa: PLC0415 - only the client process needs it
 
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
-    timed_out = errors = non_200 = 0
+    timed_out = errors = 0
+    statuses: dict[str, int] = {}
     send_lag: list[float] = []
-    last_done = 0.0
-    body_bytes = 0
+    last_done, etag = 0.0, ""
+    body_bytes: dict[str, int] = {}
+    encoding = "identity" if mode == "plain" else "gzip"
 
     async def one(session: aiohttp.ClientSession, due: float) -> None:
-        nonlocal timed_out, errors, non_200, last_done, body_bytes
+        nonlocal timed_out, errors, last_done, etag
+        condition = {"If-None-Match": etag} if mode == "conditional" and etag else {}
+        headers = {"Accept-Encoding": encoding, **condition}
         try:
             async with asyncio.timeout_at(due + request_timeout):
-                async with session.get(url) as response:
+                async with session.get(url, headers=headers) as response:
                     body = await response.read()
                     status = response.status
+                    tag = response.headers.get("ETag", "")
         except TimeoutError:
             timed_out += 1
             latencies.append(request_timeout)
@@ -90,12 +104,15 @@ async def open_loop(
         done = loop.time()
         last_done = max(last_done, done)
         latencies.append(done - due)
-        body_bytes = len(body)
-        non_200 += status != 200
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        body_bytes[str(status)] = len(body)  # the last of each status
+        if status == 200 and tag:
+            etag = tag
 
     total = round(rate * seconds)
-    connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS), auto_decompress=False
+    ) as session:
         tasks: set[asyncio.Task[None]] = set()
         start = loop.time() + 0.2
         for i in range(total):
@@ -113,11 +130,12 @@ async def open_loop(
     answered = len(latencies) - timed_out
     ms = sorted(1000 * x for x in latencies)
     return {
+        "mode": mode,
         "requests": total,
         "answered": answered,
         "timed_out": timed_out,
         "errors": errors,
-        "non_200": non_200,
+        "statuses": statuses,
         "target_rate": rate,
         "sent_rate": round(total / (sent - start), 1) if sent > start else None,
         "achieved_rate": round(answered / (last_done - start), 1) if last_done > start else 0,
@@ -126,7 +144,7 @@ async def open_loop(
         "p99_ms": round(percentile(ms, 0.99), 3),
         "max_ms": round(ms[-1], 3) if ms else None,
         "client_send_lag_p99_ms": round(1000 * percentile(send_lag, 0.99), 3),
-        "body_bytes": body_bytes,
+        "body_bytes_by_status": body_bytes,
     }
 
 
@@ -144,6 +162,7 @@ def client_main(args: argparse.Namespace) -> None:
                 rate=args.rate,
                 seconds=args.seconds,
                 request_timeout=args.request_timeout,
+                mode=args.mode,
             )
         )
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -220,12 +239,13 @@ def log_errors(path: Path) -> dict[str, int]:
     return found
 
 
-def run_client(url: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_client(url: str, args: argparse.Namespace, mode: str) -> dict[str, Any]:
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--open-loop-client",
         url,
+        *("--mode", mode),
         *("--rate", str(args.rate), "--seconds", str(args.seconds)),
         *("--request-timeout", str(args.request_timeout)),
     ]
@@ -298,23 +318,26 @@ def bench(args: argparse.Namespace) -> None:
             seconds=args.seconds,
             **closed,
             response_bytes=len(body),
+            cpu=machine()["cpu"],
             daemon_cpu_percent=round(100 * cpu / wall, 1),
             daemon_rss_mib=rss_mib(daemon.pid),
         )
 
-        cpu, wall = cpu_seconds(daemon.pid), time.perf_counter()
-        opened = run_client(url, args)
-        cpu, wall = cpu_seconds(daemon.pid) - cpu, time.perf_counter() - wall
-        emit(
-            "api_summary_open_loop",
-            seconds=args.seconds,
-            **opened,
-            target_p99_ms=P99_TARGET_MS,
-            daemon_cpu_percent=round(100 * cpu / wall, 1),
-            daemon_rss_mib=rss_mib(daemon.pid),
-            daemon_peak_rss_mib=rss_mib(daemon.pid, peak=True),
-            daemon_log_errors=log_errors(procs.work / "daemon.log"),
-        )
+        for mode in args.modes:
+            cpu, wall = cpu_seconds(daemon.pid), time.perf_counter()
+            opened = run_client(url, args, mode)
+            cpu, wall = cpu_seconds(daemon.pid) - cpu, time.perf_counter() - wall
+            emit(
+                "api_summary_open_loop",
+                seconds=args.seconds,
+                **opened,
+                target_p99_ms=P99_TARGET_MS,
+                cpu=machine()["cpu"],
+                daemon_cpu_percent=round(100 * cpu / wall, 1),
+                daemon_rss_mib=rss_mib(daemon.pid),
+                daemon_peak_rss_mib=rss_mib(daemon.pid, peak=True),
+                daemon_log_errors=log_errors(procs.work / "daemon.log"),
+            )
         with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - loopback URL
             after = check_summary(response.read(), history)
         emit(
@@ -347,7 +370,15 @@ def main() -> None:
         default=5.0,
         help="open loop: a request unanswered this long after its due time counts as timed out",
     )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODES,
+        default=list(MODES),
+        help="open-loop phases, in order: what the client accepts (module docstring)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--mode", choices=MODES, default="plain", help=argparse.SUPPRESS)
     parser.add_argument("--open-loop-client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.open_loop_client:

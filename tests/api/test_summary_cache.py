@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from uptime_daemon.api import models, views
-from uptime_daemon.api.summary_cache import WINDOWS_KEPT, SummaryCache
+from uptime_daemon.api.summary_cache import FRAGMENT_SHARE, WINDOWS_KEPT, SummaryCache
 from uptime_daemon.config.model import Settings
 from uptime_daemon.projector.fold import Observation, ProjectionState, apply
 from uptime_daemon.status import Status
@@ -91,20 +91,23 @@ def test_a_new_check_shows_at_once_even_within_max_age() -> None:
     assert after["s2"] == before["s2"]  # untouched and young: reused as it was
 
 
-def test_a_quiet_service_lags_the_clock_by_at_most_max_age() -> None:
-    config, state, clock = settings(1, 5), history(1), Monotonic()
+def test_a_quiet_service_lags_the_clock_by_at_most_its_share_of_max_age() -> None:
+    """A part lives ``FRAGMENT_SHARE`` of the max age: the answer's own age makes up the rest."""
+    config, state, clock = settings(1, 8), history(1), Monotonic()
+    part_age = 8 * FRAGMENT_SHARE
     cache = SummaryCache(monotonic=clock)
     first_at = START + timedelta(hours=1)
     first = by_name(cache.render(config, state, hours=2, now=first_at))["s0"]
-    clock.value += 5.0  # past any first expiry (spread within max age)
-    second_at = first_at + timedelta(seconds=5)
+    clock.value += part_age  # past any first expiry (spread within the part's age)
+    second_at = first_at + timedelta(seconds=part_age)
     second = by_name(cache.render(config, state, hours=2, now=second_at))["s0"]
     assert second["window"]["end"] != first["window"]["end"]
-    clock.value += 4.9  # younger than max age now: reused
-    third = by_name(cache.render(config, state, hours=2, now=second_at + timedelta(seconds=4.9)))[
-        "s0"
-    ]
-    assert third == second
+    clock.value += part_age - 0.1  # younger than its age now: reused
+    later = second_at + timedelta(seconds=part_age - 0.1)
+    assert by_name(cache.render(config, state, hours=2, now=later))["s0"] == second
+    clock.value += 0.1  # and computed again once that old
+    later += timedelta(seconds=0.1)
+    assert by_name(cache.render(config, state, hours=2, now=later))["s0"] != second
 
 
 def test_a_service_going_stale_turns_unknown_at_once() -> None:
@@ -125,7 +128,7 @@ def test_first_expiries_are_spread_so_rebuilds_come_a_few_at_a_time() -> None:
     now = START + timedelta(hours=1)
     cache.render(config, state, hours=2, now=now)
     assert cache.rebuilt == 200
-    clock.value += 0.5
+    clock.value += FRAGMENT_SHARE / 2
     cache.render(config, state, hours=2, now=now + timedelta(seconds=0.5))
     assert 40 < cache.rebuilt - 200 < 160  # about half expired, not all at once
 

@@ -73,6 +73,8 @@ class Endpoint:
     description: str = ""
     seed_path: str | None = None
     """The seeds' spelling (under ``/api``), when it has one."""
+    conditional: bool = False
+    """Answers carry an ``ETag``; ``If-None-Match`` naming it gets a 304 (and gzip when accepted)."""
 
 
 @dataclass(slots=True)
@@ -97,12 +99,14 @@ class Api:
         content_type: str = JSON,
         description: str = "",
         seed_path: str | None = None,
+        conditional: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler(request, query)`` for ``method path``.
 
         An endpoint that takes a JSON ``body`` instead of a query gets ``handler(request, body)``.
         Under ``/uptime``, ``/health`` and ``/streams`` the same handler also answers at ``/api`` +
-        ``seed_path`` (default: ``path``), the seeds' spelling.
+        ``seed_path`` (default: ``path``), the seeds' spelling. A ``conditional`` handler sets
+        ``ETag`` itself and answers ``If-None-Match`` (the document says so).
         """
         if query is not None and body is not None:
             raise ValueError("an endpoint takes a query or a body, not both")
@@ -137,6 +141,7 @@ class Api:
                     errors=tuple(sorted(set(every_error))),
                     description=description or (handler.__doc__ or "").strip(),
                     seed_path=seed,
+                    conditional=conditional,
                 )
             )
             return handler
@@ -237,6 +242,8 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
     elif endpoint.content_type != JSON:
         ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
     operation["responses"][str(endpoint.status)] = ok
+    if endpoint.conditional:
+        _conditional(operation)
     error_ref = refs[(ErrorBody, "serialization")]
     errors = set(endpoint.errors)
     if endpoint.path not in {"/health", "/health/ready"}:
@@ -252,6 +259,35 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
             "content": {JSON: {"schema": error_ref}},
         }
     return operation
+
+
+def _conditional(operation: dict[str, Any]) -> None:
+    """``If-None-Match`` in, ``ETag`` (and the coding) out, and the 304."""
+    operation["parameters"].append(
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "An `ETag` this answer gave: 304, no body, while the answer is the same.",
+            "schema": {"type": "string"},
+        }
+    )
+    etag = {
+        "description": "Strong validator of the body (gzipped: its own, ending `-gzip`)",
+        "schema": {"type": "string"},
+    }
+    ok = operation["responses"]["200"]
+    ok["headers"] = {
+        "ETag": etag,
+        "Content-Encoding": {
+            "description": "`gzip` when the request's `Accept-Encoding` allows it",
+            "schema": {"type": "string", "enum": ["gzip"]},
+        },
+    }
+    operation["responses"]["304"] = {
+        "description": "Not modified: `If-None-Match` names the current answer",
+        "headers": {"ETag": etag},
+    }
 
 
 _ERROR_TEXT: Final = {

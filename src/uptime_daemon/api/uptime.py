@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from http import HTTPStatus
+
+from aiohttp import hdrs, web
 
 from uptime_daemon.api import models, views
 from uptime_daemon.api.endpoint import JSON, Api, not_found
@@ -31,23 +33,58 @@ def _known(request: web.Request) -> str:
     response=models.UptimeSummary,
     tag="uptime",
     summary="Uptime of every service over the last N hours",
+    conditional=True,
 )
 async def summary(request: web.Request, query: models.WindowQuery) -> web.Response:
     """Time-weighted uptime (exact), check counts, response times and incidents per service.
 
-    A service's new check or status change shows at once; for a service with no new check, the
-    figures may lag the clock by up to ``server.summary_max_age_seconds`` (1 s by default; its
-    ``window.end`` says when they were computed). That keeps the answer cheap when it is polled
-    often for many services.
+    Built to be polled: the answer is kept ready and rebuilt in the background, so it may be up to
+    a quarter of ``server.summary_max_age_seconds`` old (``generatedAt`` says when it was built;
+    a new check shows within that), and a quiet service's figures up to the whole max age (1 s by
+    default; its ``window.end`` says when they were computed). Send the ``ETag`` back in
+    ``If-None-Match`` to get a 304 while the answer has not changed; with ``Accept-Encoding: gzip``
+    the body comes gzipped.
     """
     hours = _hours(request, query)
-    body = request.app[SUMMARY_CACHE].render(
+    answer = await request.app[SUMMARY_CACHE].answer(
         request.app[SETTINGS].current,
         request.app[PROJECTOR].state,
         hours=hours,
         now=request.app[CLOCK].now(),
     )
-    return web.Response(body=body, content_type=JSON)
+    gzipped = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+    headers = {
+        hdrs.ETAG: answer.etag(gzipped=gzipped),
+        hdrs.CACHE_CONTROL: "no-cache",  # a cache may keep it, but must ask (cheaply: a 304)
+        hdrs.VARY: hdrs.ACCEPT_ENCODING,
+    }
+    tags = request.if_none_match
+    if tags is not None and answer.matches(tag.value for tag in tags):
+        return web.Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
+    if gzipped:
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+        return web.Response(body=answer.gzipped, content_type=JSON, headers=headers)
+    return web.Response(body=answer.body, content_type=JSON, headers=headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip: named (or ``*``) with a quality above 0."""
+    qualities: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding] = quality
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in qualities:
+            return qualities[coding] > 0
+    return False
 
 
 @api.route(

@@ -134,8 +134,9 @@ class ServerSettings(_Model):
     summary_max_age_seconds: float = Field(default=1.0, ge=0, le=60)
     """How far ``/uptime/summary`` may lag the clock for a service with no new check (0: never).
 
-    A new check or status change always shows at once; this only bounds how stale the growing
-    up/down seconds of a quiet service may be, which keeps the summary cheap under load."""
+    A new check or status change shows within a quarter of this (the answer is rebuilt off the
+    request path and served pre-serialized, with an ``ETag``); the growing up/down seconds of a
+    quiet service lag by at most this, which keeps the summary cheap under load."""
     allowed_origins: tuple[Origin, ...] = ()
     """Browser origins (``scheme://host[:port]``) that may call the API and the live feeds from
     another site (CORS). Empty: same-origin only. ``"*"`` allows any origin but never with
