@@ -24,8 +24,8 @@ import orjson
 
 from uptime_daemon.clock import parse_iso, to_iso_millis
 from uptime_daemon.errors import UptimeDaemonError
-from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
-from uptime_daemon.status import VERDICTS, Grade, Outcome, Status, credible_seconds
+from uptime_daemon.results import CheckKind, FailureReason, InconclusiveReason, ProbeResult
+from uptime_daemon.status import INITIAL, VERDICTS, Grade, Outcome, Status, credible_seconds
 from uptime_daemon.store import UPTIME_STREAM_PREFIX, NewEvent
 
 EVENT_TYPE_STREAM_CREATED: Final = "StreamCreated"
@@ -35,6 +35,11 @@ EVENT_TYPE_CHECK_PENDING: Final = "ServiceCheckPending"
 in a row: recorded (nothing is lost, and a restart resumes the count), but with no ``status``, since
 the seeds' statuses are verdicts and there is none yet. Same fields as ``ServiceStatusChanged``
 minus ``status``/``duration``/``previousStatus``/``changed``, plus ``pending`` {failures, of}."""
+EVENT_TYPE_CHECK_INCONCLUSIVE: Final = "ServiceCheckInconclusive"
+"""A check that proves nothing about the target: its deadline lapsed while the daemon itself was
+late (``loop_lag.overrun_explained``). Recorded so the log says the daemon could not keep up, but
+no verdict: no ``status``, never a transition, no time in any state. Same fields as
+``ServiceCheckPending`` minus ``pending``, plus ``inconclusive`` {reason, lagMs}."""
 SCHEMA_VERSION: Final = 2
 """2 added ``instance`` (which daemon wrote the event) and ``quorum`` (the service's locations and
 the k its status needs); 1 is the first of ours; 0 the seeds'."""
@@ -138,30 +143,46 @@ def status_changed(
     quorum: int = 1,
     locations: tuple[str, ...] = (),
     failures_before_down: int = 1,
+    inconclusive: tuple[InconclusiveReason, float] | None = None,
 ) -> NewEvent:
     """One completed check, seed fields first (orjson keeps this insertion order in the bytes).
 
-    A check with no verdict (``outcome.status`` ``None``: pending) is a ``ServiceCheckPending``.
+    A check with no verdict (``outcome.status`` ``None``: pending) is a ``ServiceCheckPending``;
+    one that concluded nothing (``inconclusive``: the reason and the loop's lag in seconds) a
+    ``ServiceCheckInconclusive``, whatever ``outcome`` says (the unchanged state).
 
     ``quorum`` and ``locations`` (default: ``location`` alone) record the service's placement, as
     ``intervalMs`` records its policy: the log says how to fold itself, whatever today's config.
 
     Seconds become the seeds' integer milliseconds here and nowhere else.
     """
-    uid = event_id(service, location, scheduled_at)
+    verdict = None if inconclusive is not None else outcome.status
+    uid = (
+        event_id(service, location, scheduled_at)
+        if inconclusive is None
+        # Deterministic, but not the id a verdict of this slot has: a replica that did conclude
+        # (an HA pair probes each slot twice), or this daemon probing the slot again after a
+        # restart, must not be dropped as its duplicate.
+        else uuid5(
+            EVENT_ID_NAMESPACE, f"inconclusive:{service}:{location}:{to_iso_millis(scheduled_at)}"
+        )
+    )
     data: dict[str, Any] = {"serviceName": service}
-    if outcome.status is not None:
-        data["status"] = outcome.status.value
+    if verdict is not None:
+        data["status"] = verdict.value
     data["timestamp"] = to_iso_millis(completed_at)
-    if outcome.status is not None:
+    if verdict is not None:
         data["duration"] = round(outcome.streak_seconds * 1000)
     data["metadata"] = {
         "responseTime": round(probe.duration_seconds * 1000),
-        "performanceGrade": outcome.grade.value,
+        "performanceGrade": (Grade.FAILED if inconclusive else outcome.grade).value,
     }
     data["eventId"] = f"evt_{_unix_millis(completed_at)}_{uid.hex[:6]}"
     data["schemaVersion"] = SCHEMA_VERSION
-    if outcome.status is None:
+    if inconclusive is not None:
+        reason, lag_seconds = inconclusive
+        data["inconclusive"] = {"reason": reason.value, "lagMs": round(lag_seconds * 1000)}
+    elif verdict is None:
         data["pending"] = {
             "failures": outcome.state.consecutive_failures,
             "of": failures_before_down,
@@ -181,9 +202,90 @@ def status_changed(
         "probe": _probe_payload(kind, probe),
     }
     kind_of_event = (
-        EVENT_TYPE_CHECK_PENDING if outcome.status is None else EVENT_TYPE_STATUS_CHANGED
+        EVENT_TYPE_CHECK_INCONCLUSIVE
+        if inconclusive is not None
+        else EVENT_TYPE_CHECK_PENDING
+        if verdict is None
+        else EVENT_TYPE_STATUS_CHANGED
     )
     return NewEvent(id=uid, type=kind_of_event, data=orjson.dumps(data), metadata=EVENT_METADATA)
+
+
+def check_inconclusive(
+    *,
+    service: str,
+    instance: str,
+    location: str,
+    kind: CheckKind,
+    scheduled_at: datetime,
+    completed_at: datetime,
+    probe: ProbeResult,
+    reason: InconclusiveReason,
+    lag_seconds: float,
+    interval_seconds: float,
+    timeout_seconds: float,
+    quorum: int = 1,
+    locations: tuple[str, ...] = (),
+) -> NewEvent:
+    """A ``ServiceCheckInconclusive``: the check of ``scheduled_at`` that concluded nothing."""
+    return status_changed(
+        service=service,
+        instance=instance,
+        location=location,
+        kind=kind,
+        scheduled_at=scheduled_at,
+        completed_at=completed_at,
+        outcome=_NO_OUTCOME,
+        probe=probe,
+        interval_seconds=interval_seconds,
+        timeout_seconds=timeout_seconds,
+        quorum=quorum,
+        locations=locations,
+        inconclusive=(reason, lag_seconds),
+    )
+
+
+_NO_OUTCOME: Final = Outcome(
+    status=None,
+    previous_status=None,
+    changed=False,
+    streak_seconds=0.0,
+    grade=Grade.FAILED,
+    state=INITIAL,
+)
+"""What ``check_inconclusive`` passes for the outcome it does not have (none of it is stored)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInconclusive:
+    """A decoded ``ServiceCheckInconclusive``: a check that concluded nothing about its target."""
+
+    service: str
+    timestamp: datetime
+    location: str
+    scheduled_at: datetime
+    reason: InconclusiveReason
+    lag_seconds: float
+    probe_reason: FailureReason | None
+    """What the probe itself saw (``timeout``), though it proves nothing."""
+    detail: str
+
+
+def decode_check_inconclusive(data: bytes) -> CheckInconclusive:
+    """Decode a ``ServiceCheckInconclusive``; ``EventDecodeError`` names the bad field."""
+    event = _Fields(payload(data))
+    probe = event.object("probe")
+    inconclusive = event.object("inconclusive")
+    return CheckInconclusive(
+        service=event.text("serviceName"),
+        timestamp=event.time("timestamp"),
+        location=event.text("location"),
+        scheduled_at=event.time("scheduledAt"),
+        reason=inconclusive.enum("reason", InconclusiveReason),
+        lag_seconds=inconclusive.millis("lagMs"),
+        probe_reason=probe.enum("reason", FailureReason) if probe.has("reason") else None,
+        detail=probe.text("detail") if probe.has("detail") else "",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +419,7 @@ UPCASTERS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
 ``SCHEMA_VERSION``."""
 
 
-_E = TypeVar("_E", Status, Grade, FailureReason)
+_E = TypeVar("_E", Status, Grade, FailureReason, InconclusiveReason)
 
 
 class _Fields:

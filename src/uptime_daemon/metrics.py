@@ -16,12 +16,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from uptime_daemon.results import ProbeResult
+from uptime_daemon.results import InconclusiveReason, ProbeResult
 
 PROBE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENESS_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 APPEND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 RESULT_OK: Final = "ok"
+RESULT_INCONCLUSIVE: Final = "inconclusive"
+"""``uptime_probes_total``'s result of a probe that proves nothing (never counted as its timeout)."""
 
 
 def _task_count() -> float:
@@ -34,7 +36,7 @@ def _task_count() -> float:
 class _CounterFunction(Collector):
     """A counter whose value is read from a callable at scrape time."""
 
-    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         self._name, self._documentation, self._read = name, documentation, read
 
     def collect(self) -> Iterator[Metric]:
@@ -85,6 +87,18 @@ class Metrics:
             "Checks not started because the service's previous check was still running.",
             registry=registry,
         )
+        self.inconclusive = Counter(
+            "uptime_checks_inconclusive",
+            "Checks that concluded nothing because the daemon could not keep up, by reason: "
+            "daemon_overloaded (a probe's deadline lapsed while the daemon's own loop was late) "
+            "or shed (a due check never started). Never a failure, never a transition.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in InconclusiveReason:
+            self.inconclusive.labels(
+                reason.value
+            )  # both series from the start: rate() sees the first
         self.events_appended = Counter(
             "uptime_events_appended", "Events appended to the event store.", registry=registry
         )
@@ -157,10 +171,15 @@ class Metrics:
         *,
         changed_to: str | None,
         slot_wait_seconds: float = 0.0,
+        inconclusive: InconclusiveReason | None = None,
     ) -> None:
-        """Count one completed check."""
+        """Count one completed check (an inconclusive one apart from every failure)."""
         self.slot_wait.observe(slot_wait_seconds)
-        reason = RESULT_OK if result.failure is None else result.failure.value
+        if inconclusive is not None:
+            reason = RESULT_INCONCLUSIVE
+            self.inconclusive.labels(inconclusive.value).inc()
+        else:
+            reason = RESULT_OK if result.failure is None else result.failure.value
         self.probes.labels(service=service, kind=kind, result=reason).inc()
         self.probe_duration.labels(service=service, kind=kind).observe(result.duration_seconds)
         if changed_to is not None:
@@ -194,5 +213,20 @@ class Metrics:
         self.heartbeats.labels("ok" if ok else "failed").inc()
 
     def count_skipped_run(self) -> None:
-        """A check was due while the previous one of its service still ran."""
+        """A check was due while the previous one of its service still ran: shed."""
         self.scheduler_skipped.inc()
+        self.inconclusive.labels(InconclusiveReason.SHED.value).inc()
+
+    def count_missed_run(self) -> None:
+        """A check could not start within its misfire grace (the daemon was that late): shed."""
+        self.inconclusive.labels(InconclusiveReason.SHED.value).inc()
+
+    def watch_loop_lag(self, cumulative_seconds: Callable[[], float]) -> None:
+        """Expose the loop-lag monitor's counter, read at scrape time."""
+        self.registry.register(
+            _CounterFunction(
+                "uptime_event_loop_lag_seconds",
+                "Seconds the daemon's event loop ran late (woke after its timers were due).",
+                cumulative_seconds,
+            )
+        )

@@ -56,6 +56,15 @@ class FailureReason(StrEnum):
     """A gRPC health check answered NOT_SERVING (or SERVICE_UNKNOWN)."""
 
 
+class InconclusiveReason(StrEnum):
+    """Why a check gave no verdict at all. Closed: a label value of ``uptime_checks_inconclusive_total``."""
+
+    DAEMON_OVERLOADED = "daemon_overloaded"
+    """The probe's deadline lapsed while the daemon's own loop was late (``loop_lag``)."""
+    SHED = "shed"
+    """The check never ran: due while the service's previous check still ran, or too late to start."""
+
+
 class Phase(StrEnum):
     """Timed parts of a probe."""
 

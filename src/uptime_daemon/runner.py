@@ -1,7 +1,9 @@
 """Run one check end to end: probe under the caller's deadline → status machine → event → append.
 
 This is the only place that turns a probe outcome into a stored fact. It owns the per-probe deadline,
-the per-service status-machine state and the one log line per probe. Checks of one service are
+the per-service status-machine state and the one log line per probe. A probe whose deadline lapsed
+while the daemon's own loop was late (``loop_lag.overrun_explained``) is no outcome at all: the
+status machine is not stepped and the check is stored as ``ServiceCheckInconclusive``. Checks of one service are
 serialised (a manual ``POST /uptime/check`` never interleaves with a scheduled run); checks of
 different services run concurrently.
 """
@@ -26,9 +28,11 @@ from uptime_daemon.errors import (
     EventStoreUnavailable,
     StreamNotFound,
 )
+from uptime_daemon.loop_lag import LagSource, overrun_explained
 from uptime_daemon.probes.base import ProbeContext, ProbeFn, Prober
-from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
+from uptime_daemon.results import CheckKind, FailureReason, InconclusiveReason, ProbeResult
 from uptime_daemon.status import (
+    Grade,
     Outcome,
     PastCheck,
     ServiceState,
@@ -54,7 +58,8 @@ class CheckReport:
     result: ProbeResult
     outcome: Outcome
     event: NewEvent
-    """The ``ServiceStatusChanged`` (or ``ServiceCheckPending``) event as appended."""
+    """The ``ServiceStatusChanged`` (or ``ServiceCheckPending``, ``ServiceCheckInconclusive``) event
+    as appended."""
     position: int | None
     """Commit position of the stored event; ``None`` when spooled, dropped or refused."""
     store_error: str | None = None
@@ -63,10 +68,17 @@ class CheckReport:
     slot_wait_seconds: float = 0.0
     """How long the probe waited for a slot of its host (``per_host_concurrency``) before it began;
     not part of ``result.duration_seconds`` nor of its deadline."""
+    lag_seconds: float = 0.0
+    """How late the daemon's own loop ran while the probe ran."""
+    inconclusive: InconclusiveReason | None = None
+    """Set when the check concluded nothing: ``outcome`` then only repeats the unchanged state."""
 
     @property
     def event_type(self) -> str:
-        """``ServiceStatusChanged``, or ``ServiceCheckPending`` (no verdict yet)."""
+        """The stored event's type: ``ServiceStatusChanged``, or one with no verdict.
+
+        ``ServiceCheckPending`` (no verdict yet) or ``ServiceCheckInconclusive`` (no outcome).
+        """
         return self.event.type
 
     @property
@@ -113,7 +125,10 @@ class _Stored:
 
     @classmethod
     def of(cls, event: RecordedEvent) -> _Stored | None:
-        """The check an event records; ``None`` for events that record none."""
+        """The check an event records; ``None`` for events that record none.
+
+        A ``ServiceCheckInconclusive`` records none: it neither continues nor breaks a streak.
+        """
         if event.type == events.EVENT_TYPE_STATUS_CHANGED:
             decoded = events.decode_status_changed(event.data)
             since = decoded.timestamp - timedelta(seconds=decoded.duration_seconds)
@@ -157,9 +172,15 @@ class CheckRunner:
         context: ProbeContext,
         clock: Clock,
         on_check: Callable[[CheckReport], None] | None = None,
+        lag: LagSource | None = None,
     ) -> None:
-        """Wire the runner; nothing is read or written until ``prepare`` or the first check."""
+        """Wire the runner; nothing is read or written until ``prepare`` or the first check.
+
+        ``lag``: the loop's lateness (``loop_lag.LoopLag``); without it every lapsed deadline is
+        the target's.
+        """
         self._on_check = on_check
+        self._lag = lag
         self._settings = settings
         self._services = settings.probed_here()
         self._store = store
@@ -314,20 +335,81 @@ class CheckRunner:
 
     async def _run_locked(self, name: str, service: Service, scheduled_at: datetime) -> CheckReport:
         store_error = await self.try_prepare(name)
-        result, waited = await self._probe(service)
+        result, waited, lag = await self._probe(service)
         completed_at = self._clock.now()
         state = self._states.get(name, ServiceState.initial())
-        outcome = step(
-            state,
-            ok=result.ok,
-            response_seconds=result.duration_seconds,
-            at=completed_at,
-            policy=service,
-            impaired=result.degraded is not None,
+        inconclusive: InconclusiveReason | None = None
+        if result.failure is FailureReason.TIMEOUT and overrun_explained(
+            timeout_seconds=service.timeout_seconds, lag_seconds=lag
+        ):
+            # The deadline lapsed while we were late: no outcome, the machine is not stepped.
+            inconclusive = InconclusiveReason.DAEMON_OVERLOADED
+            outcome = _unchanged(state, completed_at)
+            event = self._verdict(
+                name=name,
+                service=service,
+                scheduled_at=scheduled_at,
+                completed_at=completed_at,
+                outcome=outcome,
+                result=result,
+                inconclusive=(inconclusive, lag),
+            )
+        else:
+            outcome = step(
+                state,
+                ok=result.ok,
+                response_seconds=result.duration_seconds,
+                at=completed_at,
+                policy=service,
+                impaired=result.degraded is not None,
+            )
+            self._states[name] = outcome.state
+            event = self._verdict(
+                name=name,
+                service=service,
+                scheduled_at=scheduled_at,
+                completed_at=completed_at,
+                outcome=outcome,
+                result=result,
+            )
+        position, spooled, store_error = await self._append(name, event, scheduled_at, store_error)
+        self._log(result, outcome, lag, inconclusive)
+        report = CheckReport(
+            service=name,
+            kind=service.kind,
+            scheduled_at=scheduled_at,
+            result=result,
+            outcome=outcome,
+            event=event,
+            position=position,
+            store_error=store_error,
+            spooled=spooled,
+            slot_wait_seconds=waited,
+            lag_seconds=lag,
+            inconclusive=inconclusive,
         )
-        self._states[name] = outcome.state
+        if self._on_check is not None:
+            self._on_check(report)
+        return report
+
+    def _verdict(
+        self,
+        *,
+        name: str,
+        service: Service,
+        scheduled_at: datetime,
+        completed_at: datetime,
+        outcome: Outcome,
+        result: ProbeResult,
+        inconclusive: tuple[InconclusiveReason, float] | None = None,
+    ) -> NewEvent:
+        """The check's event: a verdict, a pending check or (``inconclusive``) no outcome.
+
+        ``ServiceStatusChanged``, ``ServiceCheckPending`` (no verdict yet), or with
+        ``inconclusive`` (reason, lag seconds) ``ServiceCheckInconclusive``.
+        """
         placement = self._settings.placement(name)
-        event = events.status_changed(
+        return events.status_changed(
             service=name,
             instance=self._settings.instance,
             location=self._settings.location,
@@ -341,7 +423,13 @@ class CheckRunner:
             quorum=placement.quorum,
             locations=placement.locations,
             failures_before_down=service.failures_before_down,
+            inconclusive=inconclusive,
         )
+
+    async def _append(
+        self, name: str, event: NewEvent, scheduled_at: datetime, store_error: str | None
+    ) -> tuple[int | None, bool, str | None]:
+        """Append one check's event; its position, whether it was spooled, and any store error."""
         position: int | None = None
         spooled = False
         try:
@@ -354,33 +442,18 @@ class CheckRunner:
         except EventStoreError as exc:
             store_error = f"{type(exc).__name__}: {exc}"
             log.error("event_append_failed", error=store_error)  # noqa: TRY400 - no traceback for an outage
-        self._log(result, outcome)
-        report = CheckReport(
-            service=name,
-            kind=service.kind,
-            scheduled_at=scheduled_at,
-            result=result,
-            outcome=outcome,
-            event=event,
-            position=position,
-            store_error=store_error,
-            spooled=spooled,
-            slot_wait_seconds=waited,
-        )
-        if self._on_check is not None:
-            self._on_check(report)
-        return report
+        return position, spooled, store_error
 
-    async def _probe(self, service: Service) -> tuple[ProbeResult, float]:
-        """The probe's result, and the seconds it waited for a slot of its host first.
+    async def _probe(self, service: Service) -> tuple[ProbeResult, float, float]:
+        """The probe's result, its wait for a slot of its host, and the loop's lateness meanwhile.
 
-        The deadline starts with the probe, after the wait: a host busy with this daemon's own
+        The wait is in seconds, before the probe began. The deadline starts with the probe, after the wait: a host busy with this daemon's own
         other probes is not slow, and must never read as a timeout.
         """
-        probe = self._probers[service.kind].probe
         host = service.host_key
         if host is None:
-            return await probe_with_deadline(probe, service, self._context, self._clock), 0.0
+            result, lag = await self._timed_probe(service)
+            return result, 0.0, lag
         limit = self._settings.scheduler.per_host_concurrency
         slots = self._host_slots.get((host, limit))
         if slots is None:
@@ -388,10 +461,36 @@ class CheckRunner:
         queued = self._clock.monotonic()
         async with slots:
             waited = self._clock.monotonic() - queued
-            return await probe_with_deadline(probe, service, self._context, self._clock), waited
+            result, lag = await self._timed_probe(service)
+            return result, waited, lag
+
+    async def _timed_probe(self, service: Service) -> tuple[ProbeResult, float]:
+        """The probe under its deadline, and how late the loop ran from its start to its end."""
+        probe = self._probers[service.kind].probe
+        if self._lag is None:
+            return await probe_with_deadline(probe, service, self._context, self._clock), 0.0
+        before = self._lag.cumulative_seconds()
+        result = await probe_with_deadline(probe, service, self._context, self._clock)
+        return result, self._lag.cumulative_seconds() - before
 
     @staticmethod
-    def _log(result: ProbeResult, outcome: Outcome) -> None:
+    def _log(
+        result: ProbeResult,
+        outcome: Outcome,
+        lag_seconds: float = 0.0,
+        inconclusive: InconclusiveReason | None = None,
+    ) -> None:
+        if inconclusive is not None:
+            log.warning(
+                "probe_inconclusive",
+                reason=inconclusive,
+                probe_reason=result.failure,
+                detail=result.detail,
+                duration_seconds=round(result.duration_seconds, 6),
+                lag_seconds=round(lag_seconds, 6),
+                status=outcome.status,
+            )
+            return
         fields: dict[str, Any] = {
             "ok": result.ok,
             "reason": result.failure,
@@ -413,3 +512,17 @@ class CheckRunner:
             # up are not 10,000 warnings.
             first_and_fine = outcome.previous_status is None and outcome.status is not Status.DOWN
             (log.info if first_and_fine else log.warning)("service_status_changed", **fields)
+
+
+def _unchanged(state: ServiceState, at: datetime) -> Outcome:
+    """What an inconclusive check reports as its outcome: the state as it was, no transition."""
+    since = state.since
+    streak = 0.0 if since is None else max(0.0, (at - since).total_seconds())
+    return Outcome(
+        status=state.status,
+        previous_status=state.status,
+        changed=False,
+        streak_seconds=streak,
+        grade=Grade.FAILED,
+        state=state,
+    )

@@ -24,7 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
@@ -122,6 +128,7 @@ class CheckScheduler:
         clock: Clock,
         on_lateness: Callable[[float], None] | None = None,
         on_skip: Callable[[], None] | None = None,
+        on_missed: Callable[[], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         """Prepare jobs; nothing fires before ``start``."""
@@ -131,6 +138,7 @@ class CheckScheduler:
         self._clock = clock
         self._on_lateness = on_lateness
         self._on_skip = on_skip
+        self._on_missed = on_missed
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -140,6 +148,8 @@ class CheckScheduler:
         self._stopped = False
         self.skipped_runs = 0
         """Runs not started because the previous run of that service was still going."""
+        self.missed_runs = 0
+        """Runs not started because the daemon came to them later than their misfire grace."""
 
     @property
     def running(self) -> bool:
@@ -156,6 +166,7 @@ class CheckScheduler:
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
+        scheduler.add_listener(self._on_missed_run, EVENT_JOB_MISSED)
         self._scheduler = scheduler
         now = self._clock.now()
         spread = self.start_up_spread_seconds
@@ -237,6 +248,13 @@ class CheckScheduler:
         if self._on_skip is not None:
             self._on_skip()
         log.warning("check_skipped_still_running", service=event.job_id)
+
+    def _on_missed_run(self, event: JobEvent) -> None:
+        """A run came due longer ago than its misfire grace: the daemon was that late; shed it."""
+        self.missed_runs += 1
+        if self._on_missed is not None:
+            self._on_missed()
+        log.warning("check_shed_too_late", service=event.job_id)
 
     async def _fire(self, name: str) -> None:
         started = self._clock.now()

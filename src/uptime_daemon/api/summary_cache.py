@@ -169,6 +169,13 @@ class SummaryCache:
             return current
         return await asyncio.shield(pending)  # a client that goes away leaves the rebuild running
 
+    async def close(self) -> None:
+        """On shutdown: cancel the rebuilds under way (nobody is left to answer)."""
+        pending = [w.pending for w in self._windows.values() if w.pending is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     def render(
         self, settings: Settings, state: ProjectionState, *, hours: int, now: datetime
     ) -> bytes:

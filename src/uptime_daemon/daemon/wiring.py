@@ -61,6 +61,7 @@ from uptime_daemon.daemon.reload import Reloader
 from uptime_daemon.daemon.sharing import Sharing
 from uptime_daemon.daemon.supervisor import Supervisor
 from uptime_daemon.errors import EventStoreError, EventStoreUnavailable
+from uptime_daemon.loop_lag import LoopLag
 from uptime_daemon.metrics import Metrics
 from uptime_daemon.probes import PROBERS
 from uptime_daemon.probes.base import ProbeContext
@@ -120,7 +121,8 @@ class Daemon:
         )
         app[SETTINGS] = self.settings
         app[CLOCK] = self.clock
-        app[SUMMARY_CACHE] = SummaryCache(monotonic=self.clock.monotonic)
+        app[SUMMARY_CACHE] = summary = SummaryCache(monotonic=self.clock.monotonic)
+        app.on_cleanup.append(lambda _app: summary.close())
         app[STARTED] = Started(monotonic=time.monotonic(), version=__version__)
         app[HEALTH] = self.health
         app.cleanup_ctx.extend(
@@ -267,6 +269,12 @@ class Daemon:
         if buffer is None:
             raise RuntimeError("the spool's context must start before the checks'")
         session = make_client_session()
+        # The loop's own lateness, for telling a target's timeout from ours (``loop_lag``); it
+        # lives exactly as long as the checks that read it.
+        lag = LoopLag(self.clock.monotonic)
+        self.metrics.watch_loop_lag(lag.cumulative_seconds)
+        lagging = asyncio.create_task(lag.run(), name="loop-lag")
+        self.supervisor.watch(lagging)
         try:
             runner = CheckRunner(
                 settings=settings,
@@ -278,6 +286,7 @@ class Daemon:
                 ),
                 clock=self.clock,
                 on_check=self._observe,
+                lag=lag,
             )
             self.reloader.register(runner)
 
@@ -298,6 +307,7 @@ class Daemon:
                 clock=self.clock,
                 on_lateness=self.metrics.observe_lateness,
                 on_skip=self.metrics.count_skipped_run,
+                on_missed=self.metrics.count_missed_run,
             )
             self.scheduler = self.health.scheduler = scheduler
             self.sharing = sharing = Sharing(self.settings, scheduler, runner)
@@ -312,6 +322,9 @@ class Daemon:
                 yield
                 await self.stop_checks()
         finally:
+            lagging.cancel()
+            with suppress(asyncio.CancelledError):
+                await lagging
             await session.close()
 
     @contextlib.asynccontextmanager
@@ -366,6 +379,7 @@ class Daemon:
             report.result,
             changed_to=changed_to,
             slot_wait_seconds=report.slot_wait_seconds,
+            inconclusive=report.inconclusive,
         )
 
 

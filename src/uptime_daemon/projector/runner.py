@@ -86,7 +86,8 @@ class LastProbe:
 
     at: datetime
     reason: str | None
-    """The failure reason (``None``: the probe succeeded)."""
+    """The failure reason (``None``: the probe succeeded; ``inconclusive``: the check concluded
+    nothing, ``detail`` says why)."""
     detail: str
     location: str
 
@@ -122,6 +123,13 @@ class Projector:
         """Service → what its newest folded check saw (for the status page; not part of the
         projection's state: it refills from the next checks after a restart)."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._no_verdict: dict[
+            str, Callable[[bytes], events.CheckPending | events.CheckInconclusive]
+        ] = {
+            events.EVENT_TYPE_CHECK_PENDING: self._fold_pending,
+            events.EVENT_TYPE_CHECK_INCONCLUSIVE: self._fold_inconclusive,
+        }
+        """The checks with no verdict, by event type: each only makes its service exist."""
         self._snapshot_position: int | None = None
         self._last_snapshot_monotonic = clock.monotonic()
 
@@ -261,11 +269,11 @@ class Projector:
                             check.quorum_of,
                         ),
                     )
-                elif kind == events.EVENT_TYPE_CHECK_PENDING:
-                    pending = self._fold_pending(data)
-                    known = newest.get(pending.service)
-                    if known is None or known[0] <= pending.timestamp:
-                        newest[pending.service] = (pending.timestamp, kind, data)
+                elif (fold := self._no_verdict.get(kind)) is not None:
+                    seen = fold(data)  # pending or inconclusive: no time, only the newest check
+                    known = newest.get(seen.service)
+                    if known is None or known[0] <= seen.timestamp:
+                        newest[seen.service] = (seen.timestamp, kind, data)
                 else:
                     self._fold_other(stream, kind, data)
             except (UptimeDaemonError, ValueError) as exc:
@@ -289,6 +297,10 @@ class Projector:
                 continue
             if kind == events.EVENT_TYPE_STATUS_CHANGED:
                 self.last_probe[service] = _last_probe(events.decode_status_changed(data))
+            elif kind == events.EVENT_TYPE_CHECK_INCONCLUSIVE:
+                self.last_probe[service] = _inconclusive_probe(
+                    events.decode_check_inconclusive(data)
+                )
             else:
                 self.last_probe[service] = _pending_probe(events.decode_check_pending(data))
 
@@ -305,6 +317,8 @@ class Projector:
                 self._apply_status(event)
             elif event.type == events.EVENT_TYPE_CHECK_PENDING:
                 self._apply_pending(event)
+            elif event.type == events.EVENT_TYPE_CHECK_INCONCLUSIVE:
+                self._apply_inconclusive(event)
             else:
                 self._fold_other(event.stream, event.type, event.data)
         except (UptimeDaemonError, ValueError) as exc:
@@ -371,6 +385,20 @@ class Projector:
         if pending.service not in self.state.services:
             self.state.services[pending.service] = ServiceProjection(pending.service)
         return pending
+
+    def _apply_inconclusive(self, event: RecordedEvent) -> None:
+        """A check that concluded nothing: no status, no time, no transition; its newest check."""
+        inconclusive = self._fold_inconclusive(event.data)
+        newest = self.last_probe.get(inconclusive.service)
+        if newest is None or newest.at <= inconclusive.timestamp:
+            self.last_probe[inconclusive.service] = _inconclusive_probe(inconclusive)
+
+    def _fold_inconclusive(self, data: bytes) -> events.CheckInconclusive:
+        """All an inconclusive check does to the projection: its service exists."""
+        inconclusive = events.decode_check_inconclusive(data)
+        if inconclusive.service not in self.state.services:
+            self.state.services[inconclusive.service] = ServiceProjection(inconclusive.service)
+        return inconclusive
 
     def _apply_status(self, event: RecordedEvent) -> None:
         decoded = events.decode_status_changed(event.data)
@@ -457,3 +485,14 @@ def _pending_probe(pending: events.CheckPending) -> LastProbe:
         pending.detail[:200],
         pending.location,
     )
+
+
+INCONCLUSIVE: Final = "inconclusive"
+"""``LastProbe.reason`` of a check that concluded nothing (the status page shows it as is)."""
+
+
+def _inconclusive_probe(inconclusive: events.CheckInconclusive) -> LastProbe:
+    """What a decoded ``ServiceCheckInconclusive``'s check saw: nothing about the target."""
+    lag_ms = round(inconclusive.lag_seconds * 1000)
+    detail = f"{inconclusive.reason.value} (loop {lag_ms} ms late): {inconclusive.detail}"
+    return LastProbe(inconclusive.timestamp, INCONCLUSIVE, detail[:200], inconclusive.location)
