@@ -52,6 +52,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/cluster.py | tee $(BENCH_OUT)/cluster.jsonl
 	$(BIN)/python bench/kinds.py | tee $(BENCH_OUT)/kinds.jsonl
 	$(BIN)/python bench/herd.py | tee $(BENCH_OUT)/herd.jsonl
+	$(BIN)/python bench/per_check.py | tee $(BENCH_OUT)/per_check.jsonl
 	$(BIN)/python bench/overload.py | tee $(BENCH_OUT)/overload.jsonl
 	$(BIN)/python bench/status_page.py | tee $(BENCH_OUT)/status_page.jsonl
 

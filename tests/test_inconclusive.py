@@ -339,14 +339,14 @@ async def test_a_verdict_of_the_same_slot_is_never_dropped_as_a_duplicate(tmp_pa
         "interval_seconds": 30,
         "timeout_seconds": 0.5,
     }
-    nothing = events.check_inconclusive(
-        **common,  # type: ignore[arg-type]
-        probe=timed_out,
-        reason=InconclusiveReason.DAEMON_OVERLOADED,
-        lag_seconds=0.4,
-    )
     outcome = step(INITIAL, ok=True, response_seconds=0.1, at=done, policy=CheckPolicy())
     verdict = events.status_changed(**common, outcome=outcome, probe=answered)  # type: ignore[arg-type]
+    nothing = events.status_changed(
+        **common,  # type: ignore[arg-type]
+        outcome=outcome,  # not stored: an inconclusive check has none
+        probe=timed_out,
+        inconclusive=(InconclusiveReason.DAEMON_OVERLOADED, 0.4),
+    )
     assert nothing.id != verdict.id
     store = await SqliteEventStore.open(tmp_path / "e.db")
     try:

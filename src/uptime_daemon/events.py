@@ -25,7 +25,7 @@ import orjson
 from uptime_daemon.clock import parse_iso, to_iso_millis
 from uptime_daemon.errors import UptimeDaemonError
 from uptime_daemon.results import CheckKind, FailureReason, InconclusiveReason, ProbeResult
-from uptime_daemon.status import INITIAL, VERDICTS, Grade, Outcome, Status, credible_seconds
+from uptime_daemon.status import VERDICTS, Grade, Outcome, Status, credible_seconds
 from uptime_daemon.store import UPTIME_STREAM_PREFIX, NewEvent
 
 EVENT_TYPE_STREAM_CREATED: Final = "StreamCreated"
@@ -209,51 +209,6 @@ def status_changed(
         else EVENT_TYPE_STATUS_CHANGED
     )
     return NewEvent(id=uid, type=kind_of_event, data=orjson.dumps(data), metadata=EVENT_METADATA)
-
-
-def check_inconclusive(
-    *,
-    service: str,
-    instance: str,
-    location: str,
-    kind: CheckKind,
-    scheduled_at: datetime,
-    completed_at: datetime,
-    probe: ProbeResult,
-    reason: InconclusiveReason,
-    lag_seconds: float,
-    interval_seconds: float,
-    timeout_seconds: float,
-    quorum: int = 1,
-    locations: tuple[str, ...] = (),
-) -> NewEvent:
-    """A ``ServiceCheckInconclusive``: the check of ``scheduled_at`` that concluded nothing."""
-    return status_changed(
-        service=service,
-        instance=instance,
-        location=location,
-        kind=kind,
-        scheduled_at=scheduled_at,
-        completed_at=completed_at,
-        outcome=_NO_OUTCOME,
-        probe=probe,
-        interval_seconds=interval_seconds,
-        timeout_seconds=timeout_seconds,
-        quorum=quorum,
-        locations=locations,
-        inconclusive=(reason, lag_seconds),
-    )
-
-
-_NO_OUTCOME: Final = Outcome(
-    status=None,
-    previous_status=None,
-    changed=False,
-    streak_seconds=0.0,
-    grade=Grade.FAILED,
-    state=INITIAL,
-)
-"""What ``check_inconclusive`` passes for the outcome it does not have (none of it is stored)."""
 
 
 @dataclass(frozen=True, slots=True)

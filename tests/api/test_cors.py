@@ -407,3 +407,31 @@ async def test_writes_from_the_daemons_own_page_listed_origins_and_non_browsers_
         async with client.post("/uptime/check?service=web", headers=headers) as response:
             assert response.status == 200, (headers, await response.text())
             assert (await response.json())["checks"], headers
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "forwarded", "own"),
+    [
+        pytest.param("http://127.0.0.1:8080", "127.0.0.1:8080", "", True, id="same"),
+        pytest.param("http://127.0.0.1:8081", "127.0.0.1:8080", "", False, id="other-port"),
+        pytest.param("https://127.0.0.1:8080", "127.0.0.1:8080", "", False, id="other-scheme"),
+        pytest.param("https://status.example", "status.example", "https", True, id="tls-proxy"),
+        pytest.param("https://status.example:443", "status.example", "https", True, id="tls-443"),
+        pytest.param("http://status.example", "status.example", "", True, id="default-port"),
+        pytest.param("https://evil.example", "status.example", "https", False, id="other-host"),
+        pytest.param("http://x:99999", "x", "", False, id="bad-port"),
+    ],
+)
+def test_the_daemons_own_origin(origin: str, host: str, forwarded: str, own: bool) -> None:
+    """One rule for "a page of this daemon" (CORS writes and socket.io): host, port and scheme.
+
+    The scheme may be the one a TLS proxy says it served (a browser cannot set X-Forwarded-Proto).
+    """
+    from aiohttp.test_utils import make_mocked_request  # noqa: PLC0415
+
+    from uptime_daemon.api.cors import is_own_origin  # noqa: PLC0415
+
+    headers = {"Host": host, **({"X-Forwarded-Proto": forwarded} if forwarded else {})}
+    assert (
+        is_own_origin(origin, make_mocked_request("POST", "/uptime/check", headers=headers)) is own
+    )

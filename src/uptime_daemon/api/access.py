@@ -126,7 +126,7 @@ def _metrics_allowed(request: web.Request, auth: AuthSettings) -> bool:
     return user_ok & password_ok
 
 
-def _is_preflight(request: web.Request) -> bool:
+def is_preflight(request: web.Request) -> bool:
     """A CORS preflight: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``."""
     return (
         request.method == "OPTIONS"
@@ -144,7 +144,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = json_error(401, "unauthorized", "/metrics needs HTTP Basic credentials")
         response.headers["WWW-Authenticate"] = 'Basic realm="metrics"'
         return response
-    if _is_preflight(request):  # a browser asks without the token; the answer runs nothing
+    if is_preflight(request):  # a browser asks without the token; the answer runs nothing
         return await handler(request)
     needed = needed_role(request, settings)
     if needed > Role.NONE:

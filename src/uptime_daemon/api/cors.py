@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import MatchInfoError
 
+from uptime_daemon.api.access import WRITES, is_preflight
 from uptime_daemon.api.endpoint import canonical
 from uptime_daemon.api.errors import Handler, json_error
 from uptime_daemon.api.keys import SETTINGS
@@ -128,14 +129,6 @@ def _decorate(response: web.StreamResponse, headers: dict[str, str]) -> None:
             response.headers[name] = value
 
 
-def _is_preflight(request: web.Request) -> bool:
-    return (
-        request.method == hdrs.METH_OPTIONS
-        and hdrs.ORIGIN in request.headers
-        and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
-    )
-
-
 def _preflight(
     request: web.Request, error: web.HTTPException, allowed_origins: tuple[str, ...]
 ) -> web.Response:
@@ -180,21 +173,28 @@ def _preflight_answer(request: web.Request, error: web.HTTPException) -> web.Res
     return response
 
 
-WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
-def _same_host(origin: str, request: web.Request) -> bool:
-    """Whether ``origin`` names the host and port the request was sent to (its ``Host``)."""
+def is_own_origin(origin: str, request: web.Request) -> bool:
+    """Whether ``origin`` is the daemon's own as the page's browser sees it.
+
+    The same host and port as the request's ``Host``, and its scheme. Behind a TLS proxy the scheme is the proxy's ``X-Forwarded-Proto``: a browser cannot set that
+    header, so trusting it opens nothing to another site.
+    """
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
     theirs, ours = urlsplit(origin), urlsplit(f"//{request.host}")
     try:
-        their_port = theirs.port or _DEFAULT_PORTS.get(theirs.scheme)
-        our_port = ours.port or _DEFAULT_PORTS.get(request.scheme)
+        their_port, our_port = theirs.port, ours.port
     except ValueError:
         return False
-    return theirs.hostname is not None and (theirs.hostname, their_port) == (
-        ours.hostname,
-        our_port,
+    scheme = theirs.scheme
+    default = _DEFAULT_PORTS.get(scheme)
+    return (
+        theirs.hostname is not None
+        and theirs.hostname == ours.hostname
+        and scheme in {request.scheme, forwarded}
+        and (their_port or default) == (our_port or default)
     )
 
 
@@ -203,7 +203,7 @@ def _cross_site_write(request: web.Request, allowed_origins: tuple[str, ...]) ->
     if request.method not in WRITES or hdrs.ORIGIN not in request.headers:
         return None
     origin = request.headers[hdrs.ORIGIN]
-    if ANY_ORIGIN in allowed_origins or origin in allowed_origins or _same_host(origin, request):
+    if ANY_ORIGIN in allowed_origins or origin in allowed_origins or is_own_origin(origin, request):
         return None
     return origin
 
@@ -220,7 +220,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     match = request.match_info
     if (
         allowed_origins
-        and _is_preflight(request)
+        and is_preflight(request)
         and isinstance(match, MatchInfoError)
         and (
             is_cross_origin_path(request.path)

@@ -38,16 +38,25 @@ Q = TypeVar("Q", bound=BaseModel)
 Handler = Callable[[web.Request, Any], Awaitable[BaseModel | web.StreamResponse]]
 
 
+E = TypeVar("E", bound=web.HTTPError)
+
+
+def json_error_exception(
+    kind: type[E], error: str, message: str, field_name: str | None = None
+) -> E:
+    """An aiohttp HTTP error to raise, with the documented JSON body (``ErrorBody``)."""
+    body = ErrorBody(error=error, message=message, field=field_name)
+    return kind(text=body.model_dump_json(by_alias=True), content_type=JSON)
+
+
 def bad_request(field_name: str | None, message: str) -> web.HTTPBadRequest:
     """A 400 whose JSON body names the offending field."""
-    body = ErrorBody(error="bad_request", message=message, field=field_name)
-    return web.HTTPBadRequest(text=body.model_dump_json(by_alias=True), content_type=JSON)
+    return json_error_exception(web.HTTPBadRequest, "bad_request", message, field_name)
 
 
 def not_found(error: str, message: str, field_name: str | None = None) -> web.HTTPNotFound:
     """A 404 with a JSON body."""
-    body = ErrorBody(error=error, message=message, field=field_name)
-    return web.HTTPNotFound(text=body.model_dump_json(by_alias=True), content_type=JSON)
+    return json_error_exception(web.HTTPNotFound, error, message, field_name)
 
 
 def json_response(model: BaseModel, status: int = 200) -> web.Response:

@@ -36,15 +36,6 @@ def json_error(status: int, error: str, message: str, field: str | None = None) 
     return web.Response(text=body.model_dump_json(by_alias=True), status=status, content_type=JSON)
 
 
-class BadRequest(web.HTTPBadRequest):
-    """A 400 whose JSON body names the offending field."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        """Build the JSON body once."""
-        body = ErrorBody(error="bad_request", message=message, field=field)
-        super().__init__(text=body.model_dump_json(by_alias=True), content_type=JSON)
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's HTML errors and our bugs into JSON; log the bugs with their traceback.

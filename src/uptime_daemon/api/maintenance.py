@@ -16,7 +16,7 @@ from aiohttp import web
 
 from uptime_daemon import maintenance
 from uptime_daemon.api import models, views
-from uptime_daemon.api.endpoint import JSON, Api, bad_request, not_found
+from uptime_daemon.api.endpoint import Api, bad_request, json_error_exception, not_found
 from uptime_daemon.api.keys import CLOCK, PROJECTOR, SETTINGS, STORE
 from uptime_daemon.errors import EventStoreError
 from uptime_daemon.maintenance import Window
@@ -34,7 +34,9 @@ async def _record(request: web.Request, event: NewEvent) -> None:
         position = await request.app[STORE].append(maintenance.STREAM, [event])
     except EventStoreError as exc:
         message = f"the maintenance event was not recorded: {exc}"
-        raise _error(web.HTTPServiceUnavailable, "store_unavailable", message) from exc
+        raise json_error_exception(
+            web.HTTPServiceUnavailable, "store_unavailable", message
+        ) from exc
     await request.app[PROJECTOR].folded(position, FOLD_WAIT_SECONDS)
 
 
@@ -121,7 +123,7 @@ async def end(request: web.Request, body: models.MaintenanceAction) -> models.Ma
     window = _window(request)
     now = request.app[CLOCK].now()
     if window.cancelled:
-        raise _error(web.HTTPConflict, "conflict", "the window was cancelled")
+        raise json_error_exception(web.HTTPConflict, "conflict", "the window was cancelled")
     stops = window.stops
     if stops is not None and stops <= now:
         return views.window_view(window, now)  # already over: nothing to record
@@ -146,8 +148,3 @@ async def cancel(
     if not window.cancelled:
         await _record(request, maintenance.cancelled(window.id, body.reason))
     return _view(request, window.id)
-
-
-def _error(kind: type[web.HTTPError], error: str, message: str) -> web.HTTPError:
-    body = models.ErrorBody(error=error, message=message, field=None)
-    return kind(text=body.model_dump_json(by_alias=True), content_type=JSON)

@@ -34,6 +34,7 @@ import socketio
 import structlog
 from aiohttp import hdrs, web
 
+from uptime_daemon.api.cors import is_own_origin
 from uptime_daemon.api.endpoint import bad_request
 from uptime_daemon.api.errors import json_error
 from uptime_daemon.api.keys import PROJECTOR, SETTINGS
@@ -58,16 +59,6 @@ class _Client:
     sender: asyncio.Task[None]
 
 
-def _own_origin(origin: str, request: web.Request) -> bool:
-    """Whether ``origin`` is the daemon's own, as the page's browser sees it.
-
-    Behind a TLS proxy the scheme is the proxy's ``X-Forwarded-Proto``: a browser cannot set that
-    header, so trusting it opens nothing to another site.
-    """
-    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-    return any(origin == f"{scheme}://{request.host}" for scheme in (request.scheme, forwarded))
-
-
 class SocketIOFeed:
     """The socket.io server on the app, and one sender per connected client."""
 
@@ -90,7 +81,7 @@ class SocketIOFeed:
         if origin is None or "*" in allowed or origin in allowed:
             return True
         request: web.Request = environ["aiohttp.request"]
-        return _own_origin(origin, request)
+        return is_own_origin(origin, request)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Every engine.io request; its plain-text errors become the daemon's JSON ones."""

@@ -20,7 +20,7 @@ from aiohttp import web
 from uptime_daemon import events
 from uptime_daemon.api import models, views
 from uptime_daemon.api.access import Role, role_of
-from uptime_daemon.api.endpoint import JSON, Api, bad_request, not_found
+from uptime_daemon.api.endpoint import JSON, Api, bad_request, json_error_exception, not_found
 from uptime_daemon.api.keys import CLOCK, PROJECTOR, SETTINGS, STORE
 from uptime_daemon.clock import to_iso_millis
 from uptime_daemon.cluster import members
@@ -254,14 +254,11 @@ async def stream_events(
 def _writable(request: web.Request, name: str) -> re.Match[str]:
     """The user-stream match for ``name``; a 403/404/400 saying why it cannot be written."""
     if DAEMON_STREAM.match(name) is not None or name.startswith(("service-", "system-", "$")):
-        raise web.HTTPForbidden(
-            text=models.ErrorBody(
-                error="read_only_stream",
-                message="the daemon's own streams (service-uptime-*, system-*) are never written "
-                "through the API",
-                field="streamName",
-            ).model_dump_json(by_alias=True),
-            content_type=JSON,
+        raise json_error_exception(
+            web.HTTPForbidden,
+            "read_only_stream",
+            "the daemon's own streams (service-uptime-*, system-*) are never written through the API",
+            "streamName",
         )
     if not request.app[SETTINGS].current.streams.user_data:
         raise not_found(
@@ -411,8 +408,7 @@ def _result(
 
 
 def _conflict(error: str, message: str) -> web.HTTPConflict:
-    body = models.ErrorBody(error=error, message=message, field=None)
-    return web.HTTPConflict(text=body.model_dump_json(by_alias=True), content_type=JSON)
+    return json_error_exception(web.HTTPConflict, error, message)
 
 
 async def _index(store: EventStore, name: str, match: re.Match[str]) -> None:
