@@ -291,3 +291,36 @@ def machine() -> dict[str, Any]:
         "cpu": model.group(1) if model else None,
         "python": sys.version.split()[0],
     }
+
+
+def stored_payloads(
+    db: Path, types: Sequence[str] | None = None
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """``(type, data, metadata)`` of every event in the SQLite file, in commit order, page by page.
+
+    Read through the store, never its tables: names are interned and payloads compressed there.
+    """
+    import asyncio  # noqa: PLC0415 - only the benches that read a store need it
+
+    from uptime_daemon.store.sqlite import SqliteEventStore  # noqa: PLC0415
+
+    async def page(after: int | None) -> list[tuple[int, str, bytes, bytes]]:
+        store = await SqliteEventStore.open(db)
+        try:
+            found = await store.read_all(after=after, limit=PAYLOAD_PAGE)
+        finally:
+            await store.close()
+        return [(e.position, e.type, e.data, e.metadata) for e in found]
+
+    after: int | None = None
+    while True:
+        rows = asyncio.run(page(after))
+        for _, kind, data, metadata in rows:
+            if types is None or kind in types:
+                yield kind, data, metadata
+        if len(rows) < PAYLOAD_PAGE:
+            return
+        after = rows[-1][0]
+
+
+PAYLOAD_PAGE: Final = 20_000

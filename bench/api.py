@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import resource
-import sqlite3
 import subprocess
 import sys
 import time
@@ -51,6 +50,7 @@ from _common import (
     rss_mib,
     start_daemon,
     start_nginx,
+    stored_payloads,
     wrk,
 )
 from _history import SERVICE_PREFIX, History, workspace, write_history
@@ -216,11 +216,7 @@ def check_summary(body: bytes, history: History) -> dict[str, Any]:
 
 
 def stored_status_events(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        row = conn.execute(
-            "SELECT COUNT(*) FROM events WHERE type = 'ServiceStatusChanged'"
-        ).fetchone()
-    return int(row[0])
+    return sum(1 for _ in stored_payloads(db, ("ServiceStatusChanged",)))
 
 
 def log_errors(path: Path) -> dict[str, int]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from collections import Counter
@@ -47,6 +46,7 @@ from _common import (
     metric_sum,
     processes,
     start_daemon,
+    stored_payloads,
     wait_for,
 )
 
@@ -101,15 +101,10 @@ def target_answers(log: Path) -> Counter[str]:
 
 def read_checks(db: Path) -> list[dict[str, Any]]:
     """Every stored check, oldest first."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = conn.execute(
-            "SELECT type, data FROM events WHERE type IN (?, ?) ORDER BY position",
-            (STATUS_CHANGED, CHECK_PENDING),
-        )
-        return [{**json.loads(data), "type": kind} for kind, data in rows]
-    finally:
-        conn.close()
+    return [
+        {**json.loads(data), "type": kind}
+        for kind, data, _ in stored_payloads(db, (STATUS_CHANGED, CHECK_PENDING))
+    ]
 
 
 def summarise(checks: list[dict[str, Any]], started: float, services: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ checks going back from now, outages, slow stretches, latency spread) into the em
 in steps, and after each step times ``python -m uptime_daemon --config CONFIG replay`` as a fresh
 child: wall time, events folded per second, and the child's own peak RSS (``wait4`` rusage), which
 must stay flat as the log grows. Then bytes per stored event (file size after a TRUNCATE checkpoint,
-target ≤ 400) beside the average JSON payload, and the same replay against the KurrentDB *test
+target ≤ 250) beside the average JSON payload, and the same replay against the KurrentDB *test
 stand-in* (``tests/kurrentdb_standin.py``, in-memory Python; loaded with ``uptime-daemon migrate``),
 which is not a real KurrentDB. Each replay's snapshot is checked against what was generated.
 
@@ -39,6 +39,7 @@ from _common import (
     http_services,
     machine,
     rss_mib,
+    stored_payloads,
 )
 from _history import SERVICE_PREFIX, History, workspace, write_history
 
@@ -47,7 +48,7 @@ STEPS: Final = (0.25, 0.5, 1.0)
 """Replay after each of these fractions of ``--events`` has been written."""
 INTERVAL_SECONDS: Final = 30.0
 TIMEOUT_SECONDS: Final = 10.0
-BYTES_PER_EVENT_TARGET: Final = 400
+BYTES_PER_EVENT_TARGET: Final = 250
 REPLAY_DEADLINE_SECONDS: Final = 3600.0
 UNUSED_TARGET: Final = f"http://{LOOPBACK}:9"
 """Replay never probes: the services only have to be configured."""
@@ -138,10 +139,7 @@ def check_snapshot(path: Path, history: History, db: Path) -> dict[str, Any]:
     A failed first check of a service has no verdict yet: it is stored as a
     ``ServiceCheckPending`` (counted from ``db``, the SQLite log written), which folds no check.
     """
-    with sqlite3.connect(db) as conn:
-        (pending,) = conn.execute(
-            "SELECT COUNT(*) FROM events WHERE type = 'ServiceCheckPending'"
-        ).fetchone()
+    pending = sum(1 for _ in stored_payloads(db, ("ServiceCheckPending",)))
     raw = orjson.loads(path.read_bytes())
     checks = down = incidents = 0
     for service in raw["services"].values():
@@ -166,12 +164,6 @@ def storage(db: Path) -> dict[str, Any]:
     """Bytes per stored event on a closed store after a TRUNCATE checkpoint, and where they go."""
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        events, data, metadata = conn.execute(
-            "SELECT COUNT(*), AVG(LENGTH(data)), AVG(LENGTH(metadata)) FROM events"
-        ).fetchone()
-        status_data = conn.execute(
-            "SELECT AVG(LENGTH(data)) FROM events WHERE type = 'ServiceStatusChanged'"
-        ).fetchone()[0]
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         free_pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
         try:
@@ -180,6 +172,16 @@ def storage(db: Path) -> dict[str, Any]:
             )
         except sqlite3.OperationalError:
             parts = {}  # SQLite built without the dbstat table
+    events = status = data_bytes = metadata_bytes = status_bytes = 0
+    for kind, body, meta in stored_payloads(db):  # the payloads as written, before compression
+        events += 1
+        data_bytes += len(body)
+        metadata_bytes += len(meta)
+        if kind == "ServiceStatusChanged":
+            status += 1
+            status_bytes += len(body)
+    data, metadata = data_bytes / events, metadata_bytes / events
+    status_data = status_bytes / max(1, status)
     size = db.stat().st_size
     wal = db.with_name(db.name + "-wal")
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -18,6 +19,8 @@ import orjson
 import pytest
 
 from tests.kurrentdb_standin import ThreadedStandIn
+from uptime_daemon.store import RecordedEvent
+from uptime_daemon.store.sqlite import SqliteEventStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,3 +189,20 @@ def standin() -> Iterator[ThreadedStandIn]:
     server.start()
     yield server
     server.close()
+
+
+def stored_events(database: Path, prefix: str | None = None) -> list[RecordedEvent]:
+    """Every event of the SQLite file at ``database`` (in commit order), read through the store.
+
+    The file's tables are the store's business (names interned, payloads compressed): tests read
+    what the store says, as the daemon would.
+    """
+
+    async def read() -> list[RecordedEvent]:
+        store = await SqliteEventStore.open(database)
+        try:
+            return await store.read_all(stream_prefix=prefix)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import DaemonProcess, free_port, start_http_target
+from tests.conftest import DaemonProcess, free_port, start_http_target, stored_events
 
 SELF_SERVICES = """
 [defaults]
@@ -160,8 +159,7 @@ def test_self_monitoring_writes_the_seed_events(
     for service in ("http", "websocket", "database"):
         daemon.wait_for_log(functools.partial(_completed, service))
     assert daemon.stop() == 0
-    with sqlite3.connect(tmp_path / "events.db") as db:
-        rows = db.execute("SELECT stream, type, data FROM events ORDER BY position").fetchall()
+    rows = [(e.stream, e.type, e.data) for e in stored_events(tmp_path / "events.db")]
     for service in ("http", "websocket", "database"):
         mine = [
             (kind, orjson.loads(data))

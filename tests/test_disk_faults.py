@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonProcess, stored_events
 
 
 @pytest.fixture
@@ -87,11 +86,12 @@ def test_full_disk(
 
     assert daemon.proc.poll() is None  # never crashed
     assert daemon.stop() == 0
-    with sqlite3.connect(tiny_disk / "events.db") as db:
-        stored = db.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT id) FROM events WHERE stream = 'service-uptime-http' AND type = 'ServiceStatusChanged'"
-        ).fetchone()
-    assert stored[0] == stored[1] == _checks(daemon.lines)
+    ids = [
+        e.id
+        for e in stored_events(tiny_disk / "events.db", "service-uptime-http")
+        if e.type == "ServiceStatusChanged"
+    ]
+    assert len(ids) == len(set(ids)) == _checks(daemon.lines)
 
 
 def test_read_only_disk_at_start_is_one_clear_error(tiny_disk: Path, tmp_path: Path) -> None:

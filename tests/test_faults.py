@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import sqlite3
 import time
 import urllib.request
 from collections import Counter
@@ -17,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonProcess, stored_events
 from tests.kurrentdb_standin import ThreadedStandIn
 from tests.probes.net_servers import EvilPorts, evil_targets
 from uptime_daemon.clock import SystemClock
@@ -121,17 +120,13 @@ def test_kill_9_during_checks_then_restart_duplicates_nothing(
     second.wait_until(lambda lines: sum(e.get("event") == "probe_completed" for e in lines) >= 30)
     assert second.stop() == 0
     database = tmp_path / "events.db"
-    with sqlite3.connect(database) as db:
-        ids = [
-            row[0]
-            for row in db.execute("SELECT id FROM events WHERE stream LIKE 'service-uptime-%'")
-        ]
-        scheduled = [
-            (stream, orjson.loads(data)["scheduledAt"])
-            for stream, data in db.execute(
-                "SELECT stream, data FROM events WHERE type = 'ServiceStatusChanged' ORDER BY position"
-            )
-        ]
+    stored = stored_events(database)
+    ids = [e.id for e in stored if e.stream.startswith("service-uptime-")]
+    scheduled = [
+        (e.stream, orjson.loads(e.data)["scheduledAt"])
+        for e in stored
+        if e.type == "ServiceStatusChanged"
+    ]
     assert len(ids) == len(set(ids))
     assert len(scheduled) == len(set(scheduled))
     live = (tmp_path / "events.db.projection.json").read_bytes()

@@ -11,6 +11,10 @@ Why it is built this way:
 * Positions (``schema.py``): ``INTEGER PRIMARY KEY AUTOINCREMENT``, strictly increasing and never
   reused, even after a scavenge deleted the tail and the file was reopened: a checkpoint always
   stays valid.
+* Compact rows (``schema.py``, ``codec.py``): names, types and metadata interned, ids as 16 bytes,
+  payloads compressed with a zstd dictionary trained on the file's own payloads, so a check event
+  costs about a fifth of what it did in version 1. An older file is upgraded in place on open,
+  resumably (``upgrade.py``).
 * Retention (``streams.py``, ``scavenge.py``): ``max_age_seconds`` / ``max_count`` / soft delete
   hide events from ``read_stream`` at read time (as KurrentDB does); a scavenge, run by the store
   itself every so many appends or minutes, deletes them for real, so temporary streams such as
@@ -50,6 +54,7 @@ from uptime_daemon.store.sqlite.checks import (
     check_expected,
     check_stream,
 )
+from uptime_daemon.store.sqlite.codec import Decoder
 from uptime_daemon.store.sqlite.connection import (
     BUSY_TIMEOUT_SECONDS,
     Connections,
@@ -62,7 +67,8 @@ from uptime_daemon.store.sqlite.scavenge import (
     SCAVENGE_INTERVAL_SECONDS,
     Scavenger,
 )
-from uptime_daemon.store.sqlite.schema import SCHEMA_VERSION, migrate, sequence
+from uptime_daemon.store.sqlite.schema import SCHEMA_VERSION, sequence
+from uptime_daemon.store.sqlite.upgrade import migrate, migrate_file
 from uptime_daemon.store.sqlite.writer import MAX_BATCH, Writer
 
 __all__ = [
@@ -74,6 +80,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SUBSCRIPTION_PAGE",
     "SqliteEventStore",
+    "migrate_file",
     "sqlite_path_from_url",
 ]
 
@@ -103,6 +110,7 @@ class SqliteEventStore:
         self._now = clock_now
         self._connections = Connections(path)
         self._head = Head()
+        self._decoder = Decoder()
         self._scavenger = Scavenger(
             self._connections,
             clock_now=clock_now,
@@ -136,6 +144,7 @@ class SqliteEventStore:
         try:
             await store._connections.open(functools.partial(migrate, path=store.path))
             store._head.position = await store._connections.write(sequence)
+            await store._connections.write(store._writer.load)
         except BaseException:
             await store.close()
             raise
@@ -226,6 +235,7 @@ class SqliteEventStore:
         check_at_least("from_revision", from_revision, 0)
         return await reads.read_stream(
             self._connections,
+            self._decoder,
             stream,
             now=self._now().timestamp(),
             backwards=backwards,
@@ -245,7 +255,7 @@ class SqliteEventStore:
         check_at_least("limit", limit, 1)
         check_at_least("after", after, 0)
         return await reads.read_all(
-            self._connections, after=after or 0, prefix=stream_prefix, limit=limit
+            self._connections, self._decoder, after=after or 0, prefix=stream_prefix, limit=limit
         )
 
     async def read_log_rows(
@@ -256,7 +266,7 @@ class SqliteEventStore:
         check_at_least("limit", limit, 1)
         check_at_least("after", after, 0)
         return await reads.read_log_rows(
-            self._connections, after=after or 0, prefix=stream_prefix, limit=limit
+            self._connections, self._decoder, after=after or 0, prefix=stream_prefix, limit=limit
         )
 
     def subscribe(
@@ -266,7 +276,9 @@ class SqliteEventStore:
 
         Arguments and the store are checked on the first step, as with any async generator.
         """
-        return reads.subscribe(self._connections, self._head, after=after, prefix=stream_prefix)
+        return reads.subscribe(
+            self._connections, self._decoder, self._head, after=after, prefix=stream_prefix
+        )
 
     # --- health and lifecycle ----------------------------------------------------------------------
 

@@ -6,9 +6,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Final
-from uuid import UUID
 
 from uptime_daemon.errors import StreamNotFound
 from uptime_daemon.store import (
@@ -20,6 +18,7 @@ from uptime_daemon.store import (
     prefixes,
 )
 from uptime_daemon.store.sqlite.checks import check_at_least
+from uptime_daemon.store.sqlite.codec import Decoder
 from uptime_daemon.store.sqlite.connection import Connections
 from uptime_daemon.store.sqlite.head import Head
 from uptime_daemon.store.sqlite.schema import sequence
@@ -29,13 +28,21 @@ SUBSCRIPTION_PAGE: Final = 1000
 """Events read per catch-up step of a subscription."""
 _MAX_CHAR: Final = 0x10FFFF
 _SURROGATES: Final = range(0xD800, 0xE000)
-_COLUMNS: Final = "position, stream, revision, id, type, data, metadata, recorded_at"
-_LOG_ROW_COLUMNS: Final = "position, stream, revision, type, data, recorded_at"
-"""``LogRow``'s fields, in its order: the driver's row tuple is the row, nothing is built per event."""
+_EVENTS: Final = (
+    "SELECT e.position, e.stream_id, e.revision, e.id, e.type_id, e.dictionary_id, e.data, "
+    "m.value, e.recorded_at FROM events AS e CROSS JOIN metadata AS m ON m.id = e.metadata_id"
+)
+"""A ``codec.EventRow``; CROSS JOIN keeps ``events`` the outer loop, so its key drives the scan."""
+_LOG_ROWS: Final = (
+    "SELECT e.position, e.stream_id, e.revision, e.type_id, e.dictionary_id, e.data, "
+    "e.recorded_at FROM events AS e"
+)
+"""A ``codec.LogRowV2``: ``LogRow``'s fields in its order, names and payload still encoded."""
 
 
 async def read_stream(
     connections: Connections,
+    decoder: Decoder,
     stream: str,
     *,
     now: float,
@@ -49,20 +56,21 @@ async def read_stream(
         row = stream_row(conn, stream)
         if row is None or row.visible_revision is None:  # missing, deleted, or metadata only
             return None
-        clauses, params = ["stream = ?", "revision >= ?"], [stream, row.floor()]
+        clauses = ["e.stream_id = (SELECT id FROM names WHERE name = ?)", "e.revision >= ?"]
+        params: list[object] = [stream, row.floor()]
         if row.max_age_seconds is not None:
-            clauses.append("recorded_at >= ?")
+            clauses.append("e.recorded_at >= ?")
             params.append(now - row.max_age_seconds)
         if from_revision is not None:
-            clauses.append("revision <= ?" if backwards else "revision >= ?")
+            clauses.append("e.revision <= ?" if backwards else "e.revision >= ?")
             params.append(from_revision)
         params.append(-1 if limit is None else limit)
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "  # noqa: S608 - fixed fragments
-            f"ORDER BY revision {'DESC' if backwards else 'ASC'} LIMIT ?",
+            f"{_EVENTS} WHERE {' AND '.join(clauses)} "
+            f"ORDER BY e.revision {'DESC' if backwards else 'ASC'} LIMIT ?",
             params,
         ).fetchall()
-        return [_row_to_event(r) for r in rows]
+        return decoder.events(conn, rows)
 
     found = await connections.read(read)
     if found is None:
@@ -71,33 +79,43 @@ async def read_stream(
 
 
 async def read_all(
-    connections: Connections, *, after: int, prefix: StreamPrefix, limit: int | None
+    connections: Connections,
+    decoder: Decoder,
+    *,
+    after: int,
+    prefix: StreamPrefix,
+    limit: int | None,
 ) -> list[RecordedEvent]:
     """The global log after ``after`` (exclusive), optionally only streams with a prefix."""
     events, _ = await connections.read(
-        functools.partial(_page, after=after, prefix=prefix, limit=limit)
+        functools.partial(_page, decoder=decoder, after=after, prefix=prefix, limit=limit)
     )
     return events
 
 
 async def read_log_rows(
-    connections: Connections, *, after: int, prefix: StreamPrefix, limit: int
+    connections: Connections, decoder: Decoder, *, after: int, prefix: StreamPrefix, limit: int
 ) -> list[LogRow]:
-    """``read_all`` as ``LogRow`` s, straight from the driver."""
+    """``read_all`` as ``LogRow`` s: the driver's rows, names looked up and payloads unpacked."""
 
     def read(conn: sqlite3.Connection) -> list[LogRow]:
         where, params = _log_filter(after, prefix, limit)
-        rows: list[LogRow] = conn.execute(
-            f"SELECT {_LOG_ROW_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",  # noqa: S608 - fixed fragments
+        rows = conn.execute(
+            f"{_LOG_ROWS} WHERE {where} ORDER BY e.position LIMIT ?",
             params,
         ).fetchall()
-        return rows
+        return decoder.log_rows(conn, rows)
 
     return await connections.read(read)
 
 
 async def subscribe(
-    connections: Connections, head: Head, *, after: int | None, prefix: StreamPrefix
+    connections: Connections,
+    decoder: Decoder,
+    head: Head,
+    *,
+    after: int | None,
+    prefix: StreamPrefix,
 ) -> AsyncIterator[RecordedEvent | CaughtUp]:
     """Catch up in pages, yield ``CaughtUp`` once, then follow commits as they happen.
 
@@ -115,7 +133,9 @@ async def subscribe(
     while True:
         head.ensure_open()
         page, snapshot_head = await connections.read(
-            functools.partial(_page, after=cursor, prefix=prefix, limit=SUBSCRIPTION_PAGE)
+            functools.partial(
+                _page, decoder=decoder, after=cursor, prefix=prefix, limit=SUBSCRIPTION_PAGE
+            )
         )
         for event in page:
             head.ensure_open()
@@ -146,35 +166,42 @@ async def ping(connections: Connections) -> float:
 
 
 def _page(
-    conn: sqlite3.Connection, *, after: int, prefix: StreamPrefix, limit: int | None
+    conn: sqlite3.Connection,
+    *,
+    decoder: Decoder,
+    after: int,
+    prefix: StreamPrefix,
+    limit: int | None,
 ) -> tuple[list[RecordedEvent], int]:
     """Events after ``after`` and the highest position committed in the same snapshot."""
     where, params = _log_filter(after, prefix, limit)
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",  # noqa: S608 - fixed fragments
+        f"{_EVENTS} WHERE {where} ORDER BY e.position LIMIT ?",
         params,
     ).fetchall()
-    return [_row_to_event(r) for r in rows], sequence(conn)
+    return decoder.events(conn, rows), sequence(conn)
 
 
 def _log_filter(after: int, prefix: StreamPrefix, limit: int | None) -> tuple[str, list[object]]:
     """The ``WHERE`` of a page of the global log, and its parameters (the ``LIMIT``'s last).
 
-    The scan walks the primary key from ``after`` (``+stream`` keeps the planner off the stream
-    index, which would sort the whole prefix range for every page).
+    The scan walks the primary key from ``after``; a prefix becomes the set of interned stream
+    ids whose names fall in its range, built once per query from the ``names`` index
+    (``+e.stream_id`` keeps the planner off the stream index, which would sort the whole prefix
+    range for every page).
     """
-    where, params = "position > ?", list[object]([after])
+    where, params = "e.position > ?", list[object]([after])
     ranges = []
     for each in prefixes(prefix):
         params.append(each)
         upper = _prefix_upper(each)
         if upper is None:
-            ranges.append("+stream >= ?")
+            ranges.append("name >= ?")
         else:
-            ranges.append("(+stream >= ? AND +stream < ?)")
+            ranges.append("(name >= ? AND name < ?)")
             params.append(upper)
     if ranges:
-        where += " AND (" + " OR ".join(ranges) + ")"
+        where += f" AND +e.stream_id IN (SELECT id FROM names WHERE {' OR '.join(ranges)})"  # noqa: S608 - fixed fragments
     params.append(-1 if limit is None else limit)
     return where, params
 
@@ -192,17 +219,3 @@ def _prefix_upper(prefix: str) -> str | None:
     if bumped in _SURROGATES:
         bumped = _SURROGATES.stop
     return stripped[:-1] + chr(bumped)
-
-
-def _row_to_event(row: tuple[int, str, int, str, str, bytes, bytes, float]) -> RecordedEvent:
-    position, stream, revision, uid, kind, data, metadata, recorded = row
-    return RecordedEvent(
-        id=UUID(uid),
-        type=kind,
-        data=bytes(data),
-        metadata=bytes(metadata),
-        stream=stream,
-        revision=revision,
-        position=position,
-        recorded_at=datetime.fromtimestamp(recorded, UTC),
-    )

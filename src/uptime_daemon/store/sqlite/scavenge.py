@@ -90,13 +90,16 @@ def _delete_hidden(conn: sqlite3.Connection, *, now: float) -> int:
             floor = stream.floor()
             if stream.max_age_seconds is not None:
                 young = conn.execute(
-                    "SELECT revision FROM events WHERE stream = ? AND revision >= ? "
-                    "AND recorded_at >= ? ORDER BY revision LIMIT 1",
+                    "SELECT revision FROM events WHERE stream_id = (SELECT id FROM names "
+                    "WHERE name = ?) AND revision >= ? AND recorded_at >= ? "
+                    "ORDER BY revision LIMIT 1",
                     (name, floor, now - stream.max_age_seconds),
                 ).fetchone()
                 floor = stream.last_revision + 1 if young is None else int(young[0])
             if floor > 0:
                 removed += conn.execute(
-                    "DELETE FROM events WHERE stream = ? AND revision < ?", (name, floor)
+                    "DELETE FROM events WHERE stream_id = (SELECT id FROM names WHERE name = ?) "
+                    "AND revision < ?",
+                    (name, floor),
                 ).rowcount
     return removed

@@ -19,6 +19,7 @@ from uptime_daemon.errors import (
     StreamNotFound,
 )
 from uptime_daemon.store import Expected, NewEvent, StreamState
+from uptime_daemon.store.sqlite.codec import Encoder
 from uptime_daemon.store.sqlite.connection import Connections, transaction, unavailable
 from uptime_daemon.store.sqlite.head import Head
 from uptime_daemon.store.sqlite.scavenge import Scavenger
@@ -33,8 +34,9 @@ MAX_BATCH: Final = 512
 _ID_CHUNK: Final = 500
 """Event ids looked up per query (well under SQLite's limit on bound parameters)."""
 _INSERT: Final = (
-    "INSERT INTO events (stream, revision, id, type, data, metadata, recorded_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events "
+    "(stream_id, revision, id, type_id, metadata_id, dictionary_id, data, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -65,12 +67,17 @@ class Writer:
         self._head = head
         self._scavenger = scavenger
         self._now = clock_now
+        self._encoder = Encoder()
         self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
         self.appends = 0
 
     # --- appends: queue, group commit ----------------------------------------------------------
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread, before the first append: the file's compression dictionary."""
+        self._encoder.load(conn)
 
     def start(self) -> None:
         """Start the task that drains the queue."""
@@ -113,7 +120,24 @@ class Writer:
             await self._commit(batch)
             if stopping:
                 return
+            await self._tend_payloads()
             await self._scavenger.run_if_due()
+
+    async def _tend_payloads(self) -> None:
+        """Between batches: train the payload dictionary once, then shrink the raw backlog.
+
+        One recompress pass after every batch, more while no append is waiting: the backlog
+        shrinks even under constant load, and an append never waits for more than one pass.
+        """
+        try:
+            if self._encoder.training_due:
+                await self._connections.write(self._encoder.train)
+            passes = 0
+            while self._encoder.recompress_due and (passes == 0 or self._queue.empty()):
+                await self._connections.write(self._encoder.recompress)
+                passes += 1
+        except EventStoreError as exc:
+            log.warning("store_payload_compression_failed", error=str(exc))
 
     async def _commit(self, batch: list[_Append]) -> None:
         """Write one batch and settle every caller's future; never raises, so the loop lives on."""
@@ -155,19 +179,26 @@ class Writer:
         self, conn: sqlite3.Connection, *, batch: list[_Append], recorded: float
     ) -> tuple[list[int | BaseException], int]:
         """On the writer thread: one transaction, one SAVEPOINT per request; the new head."""
-        with transaction(conn, "BEGIN IMMEDIATE"):
-            outcomes = [self._append_in_savepoint(conn, request, recorded) for request in batch]
+        try:
+            with transaction(conn, "BEGIN IMMEDIATE"):
+                outcomes = [self._append_in_savepoint(conn, request, recorded) for request in batch]
+        except BaseException:
+            self._encoder.forget_uncommitted()
+            raise
+        self._encoder.committed()
         return outcomes, sequence(conn)
 
     def _append_in_savepoint(
         self, conn: sqlite3.Connection, request: _Append, recorded: float
     ) -> int | BaseException:
         conn.execute("SAVEPOINT append")
+        mark = self._encoder.mark()
         try:
-            position = _append_one(conn, request, recorded)
+            position = _append_one(conn, self._encoder, request, recorded)
         except (EventStoreError, sqlite3.Error) as exc:
             if not conn.in_transaction:
                 raise  # SQLite already rolled back the whole transaction: the batch fails as one
+            self._encoder.forget_since(mark)
             conn.execute("ROLLBACK TO append")
             conn.execute("RELEASE append")
             if isinstance(exc, EventStoreError):
@@ -217,22 +248,35 @@ class Writer:
         await self._connections.write(write)
 
 
-def _append_one(conn: sqlite3.Connection, request: _Append, recorded: float) -> int:
+def _append_one(
+    conn: sqlite3.Connection, encoder: Encoder, request: _Append, recorded: float
+) -> int:
     stream, events, expected = request.stream, request.events, request.expected
     row = stream_row(conn, stream)
-    if events:
-        replayed = _replayed_position(conn, request, row)
+    stream_id = encoder.find_name(conn, stream)
+    if events and stream_id is not None:
+        replayed = _replayed_position(conn, request, row, stream_id)
         if replayed is not None:
             return replayed
     if not allows(row, expected):
         raise ConcurrencyConflict(stream, expected, None if row is None else row.visible_revision)
     if not events:
-        return _last_position(conn, stream)
+        return 0 if stream_id is None else _last_position(conn, stream_id)
+    if stream_id is None:
+        stream_id = encoder.name_id(conn, stream)
     first = 0 if row is None else row.last_revision + 1
     conn.executemany(
         _INSERT,
         [
-            (stream, first + i, str(e.id), e.type, e.data, e.metadata, recorded)
+            (
+                stream_id,
+                first + i,
+                e.id.bytes,
+                encoder.name_id(conn, e.type),
+                encoder.metadata_id(conn, e.metadata),
+                *encoder.pack(e.data),
+                recorded,
+            )
             for i, e in enumerate(events)
         ],
     )
@@ -244,30 +288,31 @@ def _append_one(conn: sqlite3.Connection, request: _Append, recorded: float) -> 
     return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
 
 
-def _last_position(conn: sqlite3.Connection, stream: str) -> int:
+def _last_position(conn: sqlite3.Connection, stream_id: int) -> int:
     # Within a stream positions rise with revisions, so the index on (stream, revision) finds it.
     row = conn.execute(
-        "SELECT position FROM events WHERE stream = ? ORDER BY revision DESC LIMIT 1", (stream,)
+        "SELECT position FROM events WHERE stream_id = ? ORDER BY revision DESC LIMIT 1",
+        (stream_id,),
     ).fetchone()
     return 0 if row is None else int(row[0])
 
 
 def _replayed_position(
-    conn: sqlite3.Connection, request: _Append, row: StreamRow | None
+    conn: sqlite3.Connection, request: _Append, row: StreamRow | None, stream_id: int
 ) -> int | None:
     """The original position when this exact batch is stored already; conflict on a partial one.
 
     KurrentDB's rule: the ids must sit in the stream consecutively and in order, and
     ``expected`` must be ``ANY`` or what held before the original write.
     """
-    ids = [str(event.id) for event in request.events]
-    found: list[tuple[str, int, int]] = []
+    ids = [event.id.bytes for event in request.events]
+    found: list[tuple[bytes, int, int]] = []
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start : start + _ID_CHUNK]
         marks = ",".join("?" * len(chunk))
         found += conn.execute(
-            f"SELECT id, revision, position FROM events WHERE stream = ? AND id IN ({marks})",  # noqa: S608 - placeholders only
-            (request.stream, *chunk),
+            f"SELECT id, revision, position FROM events WHERE stream_id = ? AND id IN ({marks})",  # noqa: S608 - placeholders only
+            (stream_id, *chunk),
         ).fetchall()
     if not found:
         return None

@@ -1,0 +1,273 @@
+"""Bringing a file to the current schema on open: create it, or upgrade version 1 in place.
+
+The version 1 → 2 upgrade rewrites every event, so on a large file it takes a while and must
+survive being stopped. It copies the log in chunks of positions into ``events_next``, each chunk
+its own transaction that also moves the progress row (``migration_progress``): a killed process
+resumes after the last committed chunk, never copies an event twice and never loses one, and the
+version 1 table stays whole and readable until the swap. The swap (drop the old table, rename the
+new one, build its indexes, carry the ``AUTOINCREMENT`` sequence over so positions are never
+reused, set ``user_version``) is one transaction. Then ``VACUUM`` gives the space back: the old
+rows are gone but their pages would stay in the file. The progress row says "vacuum" until that
+is done, so an interrupted VACUUM is run again on the next open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+from uuid import UUID
+
+import structlog
+
+from uptime_daemon.errors import EventStoreUnavailable
+from uptime_daemon.store.sqlite import schema
+from uptime_daemon.store.sqlite.codec import TRAIN_AFTER, Encoder, store_dictionary, train
+from uptime_daemon.store.sqlite.connection import BUSY_TIMEOUT_SECONDS, transaction, unavailable
+
+# The package's name, as the other modules of the store log under.
+log = structlog.get_logger(__package__)
+
+CHUNK: Final = 20_000
+"""Events copied per transaction: one log line and one progress step each."""
+Progress = Callable[[int, int], None]
+"""Called after each committed chunk with (events copied so far, events to copy in all)."""
+
+_NEXT: Final = "events_next"
+_PROGRESS: Final = """
+    CREATE TABLE migration_progress (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        phase          TEXT    NOT NULL,   -- 'copy', then 'vacuum'
+        copied_through INTEGER NOT NULL,   -- highest version 1 position copied
+        copied         INTEGER NOT NULL,
+        total          INTEGER NOT NULL
+    )
+"""
+_COPY: Final = 1
+"""The only version this module upgrades from."""
+_INSERT_NEXT: Final = (
+    f"INSERT INTO {_NEXT} (position, stream_id, revision, id, type_id, metadata_id, "  # noqa: S608 - a constant
+    "dictionary_id, data, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    *,
+    path: Path,
+    progress: Progress | None = None,
+    chunk: int = CHUNK,
+) -> None:
+    """Bring the file at ``path`` to ``SCHEMA_VERSION``; refuse a file from a newer build.
+
+    Safe to run from several processes at once: every step re-reads the version and the progress
+    under the write lock, so only one of them does each piece of work.
+    """
+    _refuse_newer(schema.version(conn), path)
+    if schema.version(conn) == 0:
+        _create(conn, path)
+    if schema.version(conn) == _COPY:
+        _upgrade_v1(conn, path=path, progress=progress, chunk=chunk)
+    if _phase(conn) == "vacuum":
+        _vacuum(conn, path)
+
+
+def migrate_file(path: Path, *, progress: Progress | None = None, chunk: int = CHUNK) -> None:
+    """Upgrade the store file at ``path`` now, outside the daemon (for a CLI command).
+
+    Blocking: call it from a thread (``asyncio.to_thread``) in async code. Raises
+    ``EventStoreUnavailable`` for a missing or unreadable file, or one from a newer build.
+    """
+    if not path.is_file():
+        raise EventStoreUnavailable(f"sqlite {path}: no such file")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+    except sqlite3.Error as exc:
+        raise unavailable(path, exc) from exc
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn, path=path, progress=progress, chunk=chunk)
+    except sqlite3.Error as exc:
+        raise unavailable(path, exc) from exc
+    finally:
+        conn.close()
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > schema.SCHEMA_VERSION:
+        raise EventStoreUnavailable(
+            f"sqlite {path}: schema version {version} is newer than this build "
+            f"understands ({schema.SCHEMA_VERSION}); upgrade uptime-daemon"
+        )
+
+
+def _create(conn: sqlite3.Connection, path: Path) -> None:
+    """The current schema in a new file, unless another process created one meanwhile."""
+    with transaction(conn, "BEGIN IMMEDIATE"):
+        version = schema.version(conn)
+        _refuse_newer(version, path)
+        if version == 0:
+            schema.create(conn)
+
+
+def _phase(conn: sqlite3.Connection) -> str | None:
+    """The upgrade's phase, or ``None`` when no upgrade is under way (the usual case, one lookup)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migration_progress'"
+    ).fetchone()
+    if exists is None:
+        return None
+    row = conn.execute("SELECT phase FROM migration_progress").fetchone()
+    return None if row is None else str(row[0])
+
+
+# --- version 1 → 2 ---------------------------------------------------------------------------------
+
+
+def _upgrade_v1(
+    conn: sqlite3.Connection, *, path: Path, progress: Progress | None, chunk: int
+) -> None:
+    """Copy chunk after chunk until the log is all copied, then swap in the same transaction."""
+    _begin_v1(conn, path)
+    encoder = Encoder()
+    encoder.load_dictionary(conn)
+    started, copied_here = time.perf_counter(), 0
+    while True:
+        with transaction(conn, "BEGIN IMMEDIATE"):
+            if schema.version(conn) != _COPY:  # another process finished it
+                return
+            done, total, copied = _copy_chunk(conn, encoder, chunk)
+            if copied == 0:
+                _swap(conn)
+        encoder.committed()
+        if copied == 0:
+            log.info(
+                "store_migrated",
+                path=str(path),
+                to_version=schema.SCHEMA_VERSION,
+                events=done,
+                duration_seconds=round(time.perf_counter() - started, 3),
+            )
+            return
+        copied_here += copied
+        elapsed = time.perf_counter() - started
+        log.info(
+            "store_migrating",
+            path=str(path),
+            from_version=_COPY,
+            to_version=schema.SCHEMA_VERSION,
+            done=done,
+            total=total,
+            events_per_second=round(copied_here / elapsed) if elapsed else None,
+        )
+        if progress is not None:
+            progress(done, total)
+
+
+def _begin_v1(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the new tables and the progress row, and train the dictionary, once per file."""
+    with transaction(conn, "BEGIN IMMEDIATE"):
+        if schema.version(conn) != _COPY or _phase(conn) is not None:
+            return  # done meanwhile, or resuming
+        total = int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        log.info("store_migration_started", path=str(path), from_version=_COPY, total=total)
+        schema.create_side_tables(conn)
+        schema.create_events_table(conn, _NEXT)
+        conn.execute(_PROGRESS)
+        conn.execute(
+            "INSERT INTO migration_progress (id, phase, copied_through, copied, total) "
+            "VALUES (1, 'copy', 0, 0, ?)",
+            (total,),
+        )
+        if total >= TRAIN_AFTER:
+            dictionary = train(_sample_payloads(conn, TRAIN_AFTER))
+            if dictionary is not None:
+                store_dictionary(conn, dictionary)
+
+
+def _sample_payloads(conn: sqlite3.Connection, count: int) -> list[bytes]:
+    """``count`` payloads spread evenly over the whole log (one key lookup each, no scan)."""
+    low, high = conn.execute("SELECT MIN(position), MAX(position) FROM events").fetchone()
+    step = max(1, (high - low + 1) // count)
+    samples = []
+    for start in range(low, high + 1, step):
+        row = conn.execute(
+            "SELECT data FROM events WHERE position >= ? ORDER BY position LIMIT 1", (start,)
+        ).fetchone()
+        samples.append(bytes(row[0]))
+    return samples[:count]
+
+
+def _copy_chunk(conn: sqlite3.Connection, encoder: Encoder, chunk: int) -> tuple[int, int, int]:
+    """Copy the next ``chunk`` events and move the progress row: (done, total, copied now)."""
+    through, done, total = conn.execute(
+        "SELECT copied_through, copied, total FROM migration_progress"
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT position, stream, revision, id, type, data, metadata, recorded_at FROM events "
+        "WHERE position > ? ORDER BY position LIMIT ?",
+        (through, chunk),
+    ).fetchall()
+    if not rows:
+        return done, total, 0
+    conn.executemany(
+        _INSERT_NEXT,
+        [
+            (
+                position,
+                encoder.name_id(conn, stream),
+                revision,
+                UUID(uid).bytes,
+                encoder.name_id(conn, kind),
+                encoder.metadata_id(conn, bytes(metadata)),
+                *encoder.pack(bytes(data)),
+                recorded,
+            )
+            for position, stream, revision, uid, kind, data, metadata, recorded in rows
+        ],
+    )
+    done += len(rows)
+    conn.execute(
+        "UPDATE migration_progress SET copied_through = ?, copied = ?",
+        (rows[-1][0], done),
+    )
+    return done, total, len(rows)
+
+
+def _swap(conn: sqlite3.Connection) -> None:
+    """Everything is copied: the new table takes the old one's name, indexes and sequence."""
+    issued = schema.sequence(conn)
+    conn.execute(f"DROP TABLE {schema.EVENTS}")
+    conn.execute(f"ALTER TABLE {_NEXT} RENAME TO {schema.EVENTS}")
+    for statement in schema.EVENT_INDEXES:
+        conn.execute(statement)
+    conn.execute("DELETE FROM sqlite_sequence WHERE name IN (?, ?)", (schema.EVENTS, _NEXT))
+    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (schema.EVENTS, issued))
+    conn.execute("UPDATE migration_progress SET phase = 'vacuum'")
+    schema.set_version(conn, schema.SCHEMA_VERSION)
+
+
+def _vacuum(conn: sqlite3.Connection, path: Path) -> None:
+    """Give the old table's pages back to the file system, then forget the upgrade."""
+    before = _file_bytes(path)
+    started = time.perf_counter()
+    log.info("store_vacuuming", path=str(path), file_bytes=before)
+    conn.execute("VACUUM")
+    conn.execute("DROP TABLE IF EXISTS migration_progress")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    log.info(
+        "store_vacuumed",
+        path=str(path),
+        file_bytes_before=before,
+        file_bytes=_file_bytes(path),
+        duration_seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _file_bytes(path: Path) -> int:
+    """The database file and its WAL, as the disk sees them."""
+    wal = path.with_name(path.name + "-wal")
+    return sum(each.stat().st_size for each in (path, wal) if each.exists())
