@@ -7,8 +7,8 @@ measured over 60 s. Each scenario gets a fresh work dir, SQLite store, nginx (on
 After start-up the script waits until every service has a stored ``ServiceStatusChanged`` (the
 scheduler spreads first runs at ~500 a second, and a first run also creates the stream), lets the
 daemon settle, then measures one window without touching the daemon in between: one /metrics scrape
-either side (with 10,000 services a scrape is ~23 MiB and takes the daemon seconds, so it is kept out
-of the window unless ``--scrape-every`` asks for Prometheus-like scrapes inside it). Per scenario:
+either side, and inside it only when ``--scrape-every`` asks for Prometheus-like scrapes (plain text,
+uncompressed; with 10,000 services a scrape is ~14 MiB). Per scenario:
 
 * scheduling lateness p50/p99/max from the stored events of runs due inside the window (see
   ``event_lateness_ms``), with the daemon's own ``uptime_scheduler_lateness_seconds`` histogram over
@@ -21,7 +21,9 @@ of the window unless ``--scrape-every`` asks for Prometheus-like scrapes inside 
   APScheduler's warning in the daemon log, and cross-checked from the events (gaps of more than 1.5
   intervals between a service's consecutive ``scheduledAt``);
 * errors and warnings in daemon.log, and how the machine itself was loaded (other processes skew
-  every figure on a 2-core box: ``host_busy_percent``).
+  every figure on a 2-core box: ``host_busy_percent``);
+* with ``--scrape-every``, the in-window scrapes' duration p50/max (``scrape_in_window_s``), and the
+  size of the last scrape (``metrics_bytes``, plain text, uncompressed).
 
 Jitter is the daemon's default, 1 s (the scheduler caps it at a tenth of the interval: 1 s for A,
 0.1 s for B); ``max_concurrency`` is the default 256. Figures are printed, one JSON line a scenario,
@@ -37,6 +39,7 @@ is asserted. ``--py-spy N`` profiles the daemon for N s after the window and pri
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import math
@@ -68,6 +71,9 @@ from _common import (
     start_daemon,
     start_nginx,
 )
+
+from uptime_daemon.store import UPTIME_STREAM_PREFIX, read_log
+from uptime_daemon.store.sqlite import SqliteEventStore
 
 FIRST_RUNS_PER_SECOND: Final = 500  # scheduler.FIRST_RUNS_PER_SECOND: start-up spread of first runs
 MAX_JITTER_FRACTION: Final = 0.1  # scheduler.MAX_JITTER_FRACTION: jitter is capped at interval / 10
@@ -109,6 +115,11 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 1)
 
 
+def _seconds(value: float) -> float | None:
+    """``value`` rounded to the millisecond, or None for NaN (no scrapes)."""
+    return None if math.isnan(value) else round(value, 3)
+
+
 def _unix(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()  # 3.11 reads the trailing Z
 
@@ -117,11 +128,14 @@ def event_lateness_ms(data: dict[str, Any]) -> float:
     """How late a probe started after its due time, from one stored event, in ms.
 
     ``timestamp`` is when the check completed and ``metadata.responseTime`` how long the probe took,
-    so ``timestamp - responseTime`` is (about) when the probe started; minus ``scheduledAt`` (the due
-    time, jitter included) that is the lateness. It covers everything between the due time and the
-    probe: APScheduler's wake-up, the global concurrency semaphore, the per-service lock, and the
-    check's own preparation, so it is at least what the daemon's histogram sees (that one stops at
-    the job's start, before the semaphore). Resolution ~1-2 ms: both timestamps are truncated to the
+    so ``timestamp - responseTime`` is (about) when the probe started; minus ``scheduledAt`` that is
+    the lateness. ``scheduledAt`` is the check's slot, without its jitter (``GridTrigger`` labels a
+    check with its slot), so this figure includes the jitter, uniform in ``[0, effective_jitter)``:
+    with the default 1 s its p50 is ~500 ms on an idle daemon. The daemon's own histogram
+    (``lateness_histogram``) starts at the jittered due time: it is the scheduler's lateness proper.
+    This one covers everything between the slot and the probe: the jitter, APScheduler's wake-up,
+    the global concurrency semaphore, the per-service lock, and the check's own preparation (the
+    histogram stops at the job's start, before the semaphore). Resolution ~1-2 ms: both timestamps are truncated to the
     millisecond and responseTime is rounded to it, so a punctual run can come out at -1 or +1 ms;
     negative results are clamped to 0 (a run cannot start early) before percentiles are taken.
     """
@@ -140,35 +154,53 @@ class Run(NamedTuple):
 
 
 def read_runs(db: Path) -> list[Run]:
-    """Every stored ``ServiceStatusChanged`` (read-only: the daemon may still be writing)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    """Every stored ``ServiceStatusChanged``, read through the daemon's own store once it stopped.
+
+    The store's file layout (names by id, compressed payloads) is its own business: reading it
+    through ``read_log`` keeps this script independent of it.
+    """
+    return asyncio.run(_read_runs(db))
+
+
+async def _read_runs(db: Path) -> list[Run]:
+    store = await SqliteEventStore.open(db)
+    runs: list[Run] = []
+    after: int | None = None
     try:
-        rows = conn.execute("SELECT stream, data FROM events WHERE type = ?", (STATUS_CHANGED,))
-        runs = []
-        for stream, data in rows:
-            event = json.loads(data)
-            runs.append(
-                Run(
-                    stream,
-                    _unix(event["scheduledAt"]),
-                    event_lateness_ms(event),
-                    event["probe"]["ok"],
+        while rows := await read_log(store, after=after, stream_prefix=None, limit=20_000):
+            for _position, stream, _revision, event_type, data, _recorded in rows:
+                if event_type != STATUS_CHANGED:
+                    continue
+                event = json.loads(data)
+                runs.append(
+                    Run(
+                        stream,
+                        _unix(event["scheduledAt"]),
+                        event_lateness_ms(event),
+                        event["probe"]["ok"],
+                    )
                 )
-            )
+            after = rows[-1][0]
     finally:
-        conn.close()
+        await store.close()
     return runs
 
 
 def services_with_events(db: Path) -> int:
-    """How many services have at least one stored check."""
+    """How many services' streams have an event, from the live file (read-only: the daemon writes).
+
+    A service's first check creates its stream. From the store's own ``streams`` table, or the
+    events' stream column of the first file layout.
+    """
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        return int(
-            conn.execute(
-                "SELECT COUNT(DISTINCT stream) FROM events WHERE type = ?", (STATUS_CHANGED,)
-            ).fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        query = (
+            "SELECT COUNT(*) FROM streams WHERE last_revision >= 0 AND name LIKE ?"
+            if "streams" in tables
+            else "SELECT COUNT(DISTINCT stream) FROM events WHERE stream LIKE ?"
         )
+        return int(conn.execute(query, (f"{UPTIME_STREAM_PREFIX}%",)).fetchone()[0])
     except sqlite3.OperationalError:  # not created yet
         return 0
     finally:
@@ -254,21 +286,23 @@ def lateness_histogram(before: str, after: str) -> dict[str, Any]:
         )
         return round(1 - within / count, 5) if count else None
 
-    # The smallest bucket bound that holds 99 % of the window's runs (an upper bound on its p99).
-    p99_le: float | None = None
-    for bound in ("0.001", "0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0"):
-        within = metric_sum(after, f"{name}_bucket", le=bound) - metric_sum(
-            before, f"{name}_bucket", le=bound
-        )
-        if count and within >= 0.99 * count:
-            p99_le = float(bound)
-            break
+    def at_most(fraction: float) -> float | None:
+        """The smallest bucket bound that holds ``fraction`` of the window's runs (an upper bound)."""
+        for bound in ("0.001", "0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0"):
+            within = metric_sum(after, f"{name}_bucket", le=bound) - metric_sum(
+                before, f"{name}_bucket", le=bound
+            )
+            if count and within >= fraction * count:
+                return float(bound)
+        return None
+
     return {
         "runs": int(count),
         "mean_ms": round(total / count * 1000, 3) if count else None,
         "share_later_than_10ms": later_than("0.01"),
         "share_later_than_50ms": later_than("0.05"),
-        "p99_at_most_s": p99_le,
+        "p50_at_most_s": at_most(0.5),
+        "p99_at_most_s": at_most(0.99),
     }
 
 
@@ -505,12 +539,12 @@ def measure(scenario: Scenario, procs: Processes) -> Window:
 
     # Runs due before the window's end finish within a timeout (plus the append) after it.
     time.sleep(scenario.timeout + 3)
-    window.stored = read_runs(db)  # all of them: the first runs are reported too
 
     stopping = time.monotonic()
     daemon.terminate()
     window.exit_code = daemon.wait(timeout=60)
     window.shutdown_seconds = round(time.monotonic() - stopping, 1)
+    window.stored = read_runs(db)  # all of them: the first runs are reported too
     return window
 
 
@@ -587,7 +621,13 @@ def figures_of(scenario: Scenario, window: Window, work: Path) -> dict[str, Any]
         "open_fds_end": window.open_fds,
         "metrics_scrape_s": round(window.scrape_seconds, 2),
         "scrapes_in_window": len(window.scrapes_in_window),
+        "scrape_in_window_s": {
+            "every": scenario.scrape_every or None,
+            "p50": _seconds(percentile(window.scrapes_in_window, 0.5)),
+            "max": _seconds(max(window.scrapes_in_window, default=math.nan)),
+        },
         "scrape_in_window_max_s": _finite(max(window.scrapes_in_window, default=math.nan)),
+        "metrics_bytes": len(after.encode()),
         "metrics_mib": round(len(after.encode()) / MIB, 1),
         "shutdown_s": window.shutdown_seconds,
         "exit_code": window.exit_code,

@@ -4,18 +4,30 @@ Names follow prometheus.io: the ``uptime_`` namespace, base units, ``_total`` on
 values only from configuration (service names) or closed enums (kind, result, status). Series that
 derive from the projection (availability, time per state) come from ``projector.collector`` at
 scrape time instead, so they are never double-booked.
+
+The series with a ``service`` label are counted in ``ServiceSeries``, not in prometheus_client
+instruments: there are tens of thousands of them at 10,000 services, and prometheus_client formats
+every line again on every scrape (seconds of CPU). ``ServiceSeries`` keeps each service's lines as
+bytes and rewrites only those of services probed since the last scrape (``exposition``). Per
+service by default: ``uptime_probes_total{result}``, ``uptime_status_changes_total{to}`` and the
+sum and count of probe time (``uptime_service_probe_duration_seconds``, a summary: the mean over any
+range); the probe-duration histogram is per kind. ``[metrics] per_service_histograms`` gives the
+histogram a ``service`` label again, 15 lines per service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from uptime_daemon.exposition import Block, Family, FamilyType, number, render, series
 from uptime_daemon.results import InconclusiveReason, ProbeResult
 
 PROBE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -45,29 +57,167 @@ class _CounterFunction(Collector):
         yield family
 
 
+PROBES: Final = Family(
+    "uptime_probes",
+    FamilyType.COUNTER,
+    "Probes completed, by result (ok or the failure reason).",
+)
+PROBE_TIME: Final = Family(
+    "uptime_service_probe_duration_seconds",
+    FamilyType.SUMMARY,
+    "Wall time of the service's probes: rate(_sum) / rate(_count) is their mean.",
+)
+STATUS_CHANGES: Final = Family(
+    "uptime_status_changes",
+    FamilyType.COUNTER,
+    "Status transitions decided by the status machine, by new status.",
+)
+PROBE_DURATION: Final = Family(
+    "uptime_probe_duration_seconds",
+    FamilyType.HISTOGRAM,
+    "Wall time of each probe.",
+)
+_BUCKET_BOUNDS: Final = tuple(number(bound) for bound in (*PROBE_BUCKETS, float("inf")))
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One service's counts, as ``ServiceSeries`` keeps them."""
+
+    probes: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(kind, result) → probes."""
+    durations: dict[str, list[float]] = field(default_factory=dict)
+    """Kind → [seconds, probes, probes per bucket of ``PROBE_BUCKETS`` and +Inf (histograms on)]."""
+    changes: dict[str, int] = field(default_factory=dict)
+    """New status → transitions."""
+    prefixes: dict[tuple[str, ...], str] = field(default_factory=dict)
+    """Line prefixes formatted so far (name and labels): a series' are formatted once."""
+
+    def prefix(self, name: str, **labels: str) -> str:
+        """``series(name, **labels)``, remembered."""
+        key = (name, *labels.values())
+        found = self.prefixes.get(key)
+        if found is None:
+            found = self.prefixes[key] = series(name, **labels)
+        return found
+
+    def lines(self, service: str, *, histograms: bool) -> Block:
+        """This service's lines of each family, in ``ServiceSeries.families`` order."""
+        probes = "".join(
+            f"{self.prefix(PROBES.sample, service=service, kind=kind, result=result)}{number(n)}\n"
+            for (kind, result), n in self.probes.items()
+        )
+        summary, buckets = [], []
+        for kind, (total, count, *per_bucket) in self.durations.items():
+            total_text, count_text = number(total), number(count)
+            summary.append(
+                f"{self.prefix(f'{PROBE_TIME.name}_sum', service=service, kind=kind)}{total_text}\n"
+                f"{self.prefix(f'{PROBE_TIME.name}_count', service=service, kind=kind)}{count_text}\n"
+            )
+            if histograms:
+                cumulative = 0.0
+                for bound, n in zip(_BUCKET_BOUNDS, per_bucket, strict=True):
+                    cumulative += n
+                    bucket = f"{PROBE_DURATION.name}_bucket"
+                    prefix = self.prefix(bucket, service=service, kind=kind, le=bound)
+                    buckets.append(f"{prefix}{number(cumulative)}\n")
+                buckets.append(
+                    f"{self.prefix(f'{PROBE_DURATION.name}_sum', service=service, kind=kind)}{total_text}\n"
+                    f"{self.prefix(f'{PROBE_DURATION.name}_count', service=service, kind=kind)}{count_text}\n"
+                )
+        changes = "".join(
+            f"{self.prefix(STATUS_CHANGES.sample, service=service, to=to)}{number(n)}\n"
+            for to, n in self.changes.items()
+        )
+        block = [probes.encode(), "".join(summary).encode(), changes.encode()]
+        if histograms:
+            block.append("".join(buckets).encode())
+        return block
+
+
+class ServiceSeries:
+    """The write path's per-service series, rendered incrementally (an ``exposition.TextSource``).
+
+    Probes are counted on the event loop; a scrape renders in the metrics thread. One lock keeps a
+    service's counts whole while either touches them; a scrape rewrites only the services counted
+    since the previous one, and counts only grow, so no series ever goes backwards.
+    """
+
+    def __init__(self, *, histograms: bool) -> None:
+        self._histograms = histograms
+        self.families: tuple[Family, ...] = (PROBES, PROBE_TIME, STATUS_CHANGES) + (
+            (PROBE_DURATION,) if histograms else ()
+        )
+        self._lock = threading.Lock()
+        self._rendering = threading.Lock()
+        self._tallies: dict[str, _Tally] = {}
+        self._dirty: set[str] = set()
+        self._blocks: dict[str, Block] = {}
+
+    def observe(
+        self,
+        service: str,
+        kind: str,
+        result: str,
+        duration_seconds: float,
+        changed_to: str | None,
+    ) -> None:
+        """Count one probe of ``service``."""
+        with self._lock:
+            tally = self._tallies.get(service)
+            if tally is None:
+                tally = self._tallies[service] = _Tally()
+            key = (kind, result)
+            tally.probes[key] = tally.probes.get(key, 0) + 1
+            duration = tally.durations.get(kind)
+            if duration is None:
+                width = 2 + len(_BUCKET_BOUNDS) if self._histograms else 2
+                duration = tally.durations[kind] = [0.0] * width
+            duration[0] += duration_seconds
+            duration[1] += 1
+            if self._histograms:
+                index = next(
+                    (i for i, bound in enumerate(PROBE_BUCKETS) if duration_seconds <= bound),
+                    len(PROBE_BUCKETS),
+                )
+                duration[2 + index] += 1
+            if changed_to is not None:
+                tally.changes[changed_to] = tally.changes.get(changed_to, 0) + 1
+            self._dirty.add(service)
+
+    def render(self, *, openmetrics: bool) -> bytes:
+        """Every family, the lines of services counted since the last scrape rewritten first."""
+        with self._rendering:
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+            for service in dirty:
+                with self._lock:
+                    self._blocks[service] = self._tallies[service].lines(
+                        service, histograms=self._histograms
+                    )
+            return render(self.families, self._blocks.values(), openmetrics=openmetrics)
+
+
 class Metrics:
     """Every instrument the write path updates."""
 
-    def __init__(self, registry: CollectorRegistry, *, version: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, version: str, per_service_histograms: bool = False
+    ) -> None:
+        """``per_service_histograms``: ``[metrics]`` of the settings, read once (a restart applies it)."""
         self.registry = registry
-        self.probes = Counter(
-            "uptime_probes",
-            "Probes completed, by result (ok or the failure reason).",
-            ["service", "kind", "result"],
-            registry=registry,
-        )
-        self.probe_duration = Histogram(
-            "uptime_probe_duration_seconds",
-            "Wall time of each probe.",
-            ["service", "kind"],
-            buckets=PROBE_BUCKETS,
-            registry=registry,
-        )
-        self.status_changes = Counter(
-            "uptime_status_changes",
-            "Status transitions decided by the status machine, by new status.",
-            ["service", "to"],
-            registry=registry,
+        self.services = ServiceSeries(histograms=per_service_histograms)
+        """Served beside ``registry`` (``exposition.exposition``), never registered in it."""
+        self.probe_duration = (
+            None
+            if per_service_histograms
+            else Histogram(
+                PROBE_DURATION.name,
+                PROBE_DURATION.help,
+                ["kind"],
+                buckets=PROBE_BUCKETS,
+                registry=registry,
+            )
         )
         self.slot_wait = Histogram(
             "uptime_probe_slot_wait_seconds",
@@ -180,10 +330,9 @@ class Metrics:
             self.inconclusive.labels(inconclusive.value).inc()
         else:
             reason = RESULT_OK if result.failure is None else result.failure.value
-        self.probes.labels(service=service, kind=kind, result=reason).inc()
-        self.probe_duration.labels(service=service, kind=kind).observe(result.duration_seconds)
-        if changed_to is not None:
-            self.status_changes.labels(service=service, to=changed_to).inc()
+        self.services.observe(service, kind, reason, result.duration_seconds, changed_to)
+        if self.probe_duration is not None:
+            self.probe_duration.labels(kind).observe(result.duration_seconds)
 
     def observe_append(self, duration_seconds: float, events: int, *, ok: bool) -> None:
         """Record one append (the ``InstrumentedStore`` hook)."""

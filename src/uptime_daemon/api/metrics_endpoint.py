@@ -1,10 +1,10 @@
 """``GET /metrics``: the exposition is rendered off the event loop, in one dedicated thread.
 
-At 10,000 services the text is tens of megabytes and takes seconds of Python to build; on the event
-loop that stalled every check and API call for as long (lateness p99 went from tens of ms to about a
-second with a 15 s scrape interval). In a thread the loop keeps its turns at the GIL (every 5 ms),
-so checks start on time while the scrape is slower. One thread: concurrent scrapes queue, they never
-multiply the work.
+The body is the registry (prometheus_client) followed by the text sources (``METRICS_SOURCES``),
+which render the many per-service series from cached bytes (``exposition``): at 10,000 services a
+scrape is a few megabytes joined, not seconds of formatting. It still runs in a thread, so what
+work there is never holds the event loop: the loop keeps its turns at the GIL (every 5 ms). One
+thread: concurrent scrapes queue, they never multiply the work.
 """
 
 from __future__ import annotations
@@ -15,19 +15,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from aiohttp import hdrs, web
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
+
+from uptime_daemon.exposition import TextSource, exposition
 
 METRICS_EXECUTOR: Final = web.AppKey("metrics_executor", ThreadPoolExecutor)
 METRICS_REGISTRY: Final = web.AppKey("metrics_registry", CollectorRegistry)
+METRICS_SOURCES: Final = web.AppKey("metrics_sources", list[TextSource])
+"""Rendered after the registry; the composition root appends to it as the parts come up."""
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text, or OpenMetrics when the scraper's ``Accept`` asks for it."""
-    encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
-    registry = request.app[METRICS_REGISTRY]
-    body = await asyncio.get_running_loop().run_in_executor(
-        request.app[METRICS_EXECUTOR], encoder, registry
+    accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+    sources: list[TextSource] = request.app[METRICS_SOURCES]
+    body, content_type = await asyncio.get_running_loop().run_in_executor(
+        request.app[METRICS_EXECUTOR], exposition, request.app[METRICS_REGISTRY], sources, accept
     )
     response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
     response.enable_compression()  # when the scraper accepts it; aiohttp compresses bodies over 4 KiB in an executor
@@ -42,7 +45,8 @@ async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application, registry: CollectorRegistry) -> None:
-    """Serve ``registry`` at ``/metrics``."""
+    """Serve ``registry`` at ``/metrics``, and the sources appended to ``app[METRICS_SOURCES]``."""
     app[METRICS_REGISTRY] = registry
+    app[METRICS_SOURCES] = []
     app.cleanup_ctx.append(_executor_ctx)
     app.router.add_get("/metrics", metrics)

@@ -226,6 +226,14 @@ class ProjectorSettings(_Model):
     """History kept in memory; the longest window ``?hours=`` can ask for."""
 
 
+class MetricsSettings(_Model):
+    """What ``GET /metrics`` exposes per service (the cost of a scrape grows with it)."""
+
+    per_service_histograms: bool = False
+    """Per-service probe-duration histograms (``uptime_probe_duration_seconds{service,kind}``
+    buckets). Off by default: at 10,000 services they are most of the scrape."""
+
+
 class LogSettings(_Model):
     """Structured logging."""
 
@@ -1005,6 +1013,7 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
     projector: ProjectorSettings = ProjectorSettings()
+    metrics: MetricsSettings = MetricsSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     cluster: ClusterSettings | None = None
     """Present: this daemon shares its location's services with the other members."""

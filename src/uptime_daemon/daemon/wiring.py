@@ -41,6 +41,7 @@ from uptime_daemon.api.keys import (
     CheckOutcome,
     Started,
 )
+from uptime_daemon.api.metrics_endpoint import METRICS_SOURCES
 from uptime_daemon.api.summary_cache import SummaryCache
 from uptime_daemon.clock import Clock, SystemClock
 from uptime_daemon.cluster import Membership
@@ -107,7 +108,11 @@ class Daemon:
         self.base_url = base_url
         self._holder = f"uptime-daemon instance {settings.instance!r}"
         registry = CollectorRegistry(auto_describe=True)
-        self.metrics = Metrics(registry, version=__version__)
+        self.metrics = Metrics(
+            registry,
+            version=__version__,
+            per_service_histograms=settings.metrics.per_service_histograms,
+        )
         self.health = ComponentHealth(self.settings, self.clock)
         self.reloader = Reloader(self.settings, self.metrics)
         self.scheduler: CheckScheduler | None = None
@@ -119,6 +124,7 @@ class Daemon:
             registry=registry,
             live_health_interval_seconds=settings.server.live_health_interval_seconds,
         )
+        app[METRICS_SOURCES].append(self.metrics.services)
         app[SETTINGS] = self.settings
         app[CLOCK] = self.clock
         app[SUMMARY_CACHE] = summary = SummaryCache(monotonic=self.clock.monotonic)
@@ -195,7 +201,7 @@ class Daemon:
         projector.load_snapshot()
         app[PROJECTOR] = self.health.projector = projector
         self.reloader.register(projector)
-        self.metrics.registry.register(ProjectionCollector(projector, self.clock))
+        app[METRICS_SOURCES].append(ProjectionCollector(projector, self.clock))
         task = asyncio.create_task(projector.run(), name="projector")
         self.supervisor.watch(task)
         declared = DeclaredWindows(self.settings, app[STORE], projector, self.clock)

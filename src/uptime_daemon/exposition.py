@@ -1,0 +1,117 @@
+"""The ``/metrics`` body: prometheus_client's registry, then families rendered from cached bytes.
+
+prometheus_client builds a ``Sample`` for every line and formats it again on every scrape, about
+10 µs a line here: fine for the daemon's few dozen own series, seconds a scrape for the tens of
+series each of 10,000 services has. Those come from sources (``metrics.ServiceSeries``,
+``projector.collector.ProjectionCollector``) that keep each service's lines of each family as bytes,
+rewrite them only when the service changed, and hand them over as ``Block`` s: a scrape of them is a
+join. The lines are what prometheus_client writes for the same samples (labels sorted by name,
+values by ``floatToGoString``), in Prometheus text or OpenMetrics, so the two halves make one valid
+body in either format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, Protocol
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+OPENMETRICS_TYPE: Final = "application/openmetrics-text"
+EOF: Final = b"# EOF\n"
+
+Block = Sequence[bytes]
+"""One service's lines, one ``bytes`` per family of its source (empty when it has none there)."""
+
+
+class FamilyType(StrEnum):
+    """The metric types these sources write."""
+
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    SUMMARY = "summary"
+    HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family: its name (OpenMetrics': no ``_total``), type and help."""
+
+    name: str
+    type: FamilyType
+    help: str
+
+    @property
+    def sample(self) -> str:
+        """The name its samples carry (a counter's ends in ``_total``)."""
+        return f"{self.name}_total" if self.type is FamilyType.COUNTER else self.name
+
+    def header(self, *, openmetrics: bool) -> bytes:
+        """``# HELP`` and ``# TYPE``; Prometheus text names a counter family by its samples' name."""
+        name = self.name if openmetrics else self.sample
+        text = self.help.replace("\\", r"\\").replace("\n", r"\n")
+        if openmetrics:
+            text = text.replace('"', r"\"")
+        return f"# HELP {name} {text}\n# TYPE {name} {self.type.value}\n".encode()
+
+
+def escape(value: str) -> str:
+    """A label value as both formats quote it."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def series(name: str, **labels: str) -> str:
+    """``name{a="…",b="…"} `` (labels sorted, as prometheus_client writes them): a line's prefix."""
+    inner = ",".join(f'{key}="{escape(labels[key])}"' for key in sorted(labels))
+    return f"{name}{{{inner}}} " if inner else f"{name} "
+
+
+_COMMON: Final = {0.0: "0.0", 1.0: "1.0"}
+"""Most of a scrape's values (state sets, ratios of healthy services, flags): no formatting."""
+
+
+def number(value: float) -> str:
+    """A sample value as prometheus_client writes it (``1.0``, ``NaN``, ``+Inf``)."""
+    common = _COMMON.get(value)
+    if common is not None:
+        return common
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
+
+
+def render(families: Sequence[Family], blocks: Iterable[Block], *, openmetrics: bool) -> bytes:
+    """Each family's header, then every block's lines of that family."""
+    blocks = list(blocks)
+    parts: list[bytes] = []
+    for index, family in enumerate(families):
+        parts.append(family.header(openmetrics=openmetrics))
+        parts.extend(block[index] for block in blocks)
+    return b"".join(parts)
+
+
+class TextSource(Protocol):
+    """Families rendered without prometheus_client; their names must not be in the registry."""
+
+    def render(self, *, openmetrics: bool) -> bytes:
+        """The source's families, complete (headers and lines), in the asked format."""
+        ...
+
+
+def exposition(
+    registry: CollectorRegistry, sources: Iterable[TextSource], accept: str
+) -> tuple[bytes, str]:
+    """The whole body for an ``Accept`` header, and its content type: registry first, then sources.
+
+    OpenMetrics ends with ``# EOF``; prometheus_client writes it after the registry, so the
+    sources go before it.
+    """
+    encoder, content_type = choose_encoder(accept)
+    openmetrics = content_type.startswith(OPENMETRICS_TYPE)
+    body = encoder(registry)
+    extra = b"".join(source.render(openmetrics=openmetrics) for source in sources)
+    if openmetrics:
+        return body.removesuffix(EOF) + extra + EOF, content_type
+    return body + extra, content_type
