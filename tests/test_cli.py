@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -180,3 +181,41 @@ def test_a_command_help_shows_where_the_config_comes_from() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("--config PATH") == 2  # usage line and option list
     assert "--env {dev,staging,test,mainnet}" in done.stdout
+
+
+def test_compact_rolls_up_aged_checks_and_every_figure_stays(tmp_path: Path) -> None:
+    """``compact``: the raw checks older than the retention go, ``summary`` says the same after."""
+    aged = datetime.now(UTC) - timedelta(days=40)
+
+    async def write() -> None:
+        store = await SqliteEventStore.open(tmp_path / "events.db", clock_now=lambda: aged)
+        await write_checks(store, CHECKS, seed=8, start=aged - timedelta(hours=1))
+        await store.close()
+
+    asyncio.run(write())
+    config = write_config(tmp_path, '[services.a]\nkind = "http"\nurl = "http://127.0.0.1:9/"\n')
+    before = cli(config, "summary", "--hours", "2160", "--json")
+    assert before.returncode == 0, before.stderr
+    done = cli(config, "compact", "--older-than-days", "30")
+    assert done.returncode == 0, done.stderr
+    match = re.search(
+        r"rolled up (\d+) raw events into (\d+) rollups .*; (\d+) deleted", done.stdout
+    )
+    assert match, done.stdout
+    assert int(match.group(1)) == int(match.group(3)) == CHECKS
+    after = cli(config, "summary", "--hours", "2160", "--json")
+    assert after.returncode == 0, after.stderr
+    assert _lasting(after.stdout) == _lasting(before.stdout)
+    again = cli(config, "compact", "--older-than-days", "0")
+    assert again.returncode == 2, again.stdout  # a config error: at least one day is kept
+
+
+def _lasting(summary: str) -> list[dict[str, object]]:
+    """What a summary says that does not depend on the instant it was asked (``now`` moves on)."""
+    found = []
+    for service in orjson.loads(summary)["services"]:
+        seconds = service.pop("seconds")
+        seconds.pop("unknown")
+        service.pop("window")
+        found.append(service | {"seconds": seconds})
+    return found

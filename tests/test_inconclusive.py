@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +27,7 @@ from uptime_daemon.probes import PROBERS
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.http import make_client_session
 from uptime_daemon.projector.runner import INCONCLUSIVE, Projector
+from uptime_daemon.projector.summary import summarize
 from uptime_daemon.results import FailureReason, InconclusiveReason, ProbeResult
 from uptime_daemon.runner import CheckRunner
 from uptime_daemon.status import Status
@@ -228,6 +230,10 @@ async def test_a_deadline_lapsed_in_our_own_stall_is_inconclusive_not_down(
                 projector.handle(event)
         assert projector.decode_failures == 0
         assert projector.state.services["web"].status is Status.UP
+        counted = summarize(
+            projector.state.services["web"], now=decoded.timestamp + timedelta(seconds=1), hours=1
+        ).checks
+        assert (counted.total, counted.up, counted.inconclusive) == (1, 1, 1)  # shown apart
         last = projector.last_probe["web"]
         assert last.reason == INCONCLUSIVE
         assert "daemon_overloaded" in last.detail

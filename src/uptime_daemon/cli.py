@@ -101,6 +101,19 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--restart", action="store_true", help="ignore the checkpoint and copy from the start"
     )
+    compact = command(
+        "compact", "roll up raw checks older than raw_retention_days now (daemon stopped on SQLite)"
+    )
+    compact.add_argument(
+        "--older-than-days",
+        type=int,
+        metavar="DAYS",
+        help="this instead of [store] raw_retention_days (at least 1)",
+    )
+    command(
+        "upgrade-store",
+        "bring the SQLite file to this build's format now, with progress (the daemon stopped)",
+    )
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_commands.add_parser(
@@ -291,6 +304,33 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _compact(settings: Settings, args: argparse.Namespace) -> int:
+    """Roll up aged raw checks; the projection is unchanged, the raw events go."""
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
+
+    done = await offline.compact(settings, older_than_days=args.older_than_days)
+    deleted = "" if done.deleted is None else f"; {done.deleted} deleted from the file"
+    print(
+        f"rolled up {done.events} raw events into {done.rollups} rollups "
+        f"in {done.seconds:.2f} s{deleted}"
+    )
+    return 0
+
+
+async def _upgrade_store(settings: Settings, _args: argparse.Namespace) -> int:
+    """Upgrade the embedded store's file in place; progress on stderr, resumable if stopped."""
+    from uptime_daemon.daemon import offline  # noqa: PLC0415
+
+    def progress(done: int, total: int) -> None:
+        print(
+            f"upgrading: {done:,} of {total:,} events ({done / max(total, 1):.0%})", file=sys.stderr
+        )
+
+    done = await offline.upgrade_store(settings, progress)
+    print(f"{done.path}: schema version {done.version}, {done.size_bytes:,} bytes")
+    return 0
+
+
 async def _transfer_errors(
     command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]],
     settings: Settings,
@@ -311,6 +351,8 @@ _COMMANDS: Final[dict[str, Command]] = {
     "check": _check,
     "summary": _summary,
     "replay": _replay,
+    "compact": _compact,
+    "upgrade-store": _upgrade_store,
     "export": functools.partial(_transfer_errors, _export),
     "import": functools.partial(_transfer_errors, _import),
     "migrate": functools.partial(_transfer_errors, _migrate),

@@ -43,6 +43,12 @@ def to_iso_millis(moment: datetime) -> str:
     return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+def to_iso_micros(moment: datetime) -> str:
+    """``2024-01-15T10:30:00.123456Z``: UTC with every microsecond a datetime holds (exact)."""
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
 def parse_iso(text: str) -> datetime:
     """Parse an ISO-8601 timestamp (``Z`` accepted) into an aware UTC datetime."""
     parsed = datetime.fromisoformat(text)

@@ -6,7 +6,12 @@ revisions, not for ``any``): running them twice duplicates nothing, and a confli
 stream that already holds other events — is reported, never merged silently. Migration records
 the last source position it copied and resumes from there.
 
-Only ``service-uptime-*`` streams are moved: ``system-*`` streams are temporary by design.
+Only ``service-uptime-*`` streams and the rollups of their compacted checks
+(``system-uptime-rollup-*``) are moved: other ``system-*`` streams are temporary by design.
+
+A stream whose oldest events were compacted away starts past revision 0 at the source; at the
+target it starts at 0, its revisions shifted by where the source's began (``Renumbering``) — the
+projection never depends on a raw stream's revisions, only on the order of its events.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import structlog
 
 from uptime_daemon.clock import parse_iso, to_iso_millis
 from uptime_daemon.errors import ConcurrencyConflict, UptimeDaemonError
+from uptime_daemon.projector.rollup import ROLLUP_STREAM_PREFIX
 from uptime_daemon.store import (
     UPTIME_STREAM_PREFIX,
     EventStore,
@@ -35,6 +41,8 @@ from uptime_daemon.store import (
 log = structlog.get_logger(__name__)
 
 PAGE: Final = 1000
+MOVED: Final = (UPTIME_STREAM_PREFIX, ROLLUP_STREAM_PREFIX)
+"""The streams export, import and migration move."""
 
 
 class TransferError(UptimeDaemonError):
@@ -108,7 +116,7 @@ def from_line(text: str, number: int) -> tuple[str, int, NewEvent]:
 
 
 async def _pages(store: EventStore, after: int | None) -> AsyncIterator[list[RecordedEvent]]:
-    while page := await store.read_all(after=after, stream_prefix=UPTIME_STREAM_PREFIX, limit=PAGE):
+    while page := await store.read_all(after=after, stream_prefix=MOVED, limit=PAGE):
         yield page
         after = page[-1].position
         if len(page) < PAGE:
@@ -116,13 +124,17 @@ async def _pages(store: EventStore, after: int | None) -> AsyncIterator[list[Rec
 
 
 async def export_jsonl(store: EventStore, out: TextIO) -> Progress:
-    """Write every uptime event, in commit order."""
+    """Write every uptime event and rollup, in commit order."""
     count, last = 0, None
     async for page in _pages(store, None):
         out.writelines(to_line(event).decode() for event in page)
         count += len(page)
         last = page[-1].position
     return Progress(events=count, appends=0, last_position=last)
+
+
+Renumbering = dict[str, int]
+"""Stream → the source revision its first event had (the target's revision 0)."""
 
 
 async def _append_run(
@@ -138,12 +150,19 @@ async def _append_run(
         ) from exc
 
 
-async def _append_runs(target: EventStore, items: Iterable[tuple[str, int, NewEvent]]) -> int:
-    """Append consecutive events of one stream together, each run with its exact expected revision."""
+async def _append_runs(
+    target: EventStore, items: Iterable[tuple[str, int, NewEvent]], shift: Renumbering
+) -> int:
+    """Append consecutive events of one stream together, each run with its exact expected revision.
+
+    ``shift`` remembers where each stream began at the source (kept across calls, and across a
+    resumed migration), so a stream compacted at the source starts at 0 at the target.
+    """
     appends = 0
     run: list[NewEvent] = []
     run_stream, first_revision = "", 0
-    for stream, revision, event in items:
+    for stream, source_revision, event in items:
+        revision = source_revision - shift.setdefault(stream, source_revision)
         if run and (stream != run_stream or revision != first_revision + len(run)):
             await _append_run(target, run_stream, first_revision, run)
             appends += 1
@@ -160,16 +179,17 @@ async def _append_runs(target: EventStore, items: Iterable[tuple[str, int, NewEv
 async def import_jsonl(target: EventStore, lines: Iterable[str]) -> Progress:
     """Append exported events with their ids and revisions; a re-import writes nothing new."""
     batch: list[tuple[str, int, NewEvent]] = []
+    shift: Renumbering = {}
     count = appends = 0
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         batch.append(from_line(text, number))
         if len(batch) >= PAGE:
-            appends += await _append_runs(target, batch)
+            appends += await _append_runs(target, batch, shift)
             count += len(batch)
             batch = []
-    appends += await _append_runs(target, batch)
+    appends += await _append_runs(target, batch, shift)
     return Progress(events=count + len(batch), appends=appends, last_position=None)
 
 
@@ -184,9 +204,11 @@ async def migrate(
 ) -> Progress:
     """Copy the uptime log to ``target``, resuming after the last position copied."""
     after: int | None = None
+    shift: Renumbering = {}
     # A few bytes per thousand events, in a one-shot command: blocking file I/O is fine here.
     if checkpoint.exists() and not restart:  # noqa: ASYNC240
-        after = orjson.loads(checkpoint.read_bytes()).get("position")  # noqa: ASYNC240
+        saved = orjson.loads(checkpoint.read_bytes())  # noqa: ASYNC240
+        after, shift = saved.get("position"), dict(saved.get("firstRevisions", {}))
         log.info("migration_resuming", after=after)
     count = appends = 0
     last = after
@@ -194,9 +216,11 @@ async def migrate(
         appends += await _append_runs(
             target,
             [(e.stream, e.revision, NewEvent(e.id, e.type, e.data, e.metadata)) for e in page],
+            shift,
         )
         count += len(page)
         last = page[-1].position
-        checkpoint.write_bytes(orjson.dumps({"position": last}))  # noqa: ASYNC240
+        saved = {"position": last, "firstRevisions": shift}
+        checkpoint.write_bytes(orjson.dumps(saved))  # noqa: ASYNC240
         log.info("migration_progress", events=count, position=last)
     return Progress(events=count, appends=appends, last_position=last)

@@ -111,7 +111,7 @@ class FakeStore:
                 data=event.data,
                 metadata=event.metadata,
                 stream=stream,
-                revision=len(events),
+                revision=events[-1].revision + 1 if events else 0,
                 position=self.position,
                 recorded_at=datetime(2030, 1, 1, tzinfo=UTC),
             )
@@ -167,6 +167,12 @@ class FakeStore:
     async def get_stream_metadata(self, stream: str) -> StreamMetadata:
         self._enter("get_stream_metadata", stream)
         return self.metadata.get(stream, StreamMetadata())
+
+    async def truncate_before(self, stream: str, revision: int) -> None:
+        self._enter("truncate_before", stream)
+        if stream not in self.streams or stream in self.deleted:
+            raise StreamNotFound(stream)
+        self.streams[stream] = [e for e in self.streams[stream] if e.revision >= revision]
 
     async def delete_stream(self, stream: str, expected: Expected = StreamState.ANY) -> None:
         self._enter("delete_stream", stream)

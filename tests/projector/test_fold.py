@@ -353,7 +353,8 @@ def _folded(observations: list[Observation]) -> bytes:
     for obs in observations:
         apply(state, obs)
     for service in state.services.values():
-        service.repeated_checks = 0  # the one field that differs: how many repeats were skipped
+        # The fields that differ: how many repeats were skipped, so how many checks were folded.
+        service.repeated_checks = service.folded = 0
     return snapshot.encode(snapshot.Snapshot(position=None, state=state))
 
 

@@ -316,6 +316,20 @@ class EventStoreContract:
             await store.read_stream(stream, backwards=backwards, limit=1)
         assert caught.value.stream == stream
 
+    async def test_truncate_before_hides_the_oldest_for_good(self, store: EventStore) -> None:
+        """``$tb``: reads start at the truncation point, which never moves back; appends go on."""
+        stream = unique()
+        await store.append(stream, [new(str(i)) for i in range(6)])
+        await store.truncate_before(stream, 4)
+        assert [e.revision for e in await store.read_stream(stream)] == [4, 5]
+        assert [e.revision for e in await store.read_stream(stream, backwards=True)] == [5, 4]
+        await store.truncate_before(stream, 2)  # lower: no effect
+        assert [e.revision for e in await store.read_stream(stream, limit=1)] == [4]
+        await store.append(stream, [new("6")], expected=5)  # the stream's revision is untouched
+        assert [e.type for e in await store.read_stream(stream)] == ["4", "5", "6"]
+        with pytest.raises(StreamNotFound):
+            await store.truncate_before(unique(), 1)
+
     async def test_read_all_after_position_with_prefix_and_limit(self, store: EventStore) -> None:
         """The global log: exclusive start, prefix filter, limit, commit order."""
         tag = uuid.uuid4().hex[:8]

@@ -267,6 +267,10 @@ class CheckCounts(ApiModel):
     up: int
     degraded: int
     down: int
+    inconclusive: int = Field(
+        description="Checks that concluded nothing because the daemon could not keep up "
+        "(README: overload never reads as an outage); not in total, up, degraded or down."
+    )
     up_ratio: float | None
 
 

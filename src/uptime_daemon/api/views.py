@@ -123,6 +123,7 @@ def _checks(summary: ServiceSummary) -> models.CheckCounts:
         up=summary.checks.up,
         degraded=summary.checks.degraded,
         down=summary.checks.down,
+        inconclusive=summary.checks.inconclusive,
         up_ratio=summary.checks.up_ratio,
     )
 

@@ -198,6 +198,15 @@ class StoreSettings(_Model):
     """Outage spool file; default: beside the SQLite file, else ``var/uptime-daemon/spool.db``."""
     spool_max_events: int = Field(default=100_000, ge=1, le=100_000_000)
     """Events kept while the store is unreachable (~1 KB each); past it, new ones are dropped and counted."""
+    raw_retention_days: int = Field(default=30, ge=0, le=36_500)
+    """Raw check events older than this are compacted into exact hourly rollups (one
+    ``system-uptime-rollup-{service}`` event per service per compaction) and then removed: deleted on
+    SQLite, truncated (``$tb``) on KurrentDB. Replaying rollups plus the raw events left gives the
+    very projection the raw log gives. ``0`` keeps every raw event forever."""
+    compaction_interval_seconds: Seconds = 86_400.0
+    """How often the daemon compacts (and once at start): each pass writes one rollup per service
+    holding every hour it covers, so daily passes cost ~5 KB a service a day, hourly ones ~1 KB an
+    hour (``bench/retention.py``)."""
 
     @property
     def kind(self) -> StoreKind:

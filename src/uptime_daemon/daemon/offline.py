@@ -7,7 +7,9 @@ parses arguments and prints what these return.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from uptime_daemon.daemon.build import (
 from uptime_daemon.daemon.exclusive import exclusive
 from uptime_daemon.daemon.serving import base_url
 from uptime_daemon.errors import ConfigError
+from uptime_daemon.history.compactor import Compactor
 from uptime_daemon.probes import probe_for
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.session import make_client_session
@@ -37,6 +40,7 @@ from uptime_daemon.redact import redact
 from uptime_daemon.results import ProbeResult
 from uptime_daemon.runner import probe_with_deadline
 from uptime_daemon.store import EventStore
+from uptime_daemon.store.sqlite import SCHEMA_VERSION, migrate_file
 
 
 @asynccontextmanager
@@ -99,6 +103,8 @@ async def summary(settings: Settings, hours: int) -> UptimeSummary:
 
 
 STOP_THE_DAEMON: Final = "stop the daemon first: replay rewrites the snapshot it keeps"
+STOP_UPGRADING: Final = "stop the daemon first: it upgrades the file itself when it opens it"
+STOP_COMPACTING: Final = "stop the daemon first (it compacts the SQLite file by itself, hourly)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,84 @@ async def replay(settings: Settings) -> Replayed:
         seconds = clock.monotonic() - started
         projector.save_snapshot()
     return Replayed(folded, len(projector.state.services), seconds, projector.position)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactedLog:
+    """What an offline compaction did."""
+
+    rollups: int
+    events: int
+    """Raw events rolled up (hidden at once; deleted by the scavenge on SQLite)."""
+    deleted: int | None
+    """Events the SQLite store deleted afterwards (``None`` on KurrentDB: its own scavenge)."""
+    seconds: float
+
+
+async def compact(settings: Settings, *, older_than_days: int | None = None) -> CompactedLog:
+    """Roll up the raw checks older than ``raw_retention_days`` now, as the daemon does hourly.
+
+    With the daemon stopped for SQLite (the file is one daemon's); on KurrentDB it may run beside
+    daemons (a rollup is written once, whoever writes it).
+    """
+    days = settings.store.raw_retention_days if older_than_days is None else older_than_days
+    if days < 1:
+        raise ConfigError(f"compaction keeps at least 1 day of raw checks (got {days} days)")
+    clock = SystemClock()
+    started = clock.monotonic()
+    database = database_path(settings.store)
+    with contextlib.ExitStack() as held:
+        if database is not None:
+            held.enter_context(
+                exclusive(database, holder="uptime-daemon compact", why=STOP_COMPACTING)
+            )
+        async with opened_store(settings) as store:
+            projector = new_projector(settings, store, clock)
+            projector.load_snapshot()
+            await projector.catch_up()
+            scoped = settings.model_copy(
+                update={"store": settings.store.model_copy(update={"raw_retention_days": days})}
+            )
+            compactor = Compactor(
+                store=store,
+                now=clock.now,
+                settings=scoped,
+                services=lambda: list(projector.state.services),
+                ready=lambda: True,
+            )
+            done = await compactor.compact()
+            scavenge = getattr(store, "scavenge", None)
+            deleted = await scavenge() if scavenge is not None else None
+    return CompactedLog(
+        rollups=len(done),
+        events=sum(each.events for each in done),
+        deleted=deleted,
+        seconds=clock.monotonic() - started,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradedStore:
+    """The embedded store's file after ``upgrade_store``."""
+
+    path: Path
+    version: int
+    size_bytes: int
+
+
+async def upgrade_store(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> UpgradedStore:
+    """Bring the SQLite file to this build's schema now (the daemon would on start, silently long).
+
+    Resumable: stopped half-way, the next run (or the daemon) carries on after the last chunk.
+    """
+    database = database_path(settings.store)
+    if database is None:
+        raise ConfigError("upgrade-store is for the embedded SQLite store (store.url sqlite:///…)")
+    with exclusive(database, holder="uptime-daemon upgrade-store", why=STOP_UPGRADING):
+        await asyncio.to_thread(migrate_file, database, progress=progress)
+    return UpgradedStore(database, SCHEMA_VERSION, database.stat().st_size)
 
 
 async def export(settings: Settings, out: TextIO) -> int:

@@ -62,6 +62,7 @@ from uptime_daemon.daemon.reload import Reloader
 from uptime_daemon.daemon.sharing import Sharing
 from uptime_daemon.daemon.supervisor import Supervisor
 from uptime_daemon.errors import EventStoreError, EventStoreUnavailable
+from uptime_daemon.history.compactor import Compactor
 from uptime_daemon.loop_lag import LoopLag
 from uptime_daemon.metrics import Metrics
 from uptime_daemon.probes import PROBERS
@@ -204,13 +205,23 @@ class Daemon:
         app[METRICS_SOURCES].append(ProjectionCollector(projector, self.clock))
         task = asyncio.create_task(projector.run(), name="projector")
         self.supervisor.watch(task)
+        compactor = Compactor(
+            store=app[STORE],
+            now=self.clock.now,
+            settings=settings,
+            services=lambda: list(projector.state.services),
+            ready=projector.caught_up.is_set,
+        )
+        self.reloader.register(compactor)
+        compacting = asyncio.create_task(compactor.run(), name="compactor")
+        self.supervisor.watch(compacting)
         declared = DeclaredWindows(self.settings, app[STORE], projector, self.clock)
         self.reloader.register(declared)
         declaring = asyncio.create_task(declared.run(), name="maintenance-declared")
         self.supervisor.watch(declaring)
         log.info("projector_started", position=projector.position)
         yield
-        for running in (declaring, task):
+        for running in (declaring, compacting, task):
             running.cancel()
             with suppress(asyncio.CancelledError):
                 await running

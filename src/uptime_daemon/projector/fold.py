@@ -51,6 +51,7 @@ HISTOGRAM_BUCKETS: Final = 72
 HISTOGRAM_RELATIVE_ERROR: Final = 2**0.125 - 1
 """A percentile is reported as its bucket's geometric midpoint: at most ~9.05 % off (1 ms .. 4.3 min)."""
 DEFAULT_RETENTION_SECONDS: Final = 90 * 86_400.0
+_NEVER: Final = -1
 RECENT_SLOTS: Final = 8
 """Slots remembered per (service, location) to recognise a check already counted. A late check of
 an older slot still counts while fewer than this many newer ones have arrived."""
@@ -82,6 +83,14 @@ class Observation:
     """The service's locations as the event states them; empty means only ``location``."""
 
 
+@dataclass(frozen=True, slots=True)
+class Inconclusive:
+    """A check that concluded nothing (``ServiceCheckInconclusive``): counted, never a verdict."""
+
+    service: str
+    at: datetime
+
+
 @dataclass(slots=True)
 class HourBucket:
     """One hour of one service: check counts, seconds per state, response-time histogram."""
@@ -93,6 +102,8 @@ class HourBucket:
     response_sum_seconds: float = 0.0
     histogram: dict[int, int] = field(default_factory=dict)
     """Sparse: bucket index → count."""
+    inconclusive: int = 0
+    """Checks that concluded nothing (the daemon could not keep up): in no other figure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +167,15 @@ class ServiceProjection:
     locations: dict[str, ServiceProjection] = field(default_factory=dict)
     """Per-location records once the service is watched from more than one location; empty while
     this record is its only location's (then ``status``/``gap_seconds`` are that location's)."""
+    pruned_hour: int = _NEVER
+    """The newest hour (since the epoch) a check was counted in: retention is measured back from
+    its start (``prune``)."""
+    folded: int = 0
+    """Checks of the service folded so far, repeated ones included (what a rollup's record is
+    compared by: one that has folded as many holds the rollup's checks already)."""
+    rolled_through: datetime | None = None
+    """The newest check time a rollup (``projector.rollup``) folded in for this service: a raw check
+    at or before it is in the record already, whether or not the raw event is still stored."""
 
     @property
     def by_quorum(self) -> bool:
@@ -293,6 +313,9 @@ def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
     service = state.services.get(obs.service)
     if service is None:
         service = state.services[obs.service] = ServiceProjection(obs.service)
+    if service.rolled_through is not None and obs.at <= service.rolled_through:
+        return state  # folded in already, by a rollup: the raw event is awaiting its removal
+    service.folded += 1
     if not _first_count(service, obs):
         service.repeated_checks += 1
         return state
@@ -309,7 +332,7 @@ def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
             service.quorum, service.quorum_of = obs.quorum, quorum_of
             _check(service, obs, horizon_seconds)
             return state
-        _split(service)
+        split(service)
     service.quorum, service.quorum_of = obs.quorum, quorum_of
     at = obs.at
     if service.last_check is not None and at < service.last_check:
@@ -327,6 +350,29 @@ def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
     service.last_response_seconds = obs.response_seconds
     _count(service, obs, at, horizon_seconds)
     return state
+
+
+def apply_inconclusive(state: ProjectionState, check: Inconclusive) -> ProjectionState:
+    """Count a check that concluded nothing in its hour; it changes no status and no time.
+
+    Not recognised by slot when stored twice (each replica that gave up on a slot counts it):
+    its slot may well get a verdict from another replica, which must count.
+    """
+    service = state.services.get(check.service)
+    if service is None:
+        service = state.services[check.service] = ServiceProjection(check.service)
+    if service.rolled_through is not None and check.at <= service.rolled_through:
+        return state  # in a rollup already
+    service.folded += 1
+    _bucket(service, _hour(check.at)).inconclusive += 1
+    return state
+
+
+def fold_check(state: ProjectionState, check: Observation | Inconclusive) -> ProjectionState:
+    """``apply`` or ``apply_inconclusive``, whichever ``check`` is."""
+    if isinstance(check, Observation):
+        return apply(state, check)
+    return apply_inconclusive(state, check)
 
 
 def _check(service: ServiceProjection, obs: Observation, horizon_seconds: float) -> None:
@@ -366,10 +412,12 @@ def _count(
 ) -> None:
     """The check in its hour's counts and response-time histogram."""
     hour = _hour(at)
+    if hour > service.pruned_hour:
+        # Once per service-hour: cheap enough to prune here, and retention is days, not minutes.
+        service.pruned_hour = hour
+        prune(service, horizon_seconds)
     bucket = service.buckets.get(hour)
     if bucket is None:
-        # Once per service-hour: cheap enough to prune here, and retention is days, not minutes.
-        _prune(service, at - timedelta(seconds=horizon_seconds))
         bucket = service.buckets[hour] = HourBucket()
     bucket.checks[_INDEX[obs.status]] += 1
     if obs.status is not Status.DOWN:
@@ -378,8 +426,12 @@ def _count(
         bucket.histogram[index] = bucket.histogram.get(index, 0) + 1
 
 
-def _split(service: ServiceProjection) -> None:
-    """A second location appears: the single record's history becomes its location's too."""
+def split(service: ServiceProjection) -> None:
+    """A second location appears: the single record's history becomes its location's too.
+
+    Except the inconclusive counts: they are the service's (``apply_inconclusive``), so an hour
+    that holds nothing else is not copied.
+    """
     location = service.location or "default"
     service.locations[location] = ServiceProjection(
         name=service.name,
@@ -399,11 +451,13 @@ def _split(service: ServiceProjection) -> None:
                 histogram=dict(b.histogram),
             )
             for hour, b in service.buckets.items()
+            if b.histogram or any(b.checks) or any(b.seconds)
         },
         incidents=[Incident(i.start, i.end, i.down, i.unknown) for i in service.incidents],
         last_response_seconds=service.last_response_seconds,
         totals=list(service.totals),
         location=location,
+        pruned_hour=service.pruned_hour,
     )
     service.location = None
 
@@ -454,8 +508,18 @@ def _advance(service: ServiceProjection, at: datetime) -> None:
         _credit(service, period.state, period.start, period.end)
 
 
+def prune(service: ServiceProjection, horizon_seconds: float) -> None:
+    """Drop what lies entirely ``horizon_seconds`` before the start of ``pruned_hour``.
+
+    The horizon moves in whole hours, so a record pruned at each new hour and one pruned once
+    after many hours (a rollup applied) keep exactly the same.
+    """
+    if service.pruned_hour > _NEVER:
+        _prune(service, epoch(service.pruned_hour * HOUR_SECONDS - horizon_seconds))
+
+
 def _prune(service: ServiceProjection, horizon: datetime) -> None:
-    """Drop what is entirely older than the retention horizon (cheap: only when there is some)."""
+    """Drop what is entirely older than ``horizon`` (cheap: only when there is some)."""
     while service.periods and service.periods[0].end < horizon:
         service.periods.pop(0)
     oldest_hour = _hour(horizon)

@@ -23,12 +23,15 @@ from uptime_daemon import events, maintenance
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Settings
 from uptime_daemon.errors import EventStoreError, UptimeDaemonError
+from uptime_daemon.projector import rollup as rollups
 from uptime_daemon.projector import snapshot as snapshots
 from uptime_daemon.projector.fold import (
+    Inconclusive,
     Observation,
     ProjectionState,
     ServiceProjection,
     apply,
+    apply_inconclusive,
 )
 from uptime_daemon.status import Status, credibility
 from uptime_daemon.store import (
@@ -40,8 +43,9 @@ from uptime_daemon.store import (
     read_log,
 )
 
-FOLLOWED: Final = (UPTIME_STREAM_PREFIX, maintenance.STREAM)
-"""The streams the projection folds: every service's checks, and the maintenance windows."""
+FOLLOWED: Final = (UPTIME_STREAM_PREFIX, maintenance.STREAM, rollups.ROLLUP_STREAM_PREFIX)
+"""The streams the projection folds: every service's checks, the maintenance windows, and the
+rollups of checks removed (folded first of all: ``fold_rollups``)."""
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +133,8 @@ class Projector:
             events.EVENT_TYPE_CHECK_PENDING: self._fold_pending,
             events.EVENT_TYPE_CHECK_INCONCLUSIVE: self._fold_inconclusive,
         }
-        """The checks with no verdict, by event type: each only makes its service exist."""
+        """The checks with no verdict, by event type: they fold no time (an inconclusive one is
+        counted in its hour)."""
         self._snapshot_position: int | None = None
         self._last_snapshot_monotonic = clock.monotonic()
 
@@ -176,6 +181,7 @@ class Projector:
         failures = 0
         while True:
             try:
+                await self.fold_rollups()
                 async for item in self._store.subscribe(
                     after=self.position, stream_prefix=FOLLOWED
                 ):
@@ -218,6 +224,7 @@ class Projector:
         """
         folded = 0
         newest: dict[str, tuple[datetime, str, bytes]] = {}
+        await self.fold_rollups(page_size)
         try:
             while True:
                 if self._listeners:
@@ -241,6 +248,43 @@ class Projector:
         finally:
             self._record_last_probes(newest)
 
+    async def fold_rollups(self, page_size: int = CATCH_UP_PAGE) -> int:
+        """Fold every rollup stored after the checkpoint, ahead of the log; return how many.
+
+        A rollup is appended after raw checks newer than its own (it is written when its checks
+        have aged), so read in log order it would come too late: the newer checks would already
+        have moved the record past it. Folded first, each lands on the record as it stood before
+        its checks, and the raw checks it covers that are still stored are skipped (``fold.apply``).
+        The checkpoint does not move: the log is then read from it as before, and the rollups met
+        again there change nothing.
+        """
+        applied = 0
+        after = self.position
+        while True:
+            rows = await read_log(
+                self._store,
+                after=after,
+                stream_prefix=rollups.ROLLUP_STREAM_PREFIX,
+                limit=page_size,
+            )
+            for position, stream, revision, kind, data, _ in rows:
+                if kind == rollups.EVENT_TYPE_ROLLUP:
+                    applied += self._apply_rollup(stream, revision, position, data)
+            if len(rows) < page_size:
+                break
+            after = rows[-1][0]
+        if applied:
+            log.info("projector_rollups_folded", rollups=applied, position=self.position)
+        return applied
+
+    def _apply_rollup(self, stream: str, revision: int, position: int, data: bytes) -> bool:
+        """One rollup onto the projection; an undecodable one is counted and skipped."""
+        try:
+            return rollups.apply_rollup(self.state, rollups.decode(data))
+        except ValueError as exc:  # RollupDecodeError
+            self._decode_failed(stream, revision, position, exc)
+            return False
+
     def _fold_rows(
         self, rows: list[LogRow], newest: dict[str, tuple[datetime, str, bytes]]
     ) -> None:
@@ -251,24 +295,12 @@ class Projector:
                 if kind == events.EVENT_TYPE_STATUS_CHANGED:
                     check = events.decode_check(data)
                     service = check.service
-                    gap = check.gap_seconds
                     known = newest.get(service)
                     if known is None or known[0] <= check.timestamp:
                         newest[service] = (check.timestamp, kind, data)
-                    apply(
-                        state,
-                        Observation(
-                            service,
-                            check.timestamp,
-                            check.status,
-                            check.response_seconds,
-                            self._default_gap(service) if gap is None else gap,
-                            check.location,
-                            check.scheduled_at,
-                            check.quorum,
-                            check.quorum_of,
-                        ),
-                    )
+                    apply(state, observation(check, self._default_gap))
+                elif kind == rollups.EVENT_TYPE_ROLLUP:
+                    self._apply_rollup(stream, revision, position, data)
                 elif (fold := self._no_verdict.get(kind)) is not None:
                     seen = fold(data)  # pending or inconclusive: no time, only the newest check
                     known = newest.get(seen.service)
@@ -319,6 +351,8 @@ class Projector:
                 self._apply_pending(event)
             elif event.type == events.EVENT_TYPE_CHECK_INCONCLUSIVE:
                 self._apply_inconclusive(event)
+            elif event.type == rollups.EVENT_TYPE_ROLLUP:
+                self._apply_rollup(event.stream, event.revision, event.position, event.data)
             else:
                 self._fold_other(event.stream, event.type, event.data)
         except (UptimeDaemonError, ValueError) as exc:
@@ -394,10 +428,9 @@ class Projector:
             self.last_probe[inconclusive.service] = _inconclusive_probe(inconclusive)
 
     def _fold_inconclusive(self, data: bytes) -> events.CheckInconclusive:
-        """All an inconclusive check does to the projection: its service exists."""
+        """An inconclusive check is counted in its hour; it folds no time and no verdict."""
         inconclusive = events.decode_check_inconclusive(data)
-        if inconclusive.service not in self.state.services:
-            self.state.services[inconclusive.service] = ServiceProjection(inconclusive.service)
+        apply_inconclusive(self.state, Inconclusive(inconclusive.service, inconclusive.timestamp))
         return inconclusive
 
     def _apply_status(self, event: RecordedEvent) -> None:
@@ -463,6 +496,22 @@ class Projector:
         if self.caught_up.is_set() or self.last_event_recorded_at is None:
             return 0.0
         return max(0.0, (self._clock.now() - self.last_event_recorded_at).total_seconds())
+
+
+def observation(check: events.Check, default_gap: Callable[[str], float]) -> Observation:
+    """A decoded check as the fold takes it; ``default_gap`` judges one that states no policy."""
+    gap = check.gap_seconds
+    return Observation(
+        check.service,
+        check.timestamp,
+        check.status,
+        check.response_seconds,
+        default_gap(check.service) if gap is None else gap,
+        check.location,
+        check.scheduled_at,
+        check.quorum,
+        check.quorum_of,
+    )
 
 
 def _last_probe(event: events.StatusChanged) -> LastProbe:

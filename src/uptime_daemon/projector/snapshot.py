@@ -26,8 +26,8 @@ from uptime_daemon.projector.fold import (
 )
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 4
-"""4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
+FORMAT_VERSION: Final = 5
+"""5 added the hour retention is measured from and the time rollups are folded through; 4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
 per-location records, the quorum, the recent slots of each (service, location) and the
 repeated-check count. An older file is replayed from zero, which rebuilds what it lacks."""
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -53,7 +53,12 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else epoch(value)
 
 
-def _encode_service(s: ServiceProjection) -> dict[str, Any]:
+def encode_record(s: ServiceProjection) -> dict[str, Any]:
+    """One service's record as JSON-ready data, exact (times as Unix seconds, floats as they are).
+
+    Also the body of a rollup event (``projector.rollup``): stored for good, so a change here must
+    keep reading what it wrote before.
+    """
     return {
         "status": s.status,
         "since": _ts(s.since),
@@ -66,7 +71,14 @@ def _encode_service(s: ServiceProjection) -> dict[str, Any]:
         "totals": s.totals,
         "periods": [[p.state, p.start.timestamp(), p.end.timestamp()] for p in s.periods],
         "buckets": [
-            [hour, b.checks, b.seconds, b.response_sum_seconds, sorted(b.histogram.items())]
+            [
+                hour,
+                b.checks,
+                b.seconds,
+                b.response_sum_seconds,
+                sorted(b.histogram.items()),
+                b.inconclusive,
+            ]
             for hour, b in sorted(s.buckets.items())
         ],
         "incidents": [
@@ -78,14 +90,17 @@ def _encode_service(s: ServiceProjection) -> dict[str, Any]:
         "location": s.location,
         "quorum": s.quorum,
         "quorumOf": list(s.quorum_of),
-        "locations": {where: _encode_service(s.locations[where]) for where in sorted(s.locations)},
+        "locations": {where: encode_record(s.locations[where]) for where in sorted(s.locations)},
+        "prunedHour": s.pruned_hour,
+        "folded": s.folded,
+        "rolledThrough": _ts(s.rolled_through),
     }
 
 
 def encode(snapshot: Snapshot) -> bytes:
     """Serialize to JSON bytes (deterministic: services and locations in name order)."""
     services = {
-        name: _encode_service(snapshot.state.services[name])
+        name: encode_record(snapshot.state.services[name])
         for name in sorted(snapshot.state.services)
     }
     return orjson.dumps(
@@ -99,7 +114,8 @@ def encode(snapshot: Snapshot) -> bytes:
     )
 
 
-def _decode_service(name: str, s: dict[str, Any]) -> ServiceProjection:
+def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
+    """The record ``encode_record`` wrote (``KeyError``/``TypeError``/``ValueError`` when corrupt)."""
     service = ServiceProjection(
         name=name,
         status=None if s["status"] is None else Status(s["status"]),
@@ -124,15 +140,19 @@ def _decode_service(name: str, s: dict[str, Any]) -> ServiceProjection:
         quorum=int(s["quorum"]),
         quorum_of=tuple(str(where) for where in s["quorumOf"]),
         locations={
-            str(where): _decode_service(name, record) for where, record in s["locations"].items()
+            str(where): decode_record(name, record) for where, record in s["locations"].items()
         },
+        pruned_hour=int(s["prunedHour"]),
+        folded=int(s["folded"]),
+        rolled_through=_dt(s["rolledThrough"]),
     )
-    for hour, checks, seconds, response_sum, histogram in s["buckets"]:
+    for hour, checks, seconds, response_sum, histogram, inconclusive in s["buckets"]:
         service.buckets[int(hour)] = HourBucket(
             checks=[int(c) for c in checks],
             seconds=[float(x) for x in seconds],
             response_sum_seconds=float(response_sum),
             histogram={int(k): int(v) for k, v in histogram},
+            inconclusive=int(inconclusive),
         )
     return service
 
@@ -149,7 +169,7 @@ def decode(data: bytes) -> Snapshot:
     try:
         state = ProjectionState(retention_seconds=float(raw["retentionSeconds"]))
         for name, s in raw["services"].items():
-            state.services[name] = _decode_service(name, s)
+            state.services[name] = decode_record(name, s)
         state.maintenance = maintenance.decode_windows(raw["maintenance"])
         position = raw["position"]
         return Snapshot(position=None if position is None else int(position), state=state)

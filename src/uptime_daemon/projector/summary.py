@@ -45,6 +45,8 @@ class CheckCounts:
     up: int
     degraded: int
     down: int
+    inconclusive: int = 0
+    """Checks that concluded nothing (the daemon could not keep up): not in ``total``."""
 
     @property
     def up_ratio(self) -> float | None:
@@ -143,6 +145,7 @@ def summarize(
     first_hour = int(start.timestamp()) // HOUR_SECONDS
     last_hour = int(now.timestamp()) // HOUR_SECONDS
     counts = [0, 0, 0]
+    inconclusive = 0
     histogram: dict[int, int] = {}
     response_sum = 0.0
     buckets = service.buckets
@@ -157,6 +160,7 @@ def summarize(
         counts[0] += checks[0]
         counts[1] += checks[1]
         counts[2] += checks[2]
+        inconclusive += bucket.inconclusive
         response_sum += bucket.response_sum_seconds
         for index, count in bucket.histogram.items():
             histogram[index] = histogram.get(index, 0) + count
@@ -178,7 +182,7 @@ def summarize(
         availability_ratio=(seconds[Status.UP] + seconds[Status.DEGRADED]) / known
         if known
         else None,
-        checks=CheckCounts(sum(counts), counts[0], counts[1], counts[2]),
+        checks=CheckCounts(sum(counts), counts[0], counts[1], counts[2], inconclusive),
         response=ResponseTimes(
             samples=samples,
             average=response_sum / samples if samples else None,

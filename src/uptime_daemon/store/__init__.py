@@ -169,6 +169,16 @@ class EventStore(Protocol):
         """Soft delete: the stream reads as not found until appended to again. Never a tombstone."""
         ...
 
+    async def truncate_before(self, stream: str, revision: int) -> None:
+        """Hide the stream's events below ``revision`` for good (KurrentDB's ``$tb``).
+
+        Never moves the truncation point back, and never hides the stream: its last revision stays,
+        appends continue after it. ``read_all`` and subscriptions still see the hidden events until a
+        scavenge removes them (the SQLite store scavenges by itself). Raises ``StreamNotFound`` for a
+        missing stream.
+        """
+        ...
+
     async def ping(self) -> float:
         """Round-trip the store once; return the seconds it took. Raises ``EventStoreUnavailable``."""
         ...

@@ -17,11 +17,13 @@ from uptime_daemon.store import (
     CaughtUp,
     EventStore,
     Expected,
+    LogRow,
     NewEvent,
     RecordedEvent,
     StreamMetadata,
     StreamPrefix,
     StreamState,
+    read_log,
 )
 
 
@@ -122,6 +124,16 @@ class InstrumentedStore:
     async def delete_stream(self, stream: str, expected: Expected = StreamState.ANY) -> None:
         """Delegate."""
         await self.inner.delete_stream(stream, expected)
+
+    async def truncate_before(self, stream: str, revision: int) -> None:
+        """Delegate."""
+        await self.inner.truncate_before(stream, revision)
+
+    async def read_log_rows(
+        self, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+    ) -> list[LogRow]:
+        """The adapter's bulk read when it has one (``store.read_log``)."""
+        return await read_log(self.inner, after=after, stream_prefix=stream_prefix, limit=limit)
 
     async def ping(self) -> float:
         """Delegate."""

@@ -42,6 +42,7 @@ from uptime_daemon.errors import (
     ConcurrencyConflict,
     EventStoreError,
     EventStoreUnavailable,
+    InvalidArgument,
     StreamDeleted,
     StreamNotFound,
 )
@@ -302,6 +303,32 @@ class KurrentDBEventStore:
                 else:
                     merged[key] = value
             await self._client.set_stream_metadata(stream, metadata=merged, timeout=self._timeout)
+
+    async def truncate_before(self, stream: str, revision: int) -> None:
+        """Raise the stream's ``$tb`` to ``revision`` (never lower it), keeping the rest of its metadata.
+
+        The server hides the events below it from stream reads at once and removes them at its next
+        scavenge; ``$all`` shows them until then.
+        """
+        self._check_open()
+        given: object = revision  # callers are untyped too: a bool is not a revision
+        if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+            raise InvalidArgument(f"revision must be an integer >= 0, got {revision!r}")
+        with _translated(stream):
+            last = await self._client.get_current_version(stream, timeout=self._timeout)
+            if last is ClientState.NO_STREAM:
+                raise StreamNotFound(stream)
+            current, version = await self._client.get_stream_metadata(
+                stream, timeout=self._timeout
+            )
+            if int(current.get("$tb", 0)) >= revision:
+                return
+            await self._client.set_stream_metadata(
+                stream,
+                metadata=dict(current) | {"$tb": revision},
+                current_version=version,
+                timeout=self._timeout,
+            )
 
     async def get_stream_metadata(self, stream: str) -> StreamMetadata:
         """``$maxAge``/``$maxCount`` and the rest of the stream's metadata."""

@@ -47,6 +47,7 @@ from uptime_daemon.store import (
     StreamState,
 )
 from uptime_daemon.store.sqlite import reads
+from uptime_daemon.store.sqlite import truncate as truncation
 from uptime_daemon.store.sqlite.checks import (
     MAX_STREAM_NAME,
     check_at_least,
@@ -202,6 +203,15 @@ class SqliteEventStore:
         self._head.ensure_open()
         check_stream(stream)
         await self._writer.delete_stream(stream, check_expected(expected))
+
+    async def truncate_before(self, stream: str, revision: int) -> None:
+        """Hide the stream's events below ``revision`` for good; the next scavenge deletes them."""
+        self._head.ensure_open()
+        check_stream(stream)
+        check_at_least("revision", revision, 0)
+        await self._connections.write(
+            functools.partial(truncation.truncate_before, stream=stream, revision=revision)
+        )
 
     async def scavenge(self) -> int:
         """Physically delete every event ``read_stream`` can no longer see; return how many.

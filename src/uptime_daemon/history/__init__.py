@@ -1,0 +1,1 @@
+"""History at bounded cost: aged raw checks compacted into exact rollups (``compactor``)."""
