@@ -318,9 +318,7 @@ class KurrentDBEventStore:
             last = await self._client.get_current_version(stream, timeout=self._timeout)
             if last is ClientState.NO_STREAM:
                 raise StreamNotFound(stream)
-            current, version = await self._client.get_stream_metadata(
-                stream, timeout=self._timeout
-            )
+            current, version = await self._client.get_stream_metadata(stream, timeout=self._timeout)
             if int(current.get("$tb", 0)) >= revision:
                 return
             await self._client.set_stream_metadata(
