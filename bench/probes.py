@@ -7,11 +7,13 @@ Figures (one JSON line each, machine info first):
   asyncio's loop and on uvloop; also a paced variant shaped like the daemon's load (one coroutine
   per service, one probe per interval). CPU is the subprocess's, from /proc.
 * ``daemon_http``: the daemon end to end (probe → status machine → SQLite append → projection) with
-  N HTTP services against nginx, once on uvloop and once on asyncio's loop. Probes and events come
-  from ``/metrics``, scraped only at the start and the end of the window; CPU from /proc.
+  N HTTP services against nginx, on uvloop and on asyncio's loop, each with the lean HTTP client
+  and with aiohttp's (``UPTIME_HTTP_CLIENT=lean|aiohttp``). Probes and events come from
+  ``/metrics``, scraped only at the start and the end of the window; CPU from /proc.
 * ``blackbox_http``: ``prometheus-blackbox-exporter`` probing the same nginx, driven by wrk on
   ``/probe``; CPU of the exporter per completed ``/probe`` request.
-* ``ratios``: daemon ÷ blackbox (target ≤ 0.7) and daemon ÷ raw aiohttp on the same loop (≤ 2).
+* ``ratios``: per loop and HTTP client, daemon ÷ blackbox (target ≤ 0.7) and daemon ÷ raw aiohttp
+  on the same loop (≤ 2); and the lean client's daemon ÷ aiohttp's.
 * ``raw_aiohttp_websocket``, ``daemon_websocket``: the same against a loopback aiohttp echo server
   (connect, send ``ping``, expect ``ping``, close, per probe).
 
@@ -19,6 +21,7 @@ Everything listens on 127.0.0.1 and is stopped at the end; logs stay in each sec
 
     python bench/probes.py                                  # the real run (about 20 minutes)
     python bench/probes.py --seconds 10 --warmup 5 --services 100 --only raw daemon
+    python bench/probes.py --services 150 --only daemon blackbox --loops uvloop   # 300 probes/s
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+import httptools
 import uvloop
 from _common import (
     LOOPBACK,
@@ -57,6 +61,8 @@ from _common import (
 )
 
 LOOPS: Final = ("uvloop", "asyncio")
+HTTP_CLIENTS: Final = ("lean", "aiohttp")
+"""``UPTIME_HTTP_CLIENT`` of the daemon's HTTP runs: the lean client for plain checks, or aiohttp's."""
 RAW_WARMUP_SECONDS: Final = 5.0
 """A raw client loop is warm after a few seconds; the daemon gets ``--warmup``."""
 PHASE_POLL_SECONDS: Final = 0.005
@@ -421,15 +427,20 @@ def _measure_daemon(
     loop: str,
     services: int,
     extra: list[subprocess.Popen[bytes]] | None = None,
+    http_client: str | None = None,
 ) -> dict[str, Any]:
     """Start a daemon for ``services_toml`` on ``loop``, warm it up, measure one window, stop it."""
     config, base = daemon_config(
         procs, services_toml, interval_seconds=args.interval, timeout_seconds=5.0
     )
-    daemon = start_daemon(procs, config, base, env={"UPTIME_EVENT_LOOP": loop})
+    env = {"UPTIME_EVENT_LOOP": loop}
+    if http_client is not None:
+        env["UPTIME_HTTP_CLIENT"] = http_client
+    daemon = start_daemon(procs, config, base, env=env)
     time.sleep(args.warmup)
     figure = {
         "loop": loop,
+        **({"http_client": http_client} if http_client is not None else {}),
         **_daemon_window(
             procs,
             daemon,
@@ -445,15 +456,18 @@ def _measure_daemon(
 
 
 def run_daemon(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """``daemon_http``: N HTTP services on nginx, once per event loop, each with a fresh store."""
-    for loop in LOOPS:
-        with processes() as procs:
-            target = start_nginx(procs, workers=1)
-            services = http_services(args.services, target)
-            figure = _measure_daemon(procs, args, services, loop=loop, services=args.services)
-            figure.pop("other_cpu_ms_per_probe")
-            results[f"daemon_http_{loop}"] = figure
-            emit("daemon_http", **figure)
+    """``daemon_http``: N HTTP services on nginx, per event loop and HTTP client, each on a fresh store."""
+    for loop in args.loops:
+        for client in args.clients:
+            with processes() as procs:
+                target = start_nginx(procs, workers=1)
+                services = http_services(args.services, target)
+                figure = _measure_daemon(
+                    procs, args, services, loop=loop, services=args.services, http_client=client
+                )
+                figure.pop("other_cpu_ms_per_probe")
+                results[f"daemon_http_{loop}_{client}"] = figure
+                emit("daemon_http", **figure)
 
 
 def run_blackbox(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -552,28 +566,52 @@ def _ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None)
     return round(top / bottom, 3) if top and bottom else None
 
 
-def emit_ratios(results: dict[str, Any]) -> None:
-    """``ratios``: CPU per probe of the daemon against blackbox and raw aiohttp; printed, never asserted."""
-    for loop in LOOPS:
-        daemon = results.get(f"daemon_http_{loop}")
-        fields: dict[str, Any] = {}
-        websocket = results.get(f"daemon_websocket_{loop}")
-        for load in ("saturated", "paced"):
-            comparisons = (
-                ("daemon_over_blackbox", daemon, f"blackbox_http_{load}", 0.7),
-                ("daemon_over_raw", daemon, f"raw_http_{loop}_fresh_{load}", 2),
-                ("websocket_daemon_over_raw", websocket, f"raw_websocket_{loop}_{load}", None),
+def _emit_ratio_fields(
+    results: dict[str, Any], loop: str, daemon: dict[str, Any] | None, websocket: bool
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for load in ("saturated", "paced"):
+        comparisons: list[tuple[str, dict[str, Any] | None, str, float | None]] = [
+            ("daemon_over_blackbox", daemon, f"blackbox_http_{load}", 0.7),
+            ("daemon_over_raw", daemon, f"raw_http_{loop}_fresh_{load}", 2),
+        ]
+        if websocket:
+            comparisons.append(
+                (
+                    "websocket_daemon_over_raw",
+                    results.get(f"daemon_websocket_{loop}"),
+                    f"raw_websocket_{loop}_{load}",
+                    None,
+                )
             )
-            for name, top, bottom, target in comparisons:
-                ratio = _ratio(top, results.get(bottom))
-                if ratio is None:
-                    continue
-                fields[f"{name}_{load}"] = ratio
-                if target is not None:  # the WebSocket probe has no target of its own
-                    fields[f"{name}_{load}_target"] = target
-                    fields[f"{name}_{load}_met"] = ratio <= target
-        if fields:
-            emit("ratios", loop=loop, **fields)
+        for name, top, bottom, target in comparisons:
+            ratio = _ratio(top, results.get(bottom))
+            if ratio is None:
+                continue
+            fields[f"{name}_{load}"] = ratio
+            if target is not None:  # the WebSocket probe has no target of its own
+                fields[f"{name}_{load}_target"] = target
+                fields[f"{name}_{load}_met"] = ratio <= target
+    return fields
+
+
+def emit_ratios(results: dict[str, Any]) -> None:
+    """``ratios``: CPU per probe of the daemon against blackbox and raw aiohttp; printed, never asserted.
+
+    One line per loop and HTTP client (the WebSocket ratio on the first); then, per loop, the
+    lean client's CPU per probe over aiohttp's in the same run.
+    """
+    for loop in LOOPS:
+        for index, client in enumerate(HTTP_CLIENTS):
+            daemon = results.get(f"daemon_http_{loop}_{client}")
+            fields = _emit_ratio_fields(results, loop, daemon, websocket=index == 0)
+            if fields:
+                emit("ratios", loop=loop, http_client=client, **fields)
+        lean = _ratio(
+            results.get(f"daemon_http_{loop}_lean"), results.get(f"daemon_http_{loop}_aiohttp")
+        )
+        if lean is not None:
+            emit("ratios", loop=loop, lean_over_aiohttp=lean)
 
 
 def _ws_services(count: int, url: str) -> str:
@@ -648,12 +686,23 @@ def main() -> None:
         "--ws-services", type=int, default=None, help="WebSocket services (default: --services)"
     )
     parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    parser.add_argument(
+        "--loops", nargs="+", choices=LOOPS, default=list(LOOPS), help="event loops of the daemon"
+    )
+    parser.add_argument(
+        "--clients",
+        nargs="+",
+        choices=HTTP_CLIENTS,
+        default=list(HTTP_CLIENTS),
+        help="UPTIME_HTTP_CLIENT of the daemon's HTTP runs",
+    )
     args = parser.parse_args()
     require("nginx", "wrk")
     emit(
         "machine",
         **machine(),
         aiohttp=aiohttp.__version__,
+        httptools=httptools.__version__,
         uvloop=uvloop.__version__,
         seconds=args.seconds,
         warmup=args.warmup,

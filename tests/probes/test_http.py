@@ -1,4 +1,9 @@
-"""The HTTP probe against real loopback servers."""
+"""The HTTP probe against real loopback servers, every test on both clients (aiohttp's and the lean one).
+
+The ``session`` fixture here overrides the package's: it is made for the client under test, so each
+test below runs once per client and must hold on both (the lean client's own cases are in
+``test_http_lean.py``).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from tests.probes.fakes import FakeStore, LoopbackResolver, ManualClock
 from uptime_daemon.config.model import HttpService
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.http import probe_http
-from uptime_daemon.probes.session import ProbeConnector, make_client_session
+from uptime_daemon.probes.session import HttpClient, ProbeConnector, make_client_session
 from uptime_daemon.results import FailureReason, Phase
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -31,6 +36,21 @@ GIB = 1 << 30
 
 def http(url: str, **options: Any) -> HttpService:
     return HttpService.model_validate({"kind": "http", "url": url, **options})
+
+
+@pytest.fixture(params=[HttpClient.AIOHTTP, HttpClient.LEAN], ids=["aiohttp", "lean"])
+def client(request: pytest.FixtureRequest) -> HttpClient:
+    """The HTTP client under test."""
+    return HttpClient(request.param)
+
+
+@pytest.fixture
+async def session(
+    resolver: LoopbackResolver, client: HttpClient
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """The production probe session, running HTTP checks on ``client``."""
+    async with make_client_session(resolver=resolver, http_client=client) as made:
+        yield made
 
 
 @dataclass
@@ -51,6 +71,15 @@ class Target:
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
+
+
+async def _away(request: web.Request) -> web.Response:
+    # Another origin (localhost, not 127.0.0.1): credentials must not follow the request there.
+    raise web.HTTPFound(location=f"http://localhost:{request.url.port}/echo")
+
+
+async def _see_other(_: web.Request) -> web.Response:
+    raise web.HTTPSeeOther(location="/echo")
 
 
 @pytest.fixture
@@ -112,6 +141,8 @@ async def target(aiohttp_server: ServerFactory) -> Target:
     app.router.add_route("*", "/echo", echo)
     app.router.add_get("/loop", loop)
     app.router.add_get("/hop", hop)
+    app.router.add_get("/away", _away)
+    app.router.add_route("*", "/see-other", _see_other)
     return Target(await aiohttp_server(app), seen)
 
 
@@ -341,6 +372,16 @@ async def test_transport_failures(
     assert "hunter2" not in result.detail
 
 
+async def test_the_lean_client_runs_plain_checks(
+    ctx: ProbeContext, garbage_port: int, client: HttpClient
+) -> None:
+    """Junk is a protocol failure on both clients; the words are llhttp's on the lean one only."""
+    result = await probe_http(http(f"http://127.0.0.1:{garbage_port}/"), ctx)
+    assert result.failure is FailureReason.PROTOCOL
+    lean = result.detail.startswith("invalid HTTP response: ")
+    assert lean is (client is HttpClient.LEAN), result.detail
+
+
 async def test_refused_detail_names_the_address_not_the_tls_context(ctx: ProbeContext) -> None:
     """An operator reads where the connection went and why, not an object repr."""
     port = _closed_port()
@@ -379,7 +420,9 @@ async def test_relative_url_targets_this_daemon(target: Target, ctx: ProbeContex
     assert len(target.seen.requests) == 1
 
 
-async def test_phases_are_disjoint_and_exact(aiohttp_server: ServerFactory) -> None:
+async def test_phases_are_disjoint_and_exact(
+    aiohttp_server: ServerFactory, client: HttpClient
+) -> None:
     """DNS, connect, first byte and body are separate spans, measured with the injected clock."""
     clock = ManualClock()
 
@@ -391,7 +434,7 @@ async def test_phases_are_disjoint_and_exact(aiohttp_server: ServerFactory) -> N
     app.router.add_get("/", think)
     server = await aiohttp_server(app)
     resolver = LoopbackResolver(clock, delay_seconds=5)
-    async with make_client_session(clock=clock, resolver=resolver) as session:
+    async with make_client_session(clock=clock, resolver=resolver, http_client=client) as session:
         ctx = ProbeContext(
             session=session, clock=clock, store=FakeStore(), self_base_url="http://127.0.0.1:9"
         )
@@ -406,7 +449,9 @@ async def test_phases_are_disjoint_and_exact(aiohttp_server: ServerFactory) -> N
     assert result.duration_seconds == 12
 
 
-async def test_concurrent_probes_keep_their_own_timings(aiohttp_server: ServerFactory) -> None:
+async def test_concurrent_probes_keep_their_own_timings(
+    aiohttp_server: ServerFactory, client: HttpClient
+) -> None:
     """Two probes in flight through the one session never see each other's phase marks."""
     clock = ManualClock()
     entered = asyncio.Event()
@@ -426,7 +471,7 @@ async def test_concurrent_probes_keep_their_own_timings(aiohttp_server: ServerFa
     app.router.add_get("/gated", gated)
     app.router.add_get("/quick", quick)
     server = await aiohttp_server(app)
-    async with make_client_session(clock=clock) as session:
+    async with make_client_session(clock=clock, http_client=client) as session:
         ctx = ProbeContext(
             session=session, clock=clock, store=FakeStore(), self_base_url="http://127.0.0.1:9"
         )
@@ -514,6 +559,7 @@ async def test_a_refused_certificate_still_records_days_to_expiry(
     issue: Callable[[trustme.CA], trustme.LeafCert],
     trusted: bool,
     rejected_because: str,
+    client: HttpClient,
 ) -> None:
     """With verification on, a refused certificate is a tls failure that still says when it expires."""
     ca = trustme.CA()
@@ -529,7 +575,9 @@ async def test_a_refused_certificate_still_records_days_to_expiry(
     app.router.add_get("/", secure)
     server = await aiohttp_server(app, ssl=context)
     clock = ManualClock()
-    async with make_client_session(clock=clock, resolver=LoopbackResolver()) as session:
+    async with make_client_session(
+        clock=clock, resolver=LoopbackResolver(), http_client=client
+    ) as session:
         if trusted:  # the probes' verifying context, trusting this test's CA as well
             connector = session.connector
             assert isinstance(connector, ProbeConnector)
@@ -541,3 +589,46 @@ async def test_a_refused_certificate_still_records_days_to_expiry(
     assert result.failure is FailureReason.TLS, result.detail
     assert rejected_because in result.detail
     assert result.tls_days_left == (expires - clock.now()).total_seconds() / 86_400
+
+
+@pytest.mark.parametrize(
+    ("path", "options", "expected"),
+    [
+        pytest.param(
+            "/away",
+            {"bearer_token": "tok-123"},
+            {"method": "GET", "authorization": ""},
+            id="other-origin-drops-credentials",
+        ),
+        pytest.param(
+            "/see-other",
+            {"bearer_token": "tok-123", "headers": {"X-Probe": "1"}},
+            {"method": "GET", "authorization": "Bearer tok-123", "x-probe": "1"},
+            id="same-origin-keeps-them",
+        ),
+        pytest.param(
+            "/see-other",
+            {"method": "DELETE"},
+            {"method": "GET"},
+            id="303-turns-into-get",
+        ),
+        pytest.param(
+            "/see-other",
+            {"method": "HEAD"},
+            {"method": "HEAD"},
+            id="303-keeps-head",
+        ),
+    ],
+)
+async def test_redirects_are_followed_as_aiohttp_does(
+    target: Target,
+    ctx: ProbeContext,
+    path: str,
+    options: dict[str, Any],
+    expected: dict[str, str],
+) -> None:
+    """Method and credentials change across a redirect by the same rules on both clients."""
+    result = await probe_http(http(target.url(path), **options), ctx)
+    assert result.ok, result.detail
+    [seen] = target.seen.requests
+    assert expected.items() <= seen.items()

@@ -28,6 +28,33 @@ TARGET_ERRORS: Final = (
 """
 
 
+def connect_failure(os_error: OSError, *, tls: bool) -> FailureReason:
+    """The reason a connection could not be set up (DNS apart) with ``os_error``."""
+    if isinstance(os_error, ConnectionRefusedError):
+        return FailureReason.CONNECTION_REFUSED
+    if isinstance(os_error, ssl.SSLError) or (
+        tls and isinstance(os_error, ConnectionResetError | ConnectionAbortedError)
+    ):
+        # A refused connect is ECONNREFUSED; a reset on a TLS connection came after the TCP
+        # handshake, i.e. during the TLS one (a peer that does not speak TLS).
+        return FailureReason.TLS
+    return FailureReason.CONNECTION_ERROR
+
+
+def connect_detail(host: str | None, port: int | None, os_error: OSError) -> str:
+    """``cannot connect to HOST:PORT: why``, the why from the errno where there is one."""
+    # asyncio replaces strerror with "Connect call failed (...)"; the errno still says why.
+    errno = os_error.errno
+    why = os.strerror(errno) if errno else (os_error.strerror or type(os_error).__name__)
+    return redact(f"cannot connect to {host}:{port}: {why}")[:DETAIL_CHARS]
+
+
+def certificate_detail(error: BaseException) -> str:
+    """``certificate rejected: why``, as OpenSSL's verification put it."""
+    reason = getattr(error, "verify_message", None) or str(error)
+    return redact(f"certificate rejected: {reason}")[:DETAIL_CHARS]
+
+
 def classify(exc: BaseException, *, tls: bool = False) -> FailureReason:  # noqa: C901, PLR0911 - one answer per family
     """The failure reason for an exception a probe caught; ``tls`` says the URL was https/wss."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -37,15 +64,7 @@ def classify(exc: BaseException, *, tls: bool = False) -> FailureReason:  # noqa
     ):
         return FailureReason.TLS
     if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, ConnectionRefusedError):
-            return FailureReason.CONNECTION_REFUSED
-        if tls and isinstance(
-            exc.os_error, ConnectionResetError | ConnectionAbortedError | ssl.SSLError
-        ):
-            # A refused connect is ECONNREFUSED; a reset on a TLS connection came after the TCP
-            # handshake, i.e. during the TLS one (a peer that does not speak TLS).
-            return FailureReason.TLS
-        return FailureReason.CONNECTION_ERROR
+        return connect_failure(exc.os_error, tls=tls)
     if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
         return FailureReason.TIMEOUT
     if isinstance(exc, aiohttp.WSServerHandshakeError):
@@ -72,15 +91,10 @@ def classify(exc: BaseException, *, tls: bool = False) -> FailureReason:  # noqa
 def describe(exc: BaseException) -> str:
     """A short detail line: the exception's class and first line, credentials in URLs masked."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cause = exc.certificate_error
-        reason = getattr(cause, "verify_message", None) or str(cause)
-        text = f"certificate rejected: {reason}"
+        text = certificate_detail(exc.certificate_error)
     elif isinstance(exc, aiohttp.ClientConnectorError):
         # aiohttp's own text embeds the repr of the request's SSL context, even for plain HTTP.
-        # asyncio replaces strerror with "Connect call failed (...)"; the errno still says why.
-        cause = exc.os_error
-        why = os.strerror(cause.errno) if cause.errno else (cause.strerror or type(cause).__name__)
-        text = f"cannot connect to {exc.host}:{exc.port}: {why}"
+        text = connect_detail(exc.host, exc.port, exc.os_error)
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         # Its text is the repr of whatever part of the answer had been parsed when the peer left.
         before = isinstance(exc.message, str)

@@ -1,24 +1,37 @@
-"""The HTTP(S) probe: one request through the shared session, a streamed and capped body, assertions.
+"""The HTTP(S) probe: one request, a streamed and capped body, assertions; on one of two clients.
 
 Success means an accepted status and every body assertion holding. The body is read only when the
-status is accepted, in chunks, and never past ``max_body_bytes``: a 1 GB answer costs one chunk (none
-when its Content-Length already says too much). ``make_client_session`` lives in ``session.py`` and
-is re-exported here for the composition root.
+status is accepted, and never past ``max_body_bytes``: a 1 GB answer costs one chunk (none when its
+Content-Length already says too much). A plain check runs on the lean client (``http_lean.py``:
+llhttp on the loop's own transports, at a fraction of aiohttp's CPU); the rest, and every check
+when ``UPTIME_HTTP_CLIENT=aiohttp``, on aiohttp's client through the shared session. Both judge
+alike (``_http_verdict.py``). ``make_client_session`` lives in ``session.py`` and is re-exported
+here for the composition root.
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Final
 
 import aiohttp
-import orjson
 
 from uptime_daemon.config.model import HttpService
 from uptime_daemon.probes._classify import TARGET_ERRORS, classify, describe
+from uptime_daemon.probes._http_verdict import (
+    NO_BODY_STATUSES,
+    body_too_large,
+    check_body,
+    json_equal,
+    judge_body,
+    judge_status,
+    keeps_body,
+    request_headers,
+)
 from uptime_daemon.probes.base import ProbeContext
+from uptime_daemon.probes.http_lean import lean_supported, probe_http_lean
 from uptime_daemon.probes.session import (
     PhaseTimer,
+    ProbeConnector,
     ProbeResponse,
     certificate_days_left,
     make_client_session,
@@ -27,12 +40,17 @@ from uptime_daemon.probes.session import (
 )
 from uptime_daemon.results import FailureReason, Phase, ProbeResult
 
-__all__ = ["check_body", "json_equal", "make_client_session", "probe_http", "resolve_url"]
+__all__ = [
+    "check_body",
+    "json_equal",
+    "lean_supported",
+    "make_client_session",
+    "probe_http",
+    "probe_http_aiohttp",
+    "resolve_url",
+]
 
 CHUNK_BYTES: Final = 64 * 1024
-DETAIL_CHARS: Final = 200
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
-_MISSING: Final = object()
 
 
 def resolve_url(url: str, ctx: ProbeContext, scheme: str = "http") -> str:
@@ -45,60 +63,16 @@ def resolve_url(url: str, ctx: ProbeContext, scheme: str = "http") -> str:
     return base + url
 
 
-def _lookup(document: object, path: str) -> object:
-    current = document
-    for part in path.split("."):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-    return current
+async def probe_http(service: HttpService, ctx: ProbeContext) -> ProbeResult:
+    """One request; success means an accepted status and every body assertion holding.
 
-
-def json_equal(actual: object, expected: object) -> bool:
-    """JSON equality: like ``==``, except that ``true`` is not ``1`` (Python's bool is an int)."""
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return type(actual) is type(expected) and actual == expected
-    if isinstance(actual, dict) and isinstance(expected, dict):
-        return actual.keys() == expected.keys() and all(
-            json_equal(actual[key], expected[key]) for key in expected
-        )
-    if isinstance(actual, list) and isinstance(expected, list | tuple):
-        return len(actual) == len(expected) and all(map(json_equal, actual, expected))
-    return actual == expected
-
-
-def check_body(service: HttpService, body: bytes) -> str | None:
-    """The first failed body assertion, described; ``None`` when all hold."""
-    if service.body_contains is not None and service.body_contains.encode() not in body:
-        return f"body does not contain {service.body_contains!r}"[:DETAIL_CHARS]
-    if not service.json_assertions:
-        return None
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return "body is not JSON"
-    for assertion in service.json_assertions:
-        value = _lookup(document, assertion.path)
-        if value is _MISSING:
-            return f"json {assertion.path}: missing"[:DETAIL_CHARS]
-        if not json_equal(value, assertion.equals):
-            return f"json {assertion.path}: expected {assertion.equals!r}, got {value!r}"[
-                :DETAIL_CHARS
-            ]
-    return None
-
-
-def _headers(service: HttpService) -> dict[str, str]:
-    headers = dict(service.headers)
-    if service.bearer_token is not None:
-        headers["Authorization"] = f"Bearer {service.bearer_token.get_secret_value()}"
-    elif service.basic_auth is not None:
-        raw = f"{service.basic_auth.username}:{service.basic_auth.password.get_secret_value()}"
-        headers["Authorization"] = "Basic " + base64.b64encode(raw.encode()).decode()
-    return headers
+    The lean client runs it when the session's connector allows (``UPTIME_HTTP_CLIENT``) and the
+    check is a plain one (``lean_supported``); aiohttp's client otherwise.
+    """
+    connector = ctx.session.connector
+    if isinstance(connector, ProbeConnector) and connector.lean_http and lean_supported(service):
+        return await probe_http_lean(service, ctx, connector, resolve_url(service.url, ctx))
+    return await probe_http_aiohttp(service, ctx)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int, *, keep: bool) -> bytes | None:
@@ -120,31 +94,21 @@ async def _judge(
     service: HttpService, response: aiohttp.ClientResponse, timer: PhaseTimer, ctx: ProbeContext
 ) -> tuple[FailureReason | None, str]:
     """Status first (a wrong one needs no body), then the capped body and its assertions."""
-    status_line = f"{response.status} {response.reason or ''}".strip()
-    if not service.status_accepted(response.status):
-        return (
-            FailureReason.HTTP_STATUS,
-            f"{status_line}, expected {', '.join(service.accepted_status)}",
-        )
-    if service.method == "HEAD" or response.status in _NO_BODY_STATUSES:
+    failure, status_line = judge_status(service, response.status, response.reason)
+    if failure is not None:
+        return failure, status_line
+    if service.method == "HEAD" or response.status in NO_BODY_STATUSES:
         return None, status_line
     body_started = ctx.clock.monotonic()
-    keep = service.body_contains is not None or bool(service.json_assertions)
-    body = await _read_capped(response, service.max_body_bytes, keep=keep)
+    body = await _read_capped(response, service.max_body_bytes, keep=keeps_body(service))
     timer.add(Phase.BODY, ctx.clock.monotonic() - body_started)
     if body is None:
-        return (
-            FailureReason.BODY_TOO_LARGE,
-            f"{status_line}, body exceeds {service.max_body_bytes} bytes",
-        )
-    problem = check_body(service, body)
-    if problem is not None:
-        return FailureReason.ASSERTION, problem
-    return None, status_line
+        return body_too_large(service, status_line)
+    return judge_body(service, status_line, body)
 
 
-async def probe_http(service: HttpService, ctx: ProbeContext) -> ProbeResult:
-    """One request; success means an accepted status and every body assertion holding."""
+async def probe_http_aiohttp(service: HttpService, ctx: ProbeContext) -> ProbeResult:
+    """One check on aiohttp's client, through the shared session (any ``HttpService``)."""
     url = resolve_url(service.url, ctx)
     timer = PhaseTimer(ctx.clock.monotonic)
     started = ctx.clock.monotonic()
@@ -166,7 +130,7 @@ async def probe_http(service: HttpService, ctx: ProbeContext) -> ProbeResult:
         async with ctx.session.request(
             service.method,
             url,
-            headers=_headers(service),
+            headers=request_headers(service),
             data=service.body,
             allow_redirects=service.follow_redirects,
             max_redirects=service.max_redirects,

@@ -11,24 +11,32 @@ and the peer certificate is taken from the connection the request actually used,
 releases it (``ProbeResponse.start``): no second handshake, and verification off still reports it.
 A certificate that verification refuses (expired, untrusted, another host's) is read from the
 failing handshake itself and travels on the error (``refused_certificate``): its expiry is news too.
+
+The connector also serves the lean HTTP client (``http_lean.py``): its resolver and DNS cache
+(``ProbeConnector.resolve``), its timed TLS contexts, and the choice of client (``HttpClient``, from
+``UPTIME_HTTP_CLIENT``), made once when the composition root creates the session.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from types import SimpleNamespace
 from typing import Final
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_reqrep import ClientResponse
 from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from cryptography import x509
 
 from uptime_daemon.clock import Clock, SystemClock
+from uptime_daemon.errors import ConfigError
 from uptime_daemon.results import Phase
 
 DNS_CACHE_SECONDS: Final = 10
@@ -37,6 +45,30 @@ still resolve (and time) DNS, while a burst of checks does not queue on the reso
 SECONDS_PER_DAY: Final = 86_400
 _REFUSED_CERTIFICATE: Final = "uptime_refused_certificate"
 """The attribute of an ``SSLCertVerificationError`` that holds the leaf it refused (DER)."""
+HTTP_CLIENT_ENV: Final = "UPTIME_HTTP_CLIENT"
+
+
+class HttpClient(StrEnum):
+    """Which client runs HTTP checks: ``UPTIME_HTTP_CLIENT``; ``auto`` unless set."""
+
+    AUTO = "auto"
+    """The lean client for every check it supports (``lean_supported``), aiohttp for the rest."""
+    LEAN = "lean"
+    """The same as ``auto`` today; named so that a benchmark or an operator can say it outright."""
+    AIOHTTP = "aiohttp"
+    """aiohttp's client for every check: the way back if the lean client misbehaves somewhere."""
+
+
+def http_client_from(environ: Mapping[str, str]) -> HttpClient:
+    """The HTTP client ``environ`` asks for; an unknown value is refused rather than guessed at."""
+    choice = environ.get(HTTP_CLIENT_ENV, HttpClient.AUTO.value)
+    try:
+        return HttpClient(choice)
+    except ValueError:
+        *others, last = (client.value for client in HttpClient)
+        raise ConfigError(
+            f"{HTTP_CLIENT_ENV}: must be {', '.join(others)} or {last}, got {choice!r}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +251,48 @@ def _tls_context(*, verify: bool, clock: Clock) -> ssl.SSLContext:
     return context
 
 
+class _DnsSpan(Trace):
+    """The connector's DNS signals for one lean request, timing a real lookup (not a cache hit).
+
+    aiohttp's own requests send these through the session's trace hooks (``_trace_config``); a lean
+    request has no aiohttp request around it, so it hands the connector this instead.
+    """
+
+    def __init__(self, timer: PhaseTimer) -> None:  # only the DNS signals are sent: no super()
+        self._timer = timer
+
+    async def send_dns_resolvehost_start(self, host: str) -> None:  # noqa: ARG002 - aiohttp's signature
+        """A lookup starts."""
+        self._timer.start("dns")
+
+    async def send_dns_resolvehost_end(self, host: str) -> None:  # noqa: ARG002 - aiohttp's signature
+        """The lookup answered."""
+        self._timer.add(Phase.DNS, self._timer.elapsed("dns"))
+
+    async def send_dns_cache_hit(self, host: str) -> None:
+        """Nothing to time."""
+
+    async def send_dns_cache_miss(self, host: str) -> None:
+        """Nothing to time: the lookup's own start and end follow."""
+
+
 class ProbeConnector(aiohttp.TCPConnector):
     """The probes' connector: fresh connection per request, no pool limit, timed TLS contexts."""
 
-    def __init__(self, *, clock: Clock, resolver: AbstractResolver | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        resolver: AbstractResolver | None = None,
+        http_client: HttpClient = HttpClient.AUTO,
+    ) -> None:
         # Blocking (the CA bundle is read from disk), once, when the composition root starts.
         self._tls_contexts = {
             True: _tls_context(verify=True, clock=clock),
             False: _tls_context(verify=False, clock=clock),
         }
+        self.lean_http: Final = http_client is not HttpClient.AIOHTTP
+        """Whether checks the lean client supports run on it (``http_lean.py``)."""
         super().__init__(
             force_close=True,
             limit=0,
@@ -240,6 +305,15 @@ class ProbeConnector(aiohttp.TCPConnector):
         """The context for a request that does (or, for a self-signed target, does not) verify."""
         return self._tls_contexts[verify]
 
+    async def resolve(self, host: str, port: int, timer: PhaseTimer) -> list[ResolveResult]:
+        """``host``'s addresses as aiohttp's own requests get them: same resolver, same DNS cache.
+
+        A real lookup is timed into ``timer`` as DNS; a cache hit or an IP literal is not. Raises
+        ``OSError`` when the name does not resolve, and aiohttp's ``InvalidUrlClientError`` for a
+        legacy numeric IPv4 form (``127.1``), as aiohttp's requests do.
+        """
+        return await self._resolve_host(host, port, traces=[_DnsSpan(timer)])
+
 
 def tls_setting(session: aiohttp.ClientSession, *, verify: bool) -> ssl.SSLContext | bool:
     """The ``ssl=`` argument for a probe request: our timed context, or a plain flag for other sessions."""
@@ -250,15 +324,23 @@ def tls_setting(session: aiohttp.ClientSession, *, verify: bool) -> ssl.SSLConte
 
 
 def make_client_session(
-    *, clock: Clock | None = None, resolver: AbstractResolver | None = None
+    *,
+    clock: Clock | None = None,
+    resolver: AbstractResolver | None = None,
+    http_client: HttpClient | None = None,
 ) -> aiohttp.ClientSession:
     """The shared probe session. Create it once, in the composition root, and close it on shutdown.
 
     ``clock`` times TLS handshakes (the probes time everything else with their context's clock);
-    ``resolver`` replaces the system resolver (tests use one that never leaves the machine).
+    ``resolver`` replaces the system resolver (tests use one that never leaves the machine);
+    ``http_client`` chooses the HTTP checks' client, by default from ``UPTIME_HTTP_CLIENT``
+    (``ConfigError`` for an unknown value).
     """
+    client = http_client_from(os.environ) if http_client is None else http_client
     return aiohttp.ClientSession(
-        connector=ProbeConnector(clock=clock or SystemClock(), resolver=resolver),
+        connector=ProbeConnector(
+            clock=clock or SystemClock(), resolver=resolver, http_client=client
+        ),
         trace_configs=[_trace_config()],
         response_class=ProbeResponse,
         timeout=aiohttp.ClientTimeout(total=None),  # the caller owns the deadline
