@@ -324,3 +324,36 @@ def stored_payloads(
 
 
 PAYLOAD_PAGE: Final = 20_000
+
+
+@dataclass(frozen=True)
+class FilePages:
+    """An SQLite file's pages after a TRUNCATE checkpoint, and the bytes each b-tree holds."""
+
+    page_size: int
+    pages: int
+    free_pages: int
+    btrees: dict[str, int]
+    """b-tree (table or index) → bytes; empty when SQLite was built without ``dbstat``."""
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of the pages in use (free pages, left by deletes, are reused, not counted)."""
+        return (self.pages - self.free_pages) * self.page_size
+
+
+def file_pages(db: Path) -> FilePages:
+    """Checkpoint the WAL into ``db`` and measure its pages (the store must be closed)."""
+    import sqlite3  # noqa: PLC0415 - only the storage benches need it
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        page_size, pages, free = (
+            int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_size", "page_count", "freelist_count")
+        )
+        try:
+            rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+        except sqlite3.OperationalError:
+            rows = []  # SQLite built without the dbstat table
+    return FilePages(page_size, pages, free, {str(name): int(total) for name, total in rows})

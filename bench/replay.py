@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from _common import (
     Processes,
     daemon_config,
     emit,
+    file_pages,
     free_port,
     http_services,
     machine,
@@ -162,16 +162,8 @@ def check_snapshot(path: Path, history: History, db: Path) -> dict[str, Any]:
 
 def storage(db: Path) -> dict[str, Any]:
     """Bytes per stored event on a closed store after a TRUNCATE checkpoint, and where they go."""
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        free_pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        try:
-            parts = dict(
-                conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
-            )
-        except sqlite3.OperationalError:
-            parts = {}  # SQLite built without the dbstat table
+    measured = file_pages(db)
+    page_size, free_pages, parts = measured.page_size, measured.free_pages, measured.btrees
     events = status = data_bytes = metadata_bytes = status_bytes = 0
     for kind, body, meta in stored_payloads(db):  # the payloads as written, before compression
         events += 1

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-from _common import emit, machine
+from _common import emit, file_pages, machine
 from _history import History, workspace
 
 from uptime_daemon.api import views
@@ -60,13 +60,7 @@ class _Clock:
 
 def used_bytes(db: Path) -> int:
     """Bytes of the file's pages in use (free pages left by deletes are reused, not counted)."""
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        pages, free, size = (
-            conn.execute(f"PRAGMA {name}").fetchone()[0]
-            for name in ("page_count", "freelist_count", "page_size")
-        )
-    return int((pages - free) * size)
+    return file_pages(db).used_bytes
 
 
 async def answers(

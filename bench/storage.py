@@ -23,40 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from _common import emit, machine
+from _common import emit, file_pages, machine
 from _history import History, workspace, write_history
 from replay import INTERVAL_SECONDS, TIMEOUT_SECONDS, replay, write_config
 
 from uptime_daemon.store import NewEvent, StreamState
 from uptime_daemon.store.sqlite import migrate_file
+from uptime_daemon.store.sqlite.upgrade import VERSION_1_DDL as V1_DDL
 
-V1_DDL: Final = (
-    """
-    CREATE TABLE events (
-        position    INTEGER PRIMARY KEY AUTOINCREMENT,
-        stream      TEXT    NOT NULL,
-        revision    INTEGER NOT NULL,
-        id          TEXT    NOT NULL,
-        type        TEXT    NOT NULL,
-        data        BLOB    NOT NULL,
-        metadata    BLOB    NOT NULL,
-        recorded_at REAL    NOT NULL,
-        UNIQUE (stream, revision),
-        UNIQUE (stream, id)
-    )
-    """,
-    """
-    CREATE TABLE streams (
-        name            TEXT    PRIMARY KEY,
-        last_revision   INTEGER NOT NULL,
-        truncate_before INTEGER NOT NULL DEFAULT 0,
-        deleted         INTEGER NOT NULL DEFAULT 0,
-        max_age_seconds INTEGER,
-        max_count       INTEGER
-    ) WITHOUT ROWID
-    """,
-)
-"""Schema 1 exactly as it shipped."""
 COMMIT_EVERY: Final = 50_000
 
 
@@ -123,17 +97,11 @@ async def write_v1(history: History, db: Path, batch: int) -> dict[str, Any]:
 
 def storage(db: Path) -> dict[str, Any]:
     """Bytes per event of a closed file after a TRUNCATE checkpoint, and which b-trees hold them."""
+    measured = file_pages(db)
+    free_pages, parts = measured.free_pages, measured.btrees
     with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         (events,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        free_pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        try:
-            parts = dict(
-                conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
-            )
-        except sqlite3.OperationalError:
-            parts = {}  # SQLite built without the dbstat table
     wal = db.with_name(db.name + "-wal")
     size = db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     return {

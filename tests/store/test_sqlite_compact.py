@@ -29,34 +29,8 @@ from uptime_daemon.errors import EventStoreUnavailable
 from uptime_daemon.store import NewEvent, RecordedEvent
 from uptime_daemon.store.sqlite import SCHEMA_VERSION, SqliteEventStore, migrate_file
 from uptime_daemon.store.sqlite.codec import TRAIN_AFTER
+from uptime_daemon.store.sqlite.upgrade import VERSION_1_DDL as V1_DDL
 
-V1_DDL: Final = (
-    """
-    CREATE TABLE events (
-        position    INTEGER PRIMARY KEY AUTOINCREMENT,
-        stream      TEXT    NOT NULL,
-        revision    INTEGER NOT NULL,
-        id          TEXT    NOT NULL,
-        type        TEXT    NOT NULL,
-        data        BLOB    NOT NULL,
-        metadata    BLOB    NOT NULL,
-        recorded_at REAL    NOT NULL,
-        UNIQUE (stream, revision),
-        UNIQUE (stream, id)
-    )
-    """,
-    """
-    CREATE TABLE streams (
-        name            TEXT    PRIMARY KEY,
-        last_revision   INTEGER NOT NULL,
-        truncate_before INTEGER NOT NULL DEFAULT 0,
-        deleted         INTEGER NOT NULL DEFAULT 0,
-        max_age_seconds INTEGER,
-        max_count       INTEGER
-    ) WITHOUT ROWID
-    """,
-)
-"""Schema version 1 exactly as ``schema.py`` created it."""
 METADATA: Final = b'{"schemaVersion":2,"producer":"uptime-daemon"}'
 START: Final = datetime(2026, 12, 6, 19, 0, tzinfo=UTC)
 

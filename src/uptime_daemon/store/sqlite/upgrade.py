@@ -35,6 +35,34 @@ CHUNK: Final = 20_000
 Progress = Callable[[int, int], None]
 """Called after each committed chunk with (events copied so far, events to copy in all)."""
 
+VERSION_1_DDL: Final = (
+    """
+    CREATE TABLE events (
+        position    INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream      TEXT    NOT NULL,
+        revision    INTEGER NOT NULL,
+        id          TEXT    NOT NULL,
+        type        TEXT    NOT NULL,
+        data        BLOB    NOT NULL,
+        metadata    BLOB    NOT NULL,
+        recorded_at REAL    NOT NULL,
+        UNIQUE (stream, revision),
+        UNIQUE (stream, id)
+    )
+    """,
+    """
+    CREATE TABLE streams (
+        name            TEXT    PRIMARY KEY,
+        last_revision   INTEGER NOT NULL,
+        truncate_before INTEGER NOT NULL DEFAULT 0,
+        deleted         INTEGER NOT NULL DEFAULT 0,
+        max_age_seconds INTEGER,
+        max_count       INTEGER
+    ) WITHOUT ROWID
+    """,
+)
+"""Schema version 1 exactly as the build before it created it: what this module upgrades from
+(kept so tests and ``bench/storage.py`` can build such a file, never executed here)."""
 _NEXT: Final = "events_next"
 _PROGRESS: Final = """
     CREATE TABLE migration_progress (
