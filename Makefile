@@ -55,6 +55,9 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/per_check.py | tee $(BENCH_OUT)/per_check.jsonl
 	$(BIN)/python bench/overload.py | tee $(BENCH_OUT)/overload.jsonl
 	$(BIN)/python bench/status_page.py | tee $(BENCH_OUT)/status_page.jsonl
+	$(BIN)/python bench/storage.py | tee $(BENCH_OUT)/storage.jsonl
+	$(BIN)/python bench/retention.py | tee $(BENCH_OUT)/retention.jsonl
+	$(BIN)/python bench/status_page.py | tee $(BENCH_OUT)/status_page.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
