@@ -17,7 +17,7 @@ from tests.store.contract import FakeClock
 from uptime_daemon import events
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy, Settings
-from uptime_daemon.history.compactor import Compactor
+from uptime_daemon.history.compactor import Compactor, oldest_raw
 from uptime_daemon.projector import rollup, snapshot
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.projector.summary import summarize
@@ -249,3 +249,41 @@ async def test_a_compacted_log_exports_and_imports_with_the_same_figures(
     finally:
         await target.close()
     assert records(copy) == records(source)
+
+
+async def test_a_pass_over_services_with_nothing_aged_reads_nothing(
+    store: SqliteEventStore, clock: FakeClock
+) -> None:
+    """A pass costs no store read for a service with nothing old enough.
+
+    The projection knows each service's oldest raw check; those that have aged are still compacted.
+    """
+    await write_days(store, clock, range(DAYS * 1440), seed=7)
+    projector = new_projector(store)
+    await projector.catch_up()
+    reads: list[str] = []
+    original = store.read_stream
+
+    async def counted(stream: str, **kwargs: Any) -> Any:
+        reads.append(stream)
+        return await original(stream, **kwargs)
+
+    store.read_stream = counted  # type: ignore[method-assign]
+    settings = Settings.model_validate({"store": {"raw_retention_days": DAYS + 1}})
+    skipping = Compactor(
+        store=store,
+        now=clock.now,
+        settings=settings,
+        services=lambda: list(projector.state.services),
+        ready=lambda: True,
+        oldest_raw=oldest_raw(lambda: projector.state),
+    )
+    assert await skipping.compact() == []
+    assert reads == []  # every service's first check is newer than the cutoff
+    skipping.reload(Settings.model_validate({"store": {"raw_retention_days": 1}}))
+    assert {each.service for each in await skipping.compact()} == {"api", "db"}
+    await projector.catch_up()
+    for name in ("api", "db"):
+        record = projector.state.services[name]
+        assert record.rolled_through is not None
+        assert oldest_raw(lambda: projector.state)(name) == record.rolled_through

@@ -31,7 +31,7 @@ from uptime_daemon.daemon.build import (
 from uptime_daemon.daemon.exclusive import exclusive
 from uptime_daemon.daemon.serving import base_url
 from uptime_daemon.errors import ConfigError
-from uptime_daemon.history.compactor import Compactor
+from uptime_daemon.history.compactor import Compactor, oldest_raw
 from uptime_daemon.probes import probe_for
 from uptime_daemon.probes.base import ProbeContext
 from uptime_daemon.probes.session import make_client_session
@@ -178,6 +178,7 @@ async def compact(settings: Settings, *, older_than_days: int | None = None) -> 
                 settings=scoped,
                 services=lambda: list(projector.state.services),
                 ready=lambda: True,
+                oldest_raw=oldest_raw(lambda: projector.state),
             )
             done = await compactor.compact()
             scavenge = getattr(store, "scavenge", None)

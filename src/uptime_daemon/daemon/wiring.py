@@ -62,7 +62,7 @@ from uptime_daemon.daemon.reload import Reloader
 from uptime_daemon.daemon.sharing import Sharing
 from uptime_daemon.daemon.supervisor import Supervisor
 from uptime_daemon.errors import EventStoreError, EventStoreUnavailable
-from uptime_daemon.history.compactor import Compactor
+from uptime_daemon.history.compactor import Compactor, oldest_raw
 from uptime_daemon.loop_lag import LoopLag
 from uptime_daemon.metrics import Metrics
 from uptime_daemon.probes import PROBERS
@@ -211,6 +211,7 @@ class Daemon:
             settings=settings,
             services=lambda: list(projector.state.services),
             ready=projector.caught_up.is_set,
+            oldest_raw=oldest_raw(lambda: projector.state),
         )
         self.reloader.register(compactor)
         compacting = asyncio.create_task(compactor.run(), name="compactor")

@@ -40,7 +40,13 @@ from uptime_daemon.errors import (
     UptimeDaemonError,
 )
 from uptime_daemon.projector import rollup as rollups
-from uptime_daemon.projector.fold import HOUR_SECONDS, Inconclusive, Observation, epoch
+from uptime_daemon.projector.fold import (
+    HOUR_SECONDS,
+    Inconclusive,
+    Observation,
+    ProjectionState,
+    epoch,
+)
 from uptime_daemon.projector.runner import observation
 from uptime_daemon.status import credibility
 from uptime_daemon.store import EventStore, NewEvent, RecordedEvent, StreamState
@@ -77,6 +83,21 @@ class _Item:
     """``None``: nothing to fold (the stream's creation, a pending check, an undecodable event)."""
 
 
+def oldest_raw(state: Callable[[], ProjectionState]) -> Callable[[str], datetime | None]:
+    """The oldest check of a service the projection may not have seen rolled up yet.
+
+    Its first check, or past the newest rollup, the rollup's last check: older raw checks are gone.
+    """
+
+    def of(service: str) -> datetime | None:
+        record = state().services.get(service)
+        if record is None:
+            return None
+        return record.rolled_through or record.first_check
+
+    return of
+
+
 class Compactor:
     """Rolls up and removes aged raw checks, service by service."""
 
@@ -88,11 +109,15 @@ class Compactor:
         settings: Settings,
         services: Callable[[], Iterable[str]],
         ready: Callable[[], bool],
+        oldest_raw: Callable[[str], datetime | None] | None = None,
     ) -> None:
         self._store = store
         self._now = now
         self._services = services
         self._ready = ready
+        self._oldest_raw = oldest_raw
+        """Service → the oldest check it may still hold raw (``None``: none): a service whose oldest
+        is not older than the cutoff is skipped without reading the store (most, most days)."""
         self.rollups_written = 0
         self.events_compacted = 0
         self.reload(settings)
@@ -123,6 +148,10 @@ class Compactor:
         cutoff = self.cutoff()
         done = []
         for service in sorted(self._services()):
+            if self._oldest_raw is not None:
+                oldest = self._oldest_raw(service)
+                if oldest is None or oldest >= cutoff:
+                    continue
             try:
                 while (found := await self.compact_service(service, cutoff)) is not None:
                     done.append(found)
