@@ -11,8 +11,9 @@ import pytest
 
 from tests.store.contract import EventStoreContract, FakeClock, new, unique
 from uptime_daemon.errors import EventStoreUnavailable, InvalidArgument
-from uptime_daemon.store import StreamState
+from uptime_daemon.store import RecordedEvent, StreamState, read_log
 from uptime_daemon.store.sqlite import SqliteEventStore, sqlite_path_from_url
+from uptime_daemon.store.sqlite.reads import LITERAL_IDS
 
 
 class TestSqliteContract(EventStoreContract):
@@ -127,5 +128,40 @@ async def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         same = new()
         with pytest.raises(InvalidArgument):
             await store.append("dup", [same, same])
+    finally:
+        await store.close()
+
+
+async def test_a_prefix_of_many_streams_pages_exactly(tmp_path: Path) -> None:
+    """Past ``LITERAL_IDS`` matching streams the prefix is kept in Python.
+
+    The same pages, limits, subscription and rows as a filter of the whole log, across the scan's
+    chunks.
+    """
+    store = await SqliteEventStore.open(tmp_path / "many.db")
+    try:
+        for round_ in range(3):
+            for i in range(LITERAL_IDS + 44):
+                await store.append(f"svc-{i}", [new(f"r{round_}")])
+                if i % 7 == 0:
+                    await store.append(f"other-{i}", [new("x")])
+        everything = await store.read_all()
+        wanted = [e for e in everything if e.stream.startswith("svc-")]
+        assert len(wanted) == 3 * (LITERAL_IDS + 44)
+        paged, after = [], None
+        while page := await store.read_all(after=after, stream_prefix="svc-", limit=250):
+            paged += page
+            after = page[-1].position
+        assert paged == wanted
+        rows = await read_log(store, after=wanted[5].position, stream_prefix="svc-", limit=999)
+        assert [r[0] for r in rows] == [e.position for e in wanted[6:1005]]
+        seen = []
+        async with asyncio.timeout(10):
+            async for item in store.subscribe(stream_prefix=("svc-", "nothing-")):
+                if not isinstance(item, RecordedEvent):
+                    break
+                seen.append(item)
+        assert seen == wanted
+        assert await store.read_all(stream_prefix="svc-9999") == []
     finally:
         await store.close()

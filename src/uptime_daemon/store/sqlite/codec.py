@@ -277,8 +277,12 @@ class Decoder:
 
     def __init__(self) -> None:
         self._names: dict[int, str] = {}
+        self._order: list[tuple[int, str]] = []
+        """The names in id order, as learnt: what a prefix's id set is grown from."""
         self._last_name = 0
         self._unpack: dict[int, Pack] = {}
+        self._by_prefix: dict[tuple[str, ...], tuple[int, set[int]]] = {}
+        """Prefixes → (names looked at, ids of those that match)."""
 
     def refresh(self, conn: sqlite3.Connection) -> None:
         """Learn the names and dictionaries added since the last refresh."""
@@ -286,12 +290,27 @@ class Decoder:
             "SELECT id, name FROM names WHERE id > ? ORDER BY id", (self._last_name,)
         ):
             self._names[ident] = name
+            self._order.append((ident, name))
             self._last_name = ident
         known = max(self._unpack, default=0)
         for ident, dictionary in conn.execute(
             "SELECT id, value FROM dictionaries WHERE id > ?", (known,)
         ):
             self._unpack[ident] = decompressor(bytes(dictionary))
+
+    def stream_ids(self, conn: sqlite3.Connection, wanted: tuple[str, ...]) -> set[int]:
+        """The interned ids of the streams whose names start with any of ``wanted``.
+
+        Kept per set of prefixes and grown by the names added since (a subscription asks at every
+        commit: one indexed query when nothing is new). The caller must not change the set.
+        """
+        self.refresh(conn)
+        seen, ids = self._by_prefix.get(wanted, (0, set()))
+        for ident, name in self._order[seen:]:
+            if name.startswith(wanted):
+                ids.add(ident)
+        self._by_prefix[wanted] = (len(self._order), ids)
+        return ids
 
     def log_rows(self, conn: sqlite3.Connection, rows: list[LogRowV2]) -> list[LogRow]:
         """``LogRow`` s with names and plain payloads: the replay's hot loop, kept to one tuple."""

@@ -6,7 +6,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 from uptime_daemon.errors import StreamNotFound
 from uptime_daemon.store import (
@@ -26,8 +26,6 @@ from uptime_daemon.store.sqlite.streams import stream_row
 
 SUBSCRIPTION_PAGE: Final = 1000
 """Events read per catch-up step of a subscription."""
-_MAX_CHAR: Final = 0x10FFFF
-_SURROGATES: Final = range(0xD800, 0xE000)
 _EVENTS: Final = (
     "SELECT e.position, e.stream_id, e.revision, e.id, e.type_id, e.dictionary_id, e.data, "
     "m.value, e.recorded_at FROM events AS e CROSS JOIN metadata AS m ON m.id = e.metadata_id"
@@ -99,11 +97,7 @@ async def read_log_rows(
     """``read_all`` as ``LogRow`` s: the driver's rows, names looked up and payloads unpacked."""
 
     def read(conn: sqlite3.Connection) -> list[LogRow]:
-        where, params = _log_filter(after, prefix, limit)
-        rows = conn.execute(
-            f"{_LOG_ROWS} WHERE {where} ORDER BY e.position LIMIT ?",
-            params,
-        ).fetchall()
+        rows = _rows(conn, decoder, _LOG_ROWS, after=after, prefix=prefix, limit=limit)
         return decoder.log_rows(conn, rows)
 
     return await connections.read(read)
@@ -174,48 +168,55 @@ def _page(
     limit: int | None,
 ) -> tuple[list[RecordedEvent], int]:
     """Events after ``after`` and the highest position committed in the same snapshot."""
-    where, params = _log_filter(after, prefix, limit)
-    rows = conn.execute(
-        f"{_EVENTS} WHERE {where} ORDER BY e.position LIMIT ?",
-        params,
-    ).fetchall()
+    rows = _rows(conn, decoder, _EVENTS, after=after, prefix=prefix, limit=limit)
     return decoder.events(conn, rows), sequence(conn)
 
 
-def _log_filter(after: int, prefix: StreamPrefix, limit: int | None) -> tuple[str, list[object]]:
-    """The ``WHERE`` of a page of the global log, and its parameters (the ``LIMIT``'s last).
+LITERAL_IDS: Final = 256
+"""Up to this many matching streams, the ids go into the query (``IN (?, …)``); past it (the
+projector's ``service-uptime-`` prefix at 10,000 services) the rows are read by position and kept
+in Python, where a set lookup costs less than SQLite building a 10,000-entry list for every page."""
+_SCAN_CHUNK: Final = 2000
 
-    The scan walks the primary key from ``after``; a prefix becomes the set of interned stream
-    ids whose names fall in its range, built once per query from the ``names`` index
-    (``+e.stream_id`` keeps the planner off the stream index, which would sort the whole prefix
-    range for every page).
+
+def _rows(
+    conn: sqlite3.Connection,
+    decoder: Decoder,
+    select: str,
+    *,
+    after: int,
+    prefix: StreamPrefix,
+    limit: int | None,
+) -> list[Any]:
+    """Rows of ``select`` (``stream_id`` second) after ``after`` in log order, of the prefix's streams.
+
+    The scan walks the primary key from ``after``; a prefix is the set of interned stream ids whose
+    names start with it (``Decoder.stream_ids``, kept up to date as names are added).
     """
-    where, params = "e.position > ?", list[object]([after])
-    ranges = []
-    for each in prefixes(prefix):
-        params.append(each)
-        upper = _prefix_upper(each)
-        if upper is None:
-            ranges.append("name >= ?")
-        else:
-            ranges.append("(name >= ? AND name < ?)")
-            params.append(upper)
-    if ranges:
-        where += f" AND +e.stream_id IN (SELECT id FROM names WHERE {' OR '.join(ranges)})"  # noqa: S608 - fixed fragments
-    params.append(-1 if limit is None else limit)
-    return where, params
-
-
-def _prefix_upper(prefix: str) -> str | None:
-    """The smallest string above every string starting with ``prefix`` (``None``: no upper bound).
-
-    ``stream >= prefix AND stream < upper`` is an exact prefix match with no LIKE/GLOB escaping, and
-    SQLite's BINARY collation (UTF-8 bytes) orders like code points, so the range is exact.
-    """
-    stripped = prefix.rstrip(chr(_MAX_CHAR))
-    if not stripped:
-        return None
-    bumped = ord(stripped[-1]) + 1
-    if bumped in _SURROGATES:
-        bumped = _SURROGATES.stop
-    return stripped[:-1] + chr(bumped)
+    wanted = prefixes(prefix)
+    if not wanted:
+        return conn.execute(
+            f"{select} WHERE e.position > ? ORDER BY e.position LIMIT ?",
+            (after, -1 if limit is None else limit),
+        ).fetchall()
+    ids = decoder.stream_ids(conn, wanted)
+    if not ids:
+        return []
+    if len(ids) <= LITERAL_IDS:
+        marks = ",".join("?" * len(ids))
+        return conn.execute(
+            f"{select} WHERE e.position > ? AND +e.stream_id IN ({marks}) "
+            "ORDER BY e.position LIMIT ?",
+            (after, *ids, -1 if limit is None else limit),
+        ).fetchall()
+    found: list[Any] = []
+    cursor = conn.execute(
+        f"{select} WHERE e.position > ? ORDER BY e.position",
+        (after,),
+    )
+    while limit is None or len(found) < limit:
+        chunk = cursor.fetchmany(_SCAN_CHUNK)
+        found += [row for row in chunk if row[1] in ids]
+        if len(chunk) < _SCAN_CHUNK:
+            break
+    return found if limit is None else found[:limit]
