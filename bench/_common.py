@@ -304,23 +304,21 @@ def stored_payloads(
 
     from uptime_daemon.store.sqlite import SqliteEventStore  # noqa: PLC0415
 
-    async def page(after: int | None) -> list[tuple[int, str, bytes, bytes]]:
-        store = await SqliteEventStore.open(db)
-        try:
-            found = await store.read_all(after=after, limit=PAYLOAD_PAGE)
-        finally:
-            await store.close()
-        return [(e.position, e.type, e.data, e.metadata) for e in found]
-
-    after: int | None = None
-    while True:
-        rows = asyncio.run(page(after))
-        for _, kind, data, metadata in rows:
-            if types is None or kind in types:
-                yield kind, data, metadata
-        if len(rows) < PAYLOAD_PAGE:
-            return
-        after = rows[-1][0]
+    loop = asyncio.new_event_loop()  # one store opened once, read a page at a time
+    store = loop.run_until_complete(SqliteEventStore.open(db))
+    try:
+        after: int | None = None
+        while True:
+            page = loop.run_until_complete(store.read_all(after=after, limit=PAYLOAD_PAGE))
+            for event in page:
+                if types is None or event.type in types:
+                    yield event.type, event.data, event.metadata
+            if len(page) < PAYLOAD_PAGE:
+                return
+            after = page[-1].position
+    finally:
+        loop.run_until_complete(store.close())
+        loop.close()
 
 
 PAYLOAD_PAGE: Final = 20_000
