@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,22 +93,35 @@ def test_a_new_check_shows_at_once_even_within_max_age() -> None:
 
 
 def test_a_quiet_service_lags_the_clock_by_at_most_its_share_of_max_age() -> None:
-    """A part lives ``FRAGMENT_SHARE`` of the max age: the answer's own age makes up the rest."""
+    """A part lives at most ``FRAGMENT_SHARE`` of the max age: the answer's own age makes up the rest.
+
+    It is computed again at the next tick of its own grid (``phase + k × age``): reused until then,
+    computed once that tick has passed, and the tick after comes a whole age later.
+    """
     config, state, clock = settings(1, 8), history(1), Monotonic()
     part_age = 8 * FRAGMENT_SHARE
     cache = SummaryCache(monotonic=clock)
     first_at = START + timedelta(hours=1)
-    first = by_name(cache.render(config, state, hours=2, now=first_at))["s0"]
-    clock.value += part_age  # past any first expiry (spread within the part's age)
-    second_at = first_at + timedelta(seconds=part_age)
-    second = by_name(cache.render(config, state, hours=2, now=second_at))["s0"]
-    assert second["window"]["end"] != first["window"]["end"]
-    clock.value += part_age - 0.1  # younger than its age now: reused
-    later = second_at + timedelta(seconds=part_age - 0.1)
-    assert by_name(cache.render(config, state, hours=2, now=later))["s0"] == second
-    clock.value += 0.1  # and computed again once that old
-    later += timedelta(seconds=0.1)
-    assert by_name(cache.render(config, state, hours=2, now=later))["s0"] != second
+
+    def at(offset: float) -> dict[str, Any]:
+        clock.value = 1000.0 + offset
+        return by_name(
+            cache.render(config, state, hours=2, now=first_at + timedelta(seconds=offset))
+        )["s0"]
+
+    first = at(0)
+    computed = [0.0]
+    previous = first
+    for step in range(1, 161):  # 0.1 s steps over 16 s: a part age is 6 s
+        offset = step * 0.1
+        current = at(offset)
+        if current != previous:
+            computed.append(offset)
+        assert offset - computed[-1] < part_age + 1e-9  # never older than its age
+        previous = current
+    gaps = [b - a for a, b in itertools.pairwise(computed[1:])]
+    assert len(computed) >= 3
+    assert all(abs(gap - part_age) < 0.1 + 1e-9 for gap in gaps)  # then once per age, on its grid
 
 
 def test_a_service_going_stale_turns_unknown_at_once() -> None:
@@ -131,6 +145,29 @@ def test_first_expiries_are_spread_so_rebuilds_come_a_few_at_a_time() -> None:
     clock.value += FRAGMENT_SHARE / 2
     cache.render(config, state, hours=2, now=now + timedelta(seconds=0.5))
     assert 40 < cache.rebuilt - 200 < 160  # about half expired, not all at once
+
+
+def test_expiries_stay_spread_after_every_part_was_computed_at_once() -> None:
+    """After an idle spell every part is due: the rebuild computes them all, and then few at a time.
+
+    Expiring each part one age after it was computed would keep them together, so every later
+    rebuild would compute them all again (the event loop held for the whole summary each time).
+    """
+    config, state, clock = settings(200, 1), history(200), Monotonic()
+    cache = SummaryCache(monotonic=clock)
+    now = START + timedelta(hours=1)
+    cache.render(config, state, hours=2, now=now)
+    clock.value += 10  # idle: every part is older than its age
+    cache.render(config, state, hours=2, now=now + timedelta(seconds=10))
+    assert cache.rebuilt == 400
+    per_step = []
+    for step in range(1, 9):  # eight steps across one part age
+        before = cache.rebuilt
+        clock.value += FRAGMENT_SHARE / 8
+        cache.render(config, state, hours=2, now=now + timedelta(seconds=10 + step / 8))
+        per_step.append(cache.rebuilt - before)
+    assert sum(per_step) == 200  # each part once per age
+    assert max(per_step) < 60  # about 25 per step, never all 200 together
 
 
 def test_a_reload_rebuilds_everything_and_windows_are_bounded() -> None:

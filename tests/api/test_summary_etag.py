@@ -19,7 +19,14 @@ from tests.api.helpers import Client, TargetState
 from tests.api.test_summary_cache import START, Monotonic, check, history, settings
 from tests.polling import until
 from uptime_daemon.api import models, openapi_document, views
-from uptime_daemon.api.summary_cache import REFRESH_SHARE, SERVE_SHARE, Answer, SummaryCache
+from uptime_daemon.api.summary_cache import (
+    FRAGMENT_SHARE,
+    REFRESH_SHARE,
+    SERVE_SHARE,
+    Answer,
+    SummaryCache,
+    part_expiry,
+)
 from uptime_daemon.api.uptime import accepts_gzip
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.load import settings_from_mapping
@@ -123,9 +130,12 @@ async def test_no_answer_older_than_a_quarter_of_max_age_is_served() -> None:
 
 async def test_a_rebuild_that_changes_nothing_keeps_the_body_and_its_etag() -> None:
     config, state, clock = settings(1, MAX_AGE), history(1), Monotonic()
+    part_age = MAX_AGE * FRAGMENT_SHARE
+    while part_expiry("s0", clock.value, part_age) - clock.value <= MAX_AGE * SERVE_SHARE:
+        clock.value += 1  # start where s0's part outlives the answer (within one part age)
     cache = SummaryCache(monotonic=clock)
     first = await cache.answer(config, state, hours=2, now=NOW)
-    clock.value += MAX_AGE * SERVE_SHARE  # s0's part lives longer (its spread share is 0.39)
+    clock.value += MAX_AGE * SERVE_SHARE  # the answer is too old to serve; s0's part is not
     again = await cache.answer(config, state, hours=2, now=NOW + timedelta(seconds=15))
     assert again.digest == first.digest
     assert again.body is first.body

@@ -15,9 +15,10 @@ check, a status change, a reload or a maintenance window shows within ``B / 4``.
 each service's part of the answer (its serialized JSON), computing it again only when the service
 has a new check, its status went stale (so ``unknown``), or the part is older than ``3 B / 4`` —
 the clock's advance (the open period growing, the window sliding); each service's ``window.end``
-says when its figures were computed, at most ``B`` before the answer is sent. First expiries are
-spread over that age by service name, so a rebuild computes a few parts, and it gives the event loop
-back every few of them. Hashing and compressing run in a thread. A rebuild that changed no part keeps
+says when its figures were computed, at most ``B`` before the answer is sent. Each service's parts
+expire on a grid of its own (its phase from its name), so expiries stay spread however the parts
+were last computed: a rebuild computes a few parts, and it gives the event loop back every few of
+them. Hashing and compressing run in a thread. A rebuild that changed no part keeps
 the body and its ``ETag``.
 
 ``B = 0`` computes everything on every request: the answer is then exactly the model's serialization
@@ -257,11 +258,13 @@ class SummaryCache:
                 or clock >= fragment.expires
                 or (fragment.stale_at is not None and now > fragment.stale_at)
             ):
-                age = max_age
-                if fragment is None:  # spread first expiries so later rebuilds come a few at a time
-                    age *= zlib.crc32(name.encode()) / _SPREAD
                 fragments[name] = self._build(
-                    settings, state, name, hours=hours, now=now, expires=clock + age
+                    settings,
+                    state,
+                    name,
+                    hours=hours,
+                    now=now,
+                    expires=part_expiry(name, clock, max_age),
                 )
                 changed = True
                 yield
@@ -317,6 +320,20 @@ class SummaryCache:
             status=model.status,
             configured=model.configured,
         )
+
+
+def part_expiry(name: str, clock: float, max_age: float) -> float:
+    """When ``name``'s part, computed at ``clock``, expires: its next tick on its own grid.
+
+    Each service's parts expire at the times ``phase + k × max_age`` (its phase from its name), not
+    ``max_age`` after they were computed: a rebuild that had to compute every part (the first, or
+    after an idle spell) does not make them all expire together again, so rebuilds stay a steady
+    few parts each. A part is never older than ``max_age`` for it.
+    """
+    if max_age <= 0:
+        return clock
+    phase = max_age * zlib.crc32(name.encode()) / _SPREAD
+    return clock + max_age - (clock - phase) % max_age
 
 
 def _rebuilt(window: _Window, task: asyncio.Task[Answer]) -> None:
