@@ -22,6 +22,7 @@ from uptime_daemon.api.errors import JsonErrorAppRunner
 from uptime_daemon.api.keys import PROJECTOR, STORE
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Settings
+from uptime_daemon.daemon import heap
 from uptime_daemon.daemon.supervisor import Supervisor
 from uptime_daemon.daemon.systemd import SystemdNotifier
 from uptime_daemon.daemon.wiring import Daemon
@@ -106,6 +107,10 @@ async def serve(
             name="systemd-watchdog",
         )
         supervisor.watch(watchdog)
+        # Ends on its own once caught up (not a root task: the supervisor would take that as a failure).
+        settling = asyncio.create_task(
+            heap.settle_after(app[PROJECTOR].caught_up), name="heap-settle"
+        )
         log.info(
             "daemon_started",
             version=__version__,
@@ -117,9 +122,10 @@ async def serve(
         await supervisor.stop.wait()
         log.info("daemon_stopping", reason=supervisor.reason)
         notifier.stopping()
-        watchdog.cancel()
-        with suppress(asyncio.CancelledError):
-            await watchdog
+        for task in (watchdog, settling):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         # Finish in-flight checks while the server can still answer our own self-probes.
         await daemon.stop_checks()
     finally:
