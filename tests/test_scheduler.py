@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from structlog.testing import capture_logs
 
 from tests.polling import until
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy, HttpService, SchedulerSettings
-from uptime_daemon.scheduler import EPOCH, CheckScheduler, GridTrigger, grid_phase_seconds
+from uptime_daemon.scheduler import (
+    EPOCH,
+    TALLY_SECONDS,
+    CheckScheduler,
+    GridTrigger,
+    Tally,
+    grid_phase_seconds,
+)
 
 FAST = CheckPolicy(interval_seconds=0.05, timeout_seconds=0.05)
 
@@ -49,8 +58,12 @@ async def test_every_service_runs_soon_after_start() -> None:
         await s.stop(1)
 
 
-async def test_a_hanging_check_never_piles_up() -> None:
-    """While one run hangs, later runs of that service are skipped: at most one in flight."""
+async def test_a_hanging_check_never_piles_up(caplog: pytest.LogCaptureFixture) -> None:
+    """While one run hangs, later runs of that service are skipped: at most one in flight.
+
+    Each skip is counted; the log says so once per ``TALLY_SECONDS``, and APScheduler's own line
+    for each skip is not passed on (a storm of skips must not become a storm of log lines).
+    """
     in_flight = Counter[str]()
     peak = Counter[str]()
     release = asyncio.Event()
@@ -65,12 +78,18 @@ async def test_a_hanging_check_never_piles_up() -> None:
 
     skips: list[int] = []
     s = scheduler(run, {"hang": FAST}, on_skip=lambda: skips.append(1))
+    caplog.set_level(logging.WARNING)
     s.start()
     try:
-        await until(lambda: s.skipped_runs >= 5)
+        with capture_logs() as logs:
+            await until(lambda: s.skipped_runs >= 5)
         assert peak["hang"] == 1
         assert s.inflight == 1
         assert len(skips) >= 5  # what uptime_scheduler_skipped_runs_total counts
+        said = [e for e in logs if e["event"] == "check_skipped_still_running"]
+        assert len(said) == 1  # the first at once; the next only TALLY_SECONDS later
+        assert (said[0]["service"], said[0]["count"]) == ("hang", 1)
+        assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
     finally:
         release.set()
         await s.stop(1)
@@ -287,3 +306,21 @@ def test_the_start_up_spread_is_sized_to_the_busiest_host_and_the_slots() -> Non
     assert spread(one_host, per_host_concurrency=4) == 1000 / (4 * 20)
     assert spread(many_hosts, max_concurrency=10) == 1000 / (10 * 20)
     assert spread({"a": _http("x", "")}) == 1.0  # never less than the jitter
+
+
+def test_a_tally_says_how_often_and_to_whom_at_most_once_per_period() -> None:
+    clock = [100.0]
+    tally = Tally("check_shed_too_late", lambda: clock[0])
+    with capture_logs() as logs:
+        tally.note("a")  # the first is said at once
+        for i in range(50):
+            clock[0] += TALLY_SECONDS / 100
+            tally.note(f"s{i % 7}")
+        clock[0] += TALLY_SECONDS  # the next one after a whole period says all since the last
+        tally.note("z")
+    said = [(e["count"], e["services"], e["since_seconds"]) for e in logs]
+    assert said == [
+        (1, ["a"], None),
+        (51, ["s0", "s1", "s2", "s3", "s4"], round(TALLY_SECONDS * 1.5, 1)),
+    ]
+    assert all(e["log_level"] == "warning" for e in logs)

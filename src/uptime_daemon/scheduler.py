@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,6 +54,10 @@ and the whole daemon ``max_concurrency`` × this many, so the probes of the firs
 briefly for their slots rather than all at once."""
 GRID_TOLERANCE: Final = 1e-3
 """Share of an interval by which a run may sit below its grid point and still count as on it."""
+TALLY_SECONDS: Final = 10.0
+"""Skipped or shed runs are logged at most this often (each line with how many, and to whom)."""
+TALLY_SERVICES: Final = 5
+"""... naming at most this many services (the first ones since the last line)."""
 MAX_JITTER_FRACTION: Final = 0.1
 """Jitter never exceeds this share of a service's interval, so short intervals stay regular."""
 
@@ -64,6 +69,56 @@ def grid_phase_seconds(service: str, interval_seconds: float) -> float:
     """
     digest = hashlib.blake2b(service.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 * interval_seconds
+
+
+def _not_ours_twice(record: logging.LogRecord) -> bool:
+    """Drop APScheduler's own line for a skipped or missed run: ``Tally`` says it, counted."""
+    message = str(record.msg)
+    return not (message.startswith('Execution of job "%s" skipped') or " was missed by " in message)
+
+
+APSCHEDULER_LOGGERS: Final = ("apscheduler.scheduler", "apscheduler.executors.default")
+"""Where APScheduler reports each skipped (max instances) and missed (misfire) run."""
+
+
+class Tally:
+    """A warning said at most once per ``every_seconds``: how often it happened since, and to whom.
+
+    Skipped and shed runs come in storms exactly when the daemon is behind (hundreds a second); a
+    line each would spend the CPU it lacks on logging. The counters stay exact
+    (``uptime_scheduler_skipped_runs_total``, ``uptime_checks_inconclusive_total{reason="shed"}``);
+    the log says that it happens, how often, and to whom.
+    """
+
+    __slots__ = ("_count", "_event", "_every", "_monotonic", "_said_at", "_services")
+
+    def __init__(
+        self, event: str, monotonic: Callable[[], float], *, every_seconds: float = TALLY_SECONDS
+    ) -> None:
+        """Nothing is said before the first ``note``, which is said at once."""
+        self._event = event
+        self._monotonic = monotonic
+        self._every = every_seconds
+        self._said_at: float | None = None
+        self._count = 0
+        self._services: list[str] = []
+
+    def note(self, service: str) -> None:
+        """One more occurrence, for ``service``: said now if the last line is old enough."""
+        self._count += 1
+        if len(self._services) < TALLY_SERVICES and service not in self._services:
+            self._services.append(service)
+        now = self._monotonic()
+        if self._said_at is not None and now - self._said_at < self._every:
+            return
+        log.warning(
+            self._event,
+            service=self._services[0],
+            services=self._services,
+            count=self._count,
+            since_seconds=None if self._said_at is None else round(now - self._said_at, 1),
+        )
+        self._said_at, self._count, self._services = now, 0, []
 
 
 class GridTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
@@ -150,6 +205,8 @@ class CheckScheduler:
         """Runs not started because the previous run of that service was still going."""
         self.missed_runs = 0
         """Runs not started because the daemon came to them later than their misfire grace."""
+        self._skips = Tally("check_skipped_still_running", clock.monotonic)
+        self._sheds = Tally("check_shed_too_late", clock.monotonic)
 
     @property
     def running(self) -> bool:
@@ -163,6 +220,8 @@ class CheckScheduler:
 
     def start(self) -> None:
         """Schedule every service; first runs are spread over a short start-up window."""
+        for name in APSCHEDULER_LOGGERS:  # idempotent: a filter is added once
+            logging.getLogger(name).addFilter(_not_ours_twice)
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
@@ -247,14 +306,14 @@ class CheckScheduler:
         self._submitted.pop(event.job_id, None)
         if self._on_skip is not None:
             self._on_skip()
-        log.warning("check_skipped_still_running", service=event.job_id)
+        self._skips.note(event.job_id)
 
     def _on_missed_run(self, event: JobEvent) -> None:
         """A run came due longer ago than its misfire grace: the daemon was that late; shed it."""
         self.missed_runs += 1
         if self._on_missed is not None:
             self._on_missed()
-        log.warning("check_shed_too_late", service=event.job_id)
+        self._sheds.note(event.job_id)
 
     async def _fire(self, name: str) -> None:
         started = self._clock.now()
