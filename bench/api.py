@@ -15,6 +15,9 @@ b) an open loop at a fixed ``--rate`` (a separate process, ``--open-loop-client`
    ``plain`` (``Accept-Encoding: identity``, the whole JSON), ``gzip`` (``Accept-Encoding: gzip``,
    the body left compressed as a proxy would pass it on) and ``conditional`` (gzip, plus
    ``If-None-Match`` with the last ``ETag`` seen, as a polling client sends it: mostly 304s).
+   Each phase starts with ``--warmup`` seconds of the same load, reported apart (``warmup_*``):
+   the first request after an idle spell waits while the whole answer is computed again, and the
+   percentiles are of the steady state that follows.
 
 Each phase reports the daemon's CPU % (from /proc). The response size and a check of its figures
 against what was generated come first.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import subprocess
@@ -35,8 +39,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from _common import (
@@ -55,6 +61,9 @@ from _common import (
 )
 from _history import SERVICE_PREFIX, History, workspace, write_history
 
+if TYPE_CHECKING:
+    import aiohttp
+
 TIMEOUT_SECONDS: Final = 5.0
 P99_TARGET_MS: Final = 20.0
 READY_DEADLINE_SECONDS: Final = 900.0
@@ -65,11 +74,68 @@ MODES: Final = ("plain", "gzip", "conditional")
 # --- the open-loop client (runs in its own process) -----------------------------------------------
 
 
-async def open_loop(
-    url: str, *, rate: float, seconds: float, request_timeout: float, mode: str = "plain"
-) -> dict[str, Any]:
-    """Send ``rate × seconds`` GETs, request ``i`` due at ``start + i / rate``; latency from due time.
+def _spread(
+    seconds: list[float], *, prefix: str = "", quantiles: tuple[float, ...] = (0.50, 0.90, 0.99)
+) -> dict[str, float | None]:
+    """Percentiles and the maximum of latencies, in milliseconds (``None`` for none)."""
+    ms = sorted(1000 * x for x in seconds)
+    spread: dict[str, float | None] = {
+        f"{prefix}p{round(100 * q)}_ms": round(percentile(ms, q), 3) if ms else None
+        for q in quantiles
+    }
+    spread[f"{prefix}max_ms"] = round(ms[-1], 3) if ms else None
+    return spread
 
+
+async def _pace(
+    tasks: set[asyncio.Task[None]],
+    launch: Callable[[float], Coroutine[Any, Any, None]],
+    *,
+    rate: float,
+    start: float,
+    count: int,
+    lag: list[float] | None = None,
+) -> None:
+    """Start ``launch(due)`` for ``count`` due times ``start + i / rate``, each at its time."""
+    loop = asyncio.get_running_loop()
+    for i in range(count):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if lag is not None:
+            lag.append(max(0.0, loop.time() - due))
+        task = asyncio.create_task(launch(due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+async def _warm(session: aiohttp.ClientSession, url: str, *, encoding: str, deadline: float) -> str:
+    """One warm-up request (unconditional); its ``ETag``, or "" when it failed."""
+    import aiohttp  # noqa: PLC0415 - only the client process needs it (the module is imported above only for typing)
+
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+        async with asyncio.timeout_at(deadline):
+            async with session.get(url, headers={"Accept-Encoding": encoding}) as response:
+                await response.read()
+                return response.headers.get("ETag", "") if response.status == 200 else ""
+    return ""
+
+
+async def open_loop(
+    url: str,
+    *,
+    rate: float,
+    seconds: float,
+    request_timeout: float,
+    mode: str = "plain",
+    warmup: float = 0.0,
+) -> dict[str, Any]:
+    """Send ``rate × (warmup + seconds)`` GETs, request ``i`` due at ``start + i / rate``.
+
+    Latency is from the due time. The first ``warmup`` seconds are the same load, reported apart
+    (``warmup_*``): the steady state is what the percentiles describe, and the cold start (an
+    answer not asked for since the last phase is rebuilt whole) is shown beside them.
     ``mode`` is what the client accepts (see the module docstring); bodies are never decompressed,
     so the figures are the daemon's and the wire's, not the client's inflate.
     """
@@ -114,21 +180,21 @@ async def open_loop(
         connector=aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS), auto_decompress=False
     ) as session:
         tasks: set[asyncio.Task[None]] = set()
-        start = loop.time() + 0.2
-        for i in range(total):
-            due = start + i / rate
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            send_lag.append(max(0.0, loop.time() - due))
-            task = asyncio.create_task(one(session, due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        cold: list[float] = []
+
+        async def warm(due: float) -> None:
+            nonlocal etag
+            tag = await _warm(session, url, encoding=encoding, deadline=due + request_timeout)
+            cold.append(loop.time() - due)
+            etag = tag if mode == "conditional" and tag else etag
+
+        start = loop.time() + 0.2 + warmup
+        await _pace(tasks, warm, rate=rate, start=start - warmup, count=round(rate * warmup))
+        await _pace(tasks, partial(one, session), rate=rate, start=start, count=total, lag=send_lag)
         sent = loop.time()
         if tasks:  # every task ends by its own deadline; this bound is only a backstop
             await asyncio.wait(tasks, timeout=request_timeout + 5)
     answered = len(latencies) - timed_out
-    ms = sorted(1000 * x for x in latencies)
     return {
         "mode": mode,
         "requests": total,
@@ -139,11 +205,10 @@ async def open_loop(
         "target_rate": rate,
         "sent_rate": round(total / (sent - start), 1) if sent > start else None,
         "achieved_rate": round(answered / (last_done - start), 1) if last_done > start else 0,
-        "p50_ms": round(percentile(ms, 0.50), 3),
-        "p90_ms": round(percentile(ms, 0.90), 3),
-        "p99_ms": round(percentile(ms, 0.99), 3),
-        "max_ms": round(ms[-1], 3) if ms else None,
+        **_spread(latencies),
         "client_send_lag_p99_ms": round(1000 * percentile(send_lag, 0.99), 3),
+        "warmup_seconds": warmup,
+        **_spread(cold, prefix="warmup_", quantiles=(0.50, 0.99)),
         "body_bytes_by_status": body_bytes,
     }
 
@@ -163,6 +228,7 @@ def client_main(args: argparse.Namespace) -> None:
                 seconds=args.seconds,
                 request_timeout=args.request_timeout,
                 mode=args.mode,
+                warmup=args.warmup,
             )
         )
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -244,12 +310,13 @@ def run_client(url: str, args: argparse.Namespace, mode: str) -> dict[str, Any]:
         *("--mode", mode),
         *("--rate", str(args.rate), "--seconds", str(args.seconds)),
         *("--request-timeout", str(args.request_timeout)),
+        *("--warmup", str(args.warmup)),
     ]
     done = subprocess.run(
         command,
         capture_output=True,
         text=True,
-        timeout=args.seconds + args.request_timeout + 120,
+        timeout=args.warmup + args.seconds + args.request_timeout + 120,
         check=False,
     )
     if done.returncode != 0:
@@ -358,6 +425,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=30, help="length of each load phase")
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests per second")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="open loop: seconds of the same load before each measured phase, reported apart",
+    )
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
