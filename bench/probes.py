@@ -335,6 +335,10 @@ def _late_shares(before: str, after: str) -> dict[str, float | None]:
     return shares
 
 
+def _delta(before: str, after: str, name: str, **labels: str) -> float:
+    return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
+
+
 def _mean_ms(before: str, after: str, name: str) -> float | None:
     count = metric_sum(after, f"{name}_count") - metric_sum(before, f"{name}_count")
     total = metric_sum(after, f"{name}_sum") - metric_sum(before, f"{name}_sum")
@@ -357,12 +361,9 @@ def _daemon_window(
     before = fetch(f"{base}/metrics")
     started = time.monotonic()
     cpu0, others0 = cpu_seconds(daemon.pid), [cpu_seconds(p.pid) for p in others]
-    log = procs.work / "daemon.log"
-    log0 = log.stat().st_size
     time.sleep(seconds)
     cpu1, others1 = cpu_seconds(daemon.pid), [cpu_seconds(p.pid) for p in others]
     stopped = time.monotonic()
-    window_log = log.read_bytes()[log0:].decode(errors="replace")
     after = fetch(f"{base}/metrics")
     scrape1 = time.monotonic()
     # Counters are read somewhere inside each scrape: their midpoints bound the probe window.
@@ -400,10 +401,13 @@ def _daemon_window(
         "probe_mean_ms": _mean_ms(before, after, "uptime_probe_duration_seconds"),
         "append_mean_ms": _mean_ms(before, after, "uptime_event_append_duration_seconds"),
         **_late_shares(before, after),
-        # APScheduler's own warnings: a run due while the previous one of that service still ran
-        # (dropped), or one that started later than its misfire grace (dropped too).
-        "skipped_runs": window_log.count("maximum number of running instances reached"),
-        "missed_runs": window_log.count("was missed by"),
+        # Runs due while the previous one of that service still ran (dropped), and runs that
+        # started later than their misfire grace (dropped too): both are shed, counted in /metrics.
+        "skipped_runs": int(_delta(before, after, "uptime_scheduler_skipped_runs_total")),
+        "missed_runs": int(
+            _delta(before, after, "uptime_checks_inconclusive_total", reason="shed")
+            - _delta(before, after, "uptime_scheduler_skipped_runs_total")
+        ),
         "append_failures": int(
             metric_sum(after, "uptime_event_append_failures_total")
             - metric_sum(before, "uptime_event_append_failures_total")
