@@ -27,10 +27,9 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
-import socketio
 import structlog
 from aiohttp import hdrs, web
 
@@ -46,6 +45,9 @@ from uptime_daemon.api.live import (
     health_message,
 )
 from uptime_daemon.projector.runner import StatusChange
+
+if TYPE_CHECKING:
+    import socketio
 
 log = structlog.get_logger(__name__)
 
@@ -65,16 +67,31 @@ class SocketIOFeed:
     def __init__(self, app: web.Application) -> None:
         self._app = app
         self._clients: dict[str, _Client] = {}
-        self.server = socketio.AsyncServer(
-            async_mode="aiohttp",
-            namespaces=[NAMESPACE],
-            always_connect=True,  # the CONNECT ack goes out before the first health_status
-            cors_allowed_origins=self._origin_allowed,
-            cors_credentials=False,
-            max_http_buffer_size=MAX_CLIENT_MESSAGE_BYTES,
-        )
-        self.server.on("connect", self._connect, namespace=NAMESPACE)
-        self.server.on("disconnect", self._disconnect, namespace=NAMESPACE)
+        self._server: socketio.AsyncServer | None = None
+
+    @property
+    def server(self) -> socketio.AsyncServer:
+        """The socket.io server, made at the first request to the feed.
+
+        ``socketio`` loads its clients, managers and their libraries (requests, redis, websocket
+        clients: about 10 MiB of modules) whether used or not; a daemon nobody asks for the
+        socket.io feed never loads them.
+        """
+        if self._server is None:
+            import socketio  # noqa: PLC0415 - see above
+
+            server = socketio.AsyncServer(
+                async_mode="aiohttp",
+                namespaces=[NAMESPACE],
+                always_connect=True,  # the CONNECT ack goes out before the first health_status
+                cors_allowed_origins=self._origin_allowed,
+                cors_credentials=False,
+                max_http_buffer_size=MAX_CLIENT_MESSAGE_BYTES,
+            )
+            server.on("connect", self._connect, namespace=NAMESPACE)
+            server.on("disconnect", self._disconnect, namespace=NAMESPACE)
+            self._server = server
+        return self._server
 
     def _origin_allowed(self, origin: str | None, environ: Mapping[str, Any]) -> bool:
         allowed = self._app[SETTINGS].current.server.allowed_origins
@@ -186,6 +203,8 @@ class SocketIOFeed:
 
     async def close(self, _app: web.Application) -> None:
         """On shutdown: close every client's transport (clients reconnect later), then engine.io."""
+        if self._server is None:
+            return  # never asked for
         for eio_sid in list(self.server.eio.sockets):
             await self._close_transport(eio_sid)
         await self.server.shutdown()

@@ -18,8 +18,6 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from kurrentdbclient.connection_spec import ConnectionSpec
-from kurrentdbclient.exceptions import KurrentDBClientError
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -31,7 +29,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from redis.connection import parse_url as parse_redis_url
 
 from uptime_daemon.redact import redact
 from uptime_daemon.results import CheckKind
@@ -597,6 +594,10 @@ def _check_mysql_url(url: str) -> None:
 
 
 def _check_redis_url(url: str) -> None:
+    # Imported here: the drivers are tens of megabytes of modules a daemon without such a service
+    # never needs (``probes.__init__`` loads the probes the same way).
+    from redis.connection import parse_url as parse_redis_url  # noqa: PLC0415
+
     try:
         parse_redis_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     except ValueError as exc:
@@ -604,6 +605,9 @@ def _check_redis_url(url: str) -> None:
 
 
 def _check_kurrentdb_url(url: str) -> None:
+    from kurrentdbclient.connection_spec import ConnectionSpec  # noqa: PLC0415 - as above
+    from kurrentdbclient.exceptions import KurrentDBClientError  # noqa: PLC0415
+
     try:
         ConnectionSpec(url)
     except (ValueError, KurrentDBClientError) as exc:

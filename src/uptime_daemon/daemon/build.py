@@ -15,7 +15,6 @@ from uptime_daemon.projector.runner import Projector
 from uptime_daemon.redact import redact
 from uptime_daemon.status import credibility
 from uptime_daemon.store import EventStore
-from uptime_daemon.store.kurrentdb import KurrentDBEventStore, connection_uri
 from uptime_daemon.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
 STATE_DIR: Final = Path("var/uptime-daemon")
@@ -24,6 +23,9 @@ STATE_DIR: Final = Path("var/uptime-daemon")
 
 def kurrentdb_uri(store: StoreSettings) -> str:
     """The client URI of a KurrentDB store setting: its URL with credentials and TLS options."""
+    # The KurrentDB adapter (its client, gRPC, protobuf) is loaded only for a KurrentDB store.
+    from uptime_daemon.store.kurrentdb import connection_uri  # noqa: PLC0415
+
     return connection_uri(
         store.url,
         username=store.username,
@@ -38,6 +40,8 @@ async def open_store(store: StoreSettings) -> EventStore:
     """Open the adapter ``store.kind`` names; ``EventStoreUnavailable`` names the (masked) URL."""
     if store.kind is StoreKind.SQLITE:
         return await SqliteEventStore.open(sqlite_path_from_url(store.url))
+    from uptime_daemon.store.kurrentdb import KurrentDBEventStore  # noqa: PLC0415 - as above
+
     uri = kurrentdb_uri(store)
     try:
         return await KurrentDBEventStore.open(uri, timeout_seconds=store.operation_timeout_seconds)

@@ -19,9 +19,6 @@ from uptime_daemon.config.model import (
     WebSocketService,
 )
 from uptime_daemon.probes.base import ProbeContext, ProbeFn, Prober
-from uptime_daemon.probes.database import probe_database
-from uptime_daemon.probes.dns import probe_dns
-from uptime_daemon.probes.grpc_health import probe_grpc
 from uptime_daemon.probes.http import probe_http
 from uptime_daemon.probes.tcp import probe_tcp
 from uptime_daemon.probes.websocket import probe_websocket
@@ -38,6 +35,33 @@ __all__ = [
     "Prober",
     "probe_for",
 ]
+
+# The database, DNS and gRPC probes load their drivers (asyncpg, aiomysql, redis, the KurrentDB
+# client, dnspython, grpcio: tens of megabytes of modules) on their first check, not at start: a
+# daemon that watches only HTTP services never pays for them. Each stand-in has its probe's own
+# signature, so the registry's pairing of kind and settings stays checked by the type checker.
+
+
+async def probe_database(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
+    """``probes.database.probe_database``, imported on first use."""
+    from uptime_daemon.probes.database import probe_database as probe  # noqa: PLC0415
+
+    return await probe(service, ctx)
+
+
+async def probe_dns(service: DnsService, ctx: ProbeContext) -> ProbeResult:
+    """``probes.dns.probe_dns``, imported on first use."""
+    from uptime_daemon.probes.dns import probe_dns as probe  # noqa: PLC0415
+
+    return await probe(service, ctx)
+
+
+async def probe_grpc(service: GrpcService, ctx: ProbeContext) -> ProbeResult:
+    """``probes.grpc_health.probe_grpc``, imported on first use."""
+    from uptime_daemon.probes.grpc_health import probe_grpc as probe  # noqa: PLC0415
+
+    return await probe(service, ctx)
+
 
 PROBERS: Final[Mapping[CheckKind, Prober[Any]]] = {
     CheckKind.HTTP: Prober(HttpService, probe_http),

@@ -17,10 +17,7 @@ from uptime_daemon.config.model import DatabaseService
 from uptime_daemon.errors import EventStoreError
 from uptime_daemon.probes._classify import describe
 from uptime_daemon.probes.base import ProbeContext, ProbeFn
-from uptime_daemon.probes.kurrentdb import probe_kurrentdb
-from uptime_daemon.probes.redis import probe_redis
 from uptime_daemon.probes.round_trip import HEALTH_CHECK_EVENT, keep_temporary, round_trip
-from uptime_daemon.probes.sql import probe_mysql, probe_postgresql
 from uptime_daemon.results import FailureReason, ProbeResult
 from uptime_daemon.store import EventStore, StreamState
 
@@ -79,10 +76,35 @@ async def connection_test(store: EventStore, clock: Clock) -> ProbeResult:
     )
 
 
+async def _kurrentdb(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
+    from uptime_daemon.probes.kurrentdb import probe_kurrentdb  # noqa: PLC0415 - see SERVERS
+
+    return await probe_kurrentdb(service, ctx)
+
+
+async def _postgresql(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
+    from uptime_daemon.probes.sql import probe_postgresql  # noqa: PLC0415 - see SERVERS
+
+    return await probe_postgresql(service, ctx)
+
+
+async def _mysql(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
+    from uptime_daemon.probes.sql import probe_mysql  # noqa: PLC0415 - see SERVERS
+
+    return await probe_mysql(service, ctx)
+
+
+async def _redis(service: DatabaseService, ctx: ProbeContext) -> ProbeResult:
+    from uptime_daemon.probes.redis import probe_redis  # noqa: PLC0415 - see SERVERS
+
+    return await probe_redis(service, ctx)
+
+
 SERVERS: Final[dict[str, ProbeFn[DatabaseService]]] = {
-    "kurrentdb": probe_kurrentdb,
-    "postgresql": probe_postgresql,
-    "mysql": probe_mysql,
-    "redis": probe_redis,
+    "kurrentdb": _kurrentdb,
+    "postgresql": _postgresql,
+    "mysql": _mysql,
+    "redis": _redis,
 }
-"""A database URL's server → its probe."""
+"""A database URL's server → its probe. Each imports its module on its first check: a driver is
+megabytes of modules that a daemon without such a server never needs."""
