@@ -1,4 +1,4 @@
-"""Once caught up, the ``run`` command sets its long-lived heap aside from the cyclic collector."""
+"""The ``run`` command keeps its long-lived heap out of the collector's full collections."""
 
 from __future__ import annotations
 
@@ -9,26 +9,54 @@ from collections.abc import Callable
 from structlog.testing import capture_logs
 
 from tests.conftest import DaemonProcess
-from uptime_daemon.daemon import heap
+from tests.polling import until
+from uptime_daemon.daemon.heap import Settler
 
 
-async def test_the_heap_is_frozen_only_once_caught_up() -> None:
+class Clock:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+async def test_settles_once_caught_up_then_after_slow_full_collections_and_renews() -> None:
+    clock = Clock()
     before = gc.get_freeze_count()
+    settler = Settler(clock, slow_seconds=0.0, renew_seconds=100.0)
     caught_up = asyncio.Event()
-    settling = asyncio.create_task(heap.settle_after(caught_up))
-    for _ in range(3):  # turns of the loop: it must still be waiting
-        await asyncio.sleep(0)
-    assert not settling.done()
-    assert gc.get_freeze_count() == before
+    running = asyncio.create_task(settler.run(caught_up))
     try:
+        for _ in range(3):  # turns of the loop: it must still be waiting
+            await asyncio.sleep(0)
+        assert (settler.settled, gc.get_freeze_count()) == (0, before)
         with capture_logs() as logs:
             caught_up.set()
-            frozen = await settling
-        assert frozen > before  # everything alive, less what reference counting has freed since
-        assert gc.get_freeze_count() > before
-        assert [e["frozen_objects"] for e in logs if e["event"] == "heap_settled"] == [frozen]
+            await until(lambda: settler.settled == 1)
+            assert gc.get_freeze_count() > before
+            garbage: list[list[object]] = [[]]
+            garbage[0].append(garbage)  # a cycle: only the collector frees it
+            del garbage
+            gc.collect()  # a full collection, "slow" at a threshold of 0: its survivors freeze
+            await until(lambda: settler.settled == 2)
+            gc.collect(generation=1)  # not a full collection: nothing happens
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert settler.settled == 2
+            clock.value = 100.0  # a renewal is due: the next slow one unfreezes instead
+            gc.collect()
+            await until(lambda: any(e["event"] == "heap_unfrozen" for e in logs))
+            assert gc.get_freeze_count() == 0
+            assert settler.settled == 2
+        settled = [e for e in logs if e["event"] == "heap_settled"]
+        assert len(settled) == 2
+        assert settled[1]["collected"] >= 2  # the cycle above (a list holding itself, and its box)
     finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
         gc.unfreeze()  # the test process keeps collecting its own cycles
+    assert settler._observe not in gc.callbacks  # the hook left with the task
 
 
 def test_a_running_daemon_settles_its_heap_after_catching_up(

@@ -107,9 +107,8 @@ async def serve(
             name="systemd-watchdog",
         )
         supervisor.watch(watchdog)
-        # Ends on its own once caught up (not a root task: the supervisor would take that as a failure).
         settling = asyncio.create_task(
-            heap.settle_after(app[PROJECTOR].caught_up), name="heap-settle"
+            heap.Settler().run(app[PROJECTOR].caught_up), name="heap-settle"
         )
         log.info(
             "daemon_started",
