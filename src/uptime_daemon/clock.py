@@ -52,6 +52,8 @@ def to_iso_micros(moment: datetime) -> str:
 def parse_iso(text: str) -> datetime:
     """Parse an ISO-8601 timestamp (``Z`` accepted) into an aware UTC datetime."""
     parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is UTC:  # ours and the seeds' ("Z"): astimezone would return it as it is
+        return parsed
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)

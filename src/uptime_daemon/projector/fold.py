@@ -2,7 +2,10 @@
 
 No I/O and no clock reads: every query takes ``now``. For speed ``apply`` updates the state it is
 given and returns it; the result depends only on the sequence of observations, so a replay from zero
-equals the live fold (tested with Hypothesis).
+equals the live fold (tested with Hypothesis). A replay calls ``apply_check`` with the fields, so no
+``Observation`` is built per event; the usual check (the last verdict continued, still credible)
+is credited with float seconds computed once per check, the same float operations the datetime
+path performs, and anything near an edge takes the datetime path (``test_fold_fast_paths``).
 
 Time accounting. A check at ``t`` with status ``s`` means ``s`` holds from ``t`` until the next check.
 A status is credible for ``gap_seconds`` (2 × interval + timeout) after the check that established
@@ -176,6 +179,11 @@ class ServiceProjection:
     rolled_through: datetime | None = None
     """The newest check time a rollup (``projector.rollup``) folded in for this service: a raw check
     at or before it is in the record already, whether or not the raw event is still stored."""
+    last_check_seconds: tuple[datetime, float] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """``last_check`` and its Unix seconds, as the fold last set them: a cache, not state (never
+    stored, not compared), used while its datetime *is* ``last_check`` (``_last_seconds``)."""
 
     @property
     def by_quorum(self) -> bool:
@@ -199,12 +207,41 @@ class ProjectionState:
     """The maintenance windows the log declares (applied by the queries, never to the record)."""
 
 
-def histogram_index(seconds: float) -> int:
-    """The histogram bucket for a response time."""
+def histogram_index_by_log(seconds: float) -> int:
+    """The histogram bucket for a response time, by its definition (``histogram_index`` is faster)."""
     if seconds < HISTOGRAM_BASE_SECONDS:
         return 0
     index = int(math.log(seconds / HISTOGRAM_BASE_SECONDS, HISTOGRAM_GROWTH)) + 1
     return min(index, HISTOGRAM_BUCKETS - 1)
+
+
+def _lowest_of(index: int) -> float:
+    """The least float ``histogram_index_by_log`` puts in bucket ``index`` or above.
+
+    Searched float by float from the bucket's nominal bound, so the float rounding in ``math.log``
+    is reproduced exactly, not approximated.
+    """
+    bound = HISTOGRAM_BASE_SECONDS * HISTOGRAM_GROWTH ** (index - 1)
+    while histogram_index_by_log(bound) < index:
+        bound = math.nextafter(bound, math.inf)
+    while histogram_index_by_log(below := math.nextafter(bound, 0.0)) >= index:
+        bound = below
+    return bound
+
+
+HISTOGRAM_BOUNDS: Final = tuple(_lowest_of(index) for index in range(1, HISTOGRAM_BUCKETS))
+"""``HISTOGRAM_BOUNDS[k - 1]``: the least response time in bucket ``k`` (or above), exactly."""
+_TOP_BOUND: Final = HISTOGRAM_BOUNDS[-1]
+
+
+def histogram_index(seconds: float) -> int:
+    """The histogram bucket for a response time: ``histogram_index_by_log``'s, by bisection.
+
+    At or past the last bound (and for NaN) the definition answers, errors included.
+    """
+    if seconds < _TOP_BOUND:
+        return bisect.bisect_right(HISTOGRAM_BOUNDS, seconds)
+    return histogram_index_by_log(seconds)
 
 
 def histogram_value(index: int) -> float:
@@ -229,15 +266,40 @@ def _bucket(service: ServiceProjection, hour: int) -> HourBucket:
     return bucket
 
 
+def _last_seconds(service: ServiceProjection) -> float:
+    """``service.last_check.timestamp()``, from the fold's cache while it is that datetime's."""
+    last_check = service.last_check
+    assert last_check is not None  # noqa: S101 - only called after a first check
+    cached = service.last_check_seconds
+    if cached is not None and cached[0] is last_check:
+        return cached[1]
+    return last_check.timestamp()
+
+
 def _credit(service: ServiceProjection, state: Status, start: datetime, end: datetime) -> None:
     """Add ``[start, end)`` of ``state`` to the hourly buckets, split at hour boundaries."""
+    _credit_seconds(service, state, start, end, start.timestamp(), end.timestamp())
+
+
+def _credit_seconds(  # noqa: PLR0917 - hot: positional is the cheapest call
+    service: ServiceProjection,
+    state: Status,
+    start: datetime,
+    end: datetime,
+    cursor: float,
+    stop: float,
+) -> None:
+    """``_credit`` given ``start`` and ``end`` as Unix seconds too (``cursor`` and ``stop``)."""
     index = _INDEX[state]
-    cursor = start.timestamp()
-    stop = end.timestamp()
     if stop > cursor:
         service.totals[index] += stop - cursor
         if state is Status.DOWN or state is Status.UNKNOWN:
             _credit_incident(service, state, end - start)
+    _credit_hours(service, index, cursor, stop)
+
+
+def _credit_hours(service: ServiceProjection, index: int, cursor: float, stop: float) -> None:
+    """Add ``[cursor, stop)`` (Unix seconds) to the state ``index`` of the hours it spans."""
     while cursor < stop:
         hour = int(cursor) // HOUR_SECONDS
         boundary = min(stop, (hour + 1) * HOUR_SECONDS)
@@ -271,26 +333,46 @@ def _enter(service: ServiceProjection, state: Status, at: datetime) -> None:
     service.open_start = at
 
 
-def _credit_until(service: ServiceProjection, at: datetime) -> None:
-    """Credit the time since the last check: its status while credible, then ``unknown``."""
-    if service.last_check is None or service.status is None:
+_SURELY_BEFORE_SECONDS: Final = 0.001
+"""Times this far apart in float seconds are ordered the same as datetimes: a float of Unix seconds
+is within 2^-15 s of its datetime up to year 9999, and ``timedelta(seconds=gap)`` within 0.5 µs."""
+_FLOAT_PATH_UNTIL_SECONDS: Final = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+"""The float comparison is used while the last check plus its gap is before this (so the datetime
+sum it stands for exists); past it, or for a NaN gap, the datetime arithmetic answers."""
+
+
+def _credit_until(service: ServiceProjection, at: datetime, at_seconds: float) -> None:
+    """Credit the time since the last check: its status while credible, then ``unknown``.
+
+    ``at_seconds`` is ``at.timestamp()``. A check well inside the last one's credibility window
+    (nearly every check) is told by comparing floats, with no datetime arithmetic.
+    """
+    last_check, status = service.last_check, service.status
+    if last_check is None or status is None:
         service.first_check = at
         return
-    credible_until = min(at, service.last_check + timedelta(seconds=service.gap_seconds))
-    _credit(service, service.status, service.last_check, credible_until)
+    last_seconds = _last_seconds(service)
+    gap = service.gap_seconds
+    if (
+        at_seconds + gap < _FLOAT_PATH_UNTIL_SECONDS
+        and at_seconds - last_seconds < gap - _SURELY_BEFORE_SECONDS
+    ):
+        _credit_seconds(service, status, last_check, at, last_seconds, at_seconds)
+        return
+    credible_until = min(at, last_check + timedelta(seconds=gap))
+    until_seconds = credible_until.timestamp()
+    _credit_seconds(service, status, last_check, credible_until, last_seconds, until_seconds)
     if credible_until < at:
         _enter(service, Status.UNKNOWN, credible_until)
-        _credit(service, Status.UNKNOWN, credible_until, at)
+        _credit_seconds(service, Status.UNKNOWN, credible_until, at, until_seconds, at_seconds)
 
 
-def _first_count(service: ServiceProjection, obs: Observation) -> bool:
-    """Remember ``obs``'s slot; ``False`` when that check was counted already (or is too old)."""
-    if obs.slot is None:
-        return True
-    key = round(obs.slot.timestamp() * 1000)  # slots have millisecond precision: exact
-    recent = service.recent_slots.get(obs.location)
+def _first_count(service: ServiceProjection, location: str, slot: datetime) -> bool:
+    """Remember ``slot``; ``False`` when that check was counted already (or is too old)."""
+    key = round(slot.timestamp() * 1000)  # slots have millisecond precision: exact
+    recent = service.recent_slots.get(location)
     if recent is None:
-        service.recent_slots[obs.location] = [key]
+        service.recent_slots[location] = [key]
         return True
     if key > recent[-1]:  # the usual case: the newest slot yet
         recent.append(key)
@@ -310,45 +392,73 @@ def _first_count(service: ServiceProjection, obs: Observation) -> bool:
 
 def apply(state: ProjectionState, obs: Observation) -> ProjectionState:
     """Fold one observation into the projection (a check already counted changes nothing)."""
-    service = state.services.get(obs.service)
+    return apply_check(
+        state,
+        obs.service,
+        obs.at,
+        obs.status,
+        obs.response_seconds,
+        obs.gap_seconds,
+        obs.location,
+        obs.slot,
+        obs.quorum,
+        obs.locations,
+    )
+
+
+def apply_check(  # noqa: PLR0917 - an Observation's fields in its order: a replay builds none
+    state: ProjectionState,
+    name: str,
+    at: datetime,
+    status: Status,
+    response_seconds: float,
+    gap_seconds: float,
+    location: str = "default",
+    slot: datetime | None = None,
+    quorum: int = 1,
+    locations: tuple[str, ...] = (),
+) -> ProjectionState:
+    """``apply`` of ``Observation(name, at, …)``, given its fields in the same order.
+
+    What a replay calls for each decoded check: the fold without an object per check.
+    """
+    service = state.services.get(name)
     if service is None:
-        service = state.services[obs.service] = ServiceProjection(obs.service)
-    if service.rolled_through is not None and obs.at <= service.rolled_through:
+        service = state.services[name] = ServiceProjection(name)
+    if service.rolled_through is not None and at <= service.rolled_through:
         return state  # folded in already, by a rollup: the raw event is awaiting its removal
     service.folded += 1
-    if not _first_count(service, obs):
+    if slot is not None and not _first_count(service, location, slot):
         service.repeated_checks += 1
         return state
-    quorum_of = obs.locations or (obs.location,)
+    quorum_of = locations or (location,)
     horizon_seconds = state.retention_seconds
     if not service.locations:
         if service.location is None:
-            service.location = obs.location
-        if (
-            service.location == obs.location
-            and len(quorum_of) == 1
-            and quorum_of[0] == obs.location
-        ):
-            service.quorum, service.quorum_of = obs.quorum, quorum_of
-            _check(service, obs, horizon_seconds)
+            service.location = location
+        if service.location == location and len(quorum_of) == 1 and quorum_of[0] == location:
+            service.quorum, service.quorum_of = quorum, quorum_of
+            _check(service, at, status, response_seconds, gap_seconds, horizon_seconds)
             return state
         split(service)
-    service.quorum, service.quorum_of = obs.quorum, quorum_of
-    at = obs.at
+    service.quorum, service.quorum_of = quorum, quorum_of
+    checked_at = at  # the location's own record clamps it to its own last check
     if service.last_check is not None and at < service.last_check:
         at = service.last_check  # the service's timeline never runs backwards
     if service.last_check is None:
         service.first_check = at
     else:
         _advance(service, at)
-    record = service.locations.get(obs.location)
+    record = service.locations.get(location)
     if record is None:
-        record = service.locations[obs.location] = ServiceProjection(obs.service)
-    _check(record, obs, horizon_seconds)
+        record = service.locations[location] = ServiceProjection(name)
+    _check(record, checked_at, status, response_seconds, gap_seconds, horizon_seconds)
     _transition(service, _status_at(service, at), at)
+    at_seconds = at.timestamp()
     service.last_check = at
-    service.last_response_seconds = obs.response_seconds
-    _count(service, obs, at, horizon_seconds)
+    service.last_check_seconds = (at, at_seconds)
+    service.last_response_seconds = response_seconds
+    _count(service, at_seconds, status, response_seconds, horizon_seconds)
     return state
 
 
@@ -375,17 +485,67 @@ def fold_check(state: ProjectionState, check: Observation | Inconclusive) -> Pro
     return apply_inconclusive(state, check)
 
 
-def _check(service: ServiceProjection, obs: Observation, horizon_seconds: float) -> None:
+def _check(  # noqa: PLR0917 - an observation's fields, as apply_check takes them
+    service: ServiceProjection,
+    at: datetime,
+    status: Status,
+    response_seconds: float,
+    gap_seconds: float,
+    horizon_seconds: float,
+) -> None:
     """One location's check on its own record: credit the time since its last check, then step."""
-    at = obs.at
-    if service.last_check is not None and at < service.last_check:
-        at = service.last_check  # clocks stepped back: never count negative time
-    _credit_until(service, at)
-    _transition(service, obs.status, at)
+    last_check = service.last_check
+    if last_check is not None and at < last_check:
+        at = last_check  # clocks stepped back: never count negative time
+        at_seconds = _last_seconds(service)
+    else:
+        at_seconds = at.timestamp()
+    if not _continued(service, status, at_seconds):
+        _credit_until(service, at, at_seconds)
+        _transition(service, status, at)
     service.last_check = at
-    service.gap_seconds = obs.gap_seconds
-    service.last_response_seconds = obs.response_seconds
-    _count(service, obs, at, horizon_seconds)
+    service.last_check_seconds = (at, at_seconds)
+    service.gap_seconds = gap_seconds
+    service.last_response_seconds = response_seconds
+    _count(service, at_seconds, status, response_seconds, horizon_seconds)
+
+
+def _continued(service: ServiceProjection, status: Status, at_seconds: float) -> bool:
+    """Credit the time up to ``at_seconds`` if the check just continues the last verdict.
+
+    The usual check: the same verdict, up or degraded, open since before, the last one still
+    credible. Then ``_credit_until`` and ``_transition`` come down to adding the time since the
+    last check to its state, which this does (the same float operations, in the same order).
+    ``False``, having changed nothing, for any other check.
+    """
+    last_check = service.last_check
+    if (
+        status is not service.status
+        or status is not service.open_state
+        or status is Status.DOWN
+        or last_check is None
+    ):
+        return False
+    cached = service.last_check_seconds  # _last_seconds, inlined
+    last_seconds = (
+        cached[1] if cached is not None and cached[0] is last_check else last_check.timestamp()
+    )
+    gap = service.gap_seconds
+    span = at_seconds - last_seconds
+    if not (at_seconds + gap < _FLOAT_PATH_UNTIL_SECONDS and span < gap - _SURELY_BEFORE_SECONDS):
+        return False
+    if span > 0:
+        index = _INDEX[status]
+        service.totals[index] += span
+        hour = int(last_seconds) // HOUR_SECONDS
+        if at_seconds <= (hour + 1) * HOUR_SECONDS:
+            bucket = service.buckets.get(hour)
+            if bucket is None:
+                bucket = service.buckets[hour] = HourBucket()
+            bucket.seconds[index] += span
+        else:
+            _credit_hours(service, index, last_seconds, at_seconds)
+    return True
 
 
 def _transition(service: ServiceProjection, status: Status, at: datetime) -> None:
@@ -408,10 +568,14 @@ def _transition(service: ServiceProjection, status: Status, at: datetime) -> Non
 
 
 def _count(
-    service: ServiceProjection, obs: Observation, at: datetime, horizon_seconds: float
+    service: ServiceProjection,
+    at_seconds: float,
+    status: Status,
+    response_seconds: float,
+    horizon_seconds: float,
 ) -> None:
-    """The check in its hour's counts and response-time histogram."""
-    hour = _hour(at)
+    """The check (at ``at_seconds``, Unix) in its hour's counts and response-time histogram."""
+    hour = int(at_seconds) // HOUR_SECONDS
     if hour > service.pruned_hour:
         # Once per service-hour: cheap enough to prune here, and retention is days, not minutes.
         service.pruned_hour = hour
@@ -419,10 +583,14 @@ def _count(
     bucket = service.buckets.get(hour)
     if bucket is None:
         bucket = service.buckets[hour] = HourBucket()
-    bucket.checks[_INDEX[obs.status]] += 1
-    if obs.status is not Status.DOWN:
-        bucket.response_sum_seconds += obs.response_seconds
-        index = histogram_index(obs.response_seconds)
+    bucket.checks[_INDEX[status]] += 1
+    if status is not Status.DOWN:
+        bucket.response_sum_seconds += response_seconds
+        index = (  # histogram_index, inlined
+            bisect.bisect_right(HISTOGRAM_BOUNDS, response_seconds)
+            if response_seconds < _TOP_BOUND
+            else histogram_index_by_log(response_seconds)
+        )
         bucket.histogram[index] = bucket.histogram.get(index, 0) + 1
 
 

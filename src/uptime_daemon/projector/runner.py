@@ -31,6 +31,7 @@ from uptime_daemon.projector.fold import (
     ProjectionState,
     ServiceProjection,
     apply,
+    apply_check,
     apply_inconclusive,
 )
 from uptime_daemon.status import Status, credibility
@@ -288,17 +289,22 @@ class Projector:
     def _fold_rows(
         self, rows: list[LogRow], newest: dict[str, tuple[datetime, str, bytes]]
     ) -> None:
-        """``handle`` for a page of rows with no one listening, keeping ``last_probe`` for later."""
+        """``handle`` for a page of rows with no one listening, keeping ``last_probe`` for later.
+
+        A check goes to the fold as its fields (``apply_check``): no ``Observation`` per event.
+        """
         state = self.state
         for position, stream, revision, kind, data, _ in rows:
             try:
                 if kind == events.EVENT_TYPE_STATUS_CHANGED:
-                    check = events.decode_check(data)
-                    service = check.service
+                    service, status, at, response, gap, location, slot, k, of = events.decode_check(
+                        data
+                    )
                     known = newest.get(service)
-                    if known is None or known[0] <= check.timestamp:
-                        newest[service] = (check.timestamp, kind, data)
-                    apply(state, observation(check, self._default_gap))
+                    if known is None or known[0] <= at:
+                        newest[service] = (at, kind, data)
+                    gap = self._default_gap(service) if gap is None else gap
+                    apply_check(state, service, at, status, response, gap, location, slot, k, of)
                 elif kind == rollups.EVENT_TYPE_ROLLUP:
                     self._apply_rollup(stream, revision, position, data)
                 elif (fold := self._no_verdict.get(kind)) is not None:
