@@ -82,6 +82,7 @@ async def serve(
     settings: Settings, *, clock: Clock | None = None, reload: Callable[[], Settings] | None = None
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads via ``reload``; return the exit code."""
+    heap.tune()
     sock = bind_socket(settings.server.host, settings.server.port)
     host, port = sock.getsockname()[:2]
     daemon = Daemon(settings, base_url=base_url(host, port), clock=clock, supervisor=Supervisor())
@@ -107,9 +108,6 @@ async def serve(
             name="systemd-watchdog",
         )
         supervisor.watch(watchdog)
-        settling = asyncio.create_task(
-            heap.Settler().run(app[PROJECTOR].caught_up), name="heap-settle"
-        )
         log.info(
             "daemon_started",
             version=__version__,
@@ -121,10 +119,9 @@ async def serve(
         await supervisor.stop.wait()
         log.info("daemon_stopping", reason=supervisor.reason)
         notifier.stopping()
-        for task in (watchdog, settling):
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        watchdog.cancel()
+        with suppress(asyncio.CancelledError):
+            await watchdog
         # Finish in-flight checks while the server can still answer our own self-probes.
         await daemon.stop_checks()
     finally:
