@@ -77,6 +77,43 @@ def encoded(p: Projector) -> bytes:
     return snapshot.encode(snapshot.Snapshot(p.position, p.state))
 
 
+def _snapshot_position(path: Path) -> int:
+    stored = snapshot.read(path) if path.exists() else None
+    return -1 if stored is None or stored.position is None else stored.position
+
+
+async def test_a_running_projector_snapshots_without_holding_the_loop(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    """Its periodic snapshot is the state at the position it names, as a replay to there gives."""
+    path = tmp_path / "snapshot.json"
+    await write_checks(store, 60, seed=3)
+    live = Projector(
+        store=store,
+        clock=SystemClock(),
+        default_gap_seconds=lambda _: 90.0,
+        snapshot_path=path,
+        snapshot_interval_seconds=0.0,
+    )
+    task = asyncio.create_task(live.run())
+    try:
+        await until(path.exists)
+        await write_checks(store, 40, seed=4, start=T0 + timedelta(hours=1))
+        await until(lambda: _snapshot_position(path) > 60)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    written = path.read_bytes()
+    position = snapshot.decode(written).position
+    assert position is not None
+    replay = projector(store)
+    while replay.position is None or replay.position < position:  # up to the snapshot's position
+        page = await store.read_all(after=replay.position, limit=1)
+        replay.handle(page[0])
+    assert written == encoded(replay)
+
+
 async def test_live_fold_equals_replay_from_zero(store: SqliteEventStore) -> None:
     """Events folded live as they arrive give byte-identical state to a replay from zero."""
     await write_checks(store, 100, seed=1)

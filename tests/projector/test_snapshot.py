@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +63,20 @@ def test_snapshot_then_continue_equals_uninterrupted_fold(
         assert service_timeline(other, now=now, hours=48) == service_timeline(
             service, now=now, hours=48
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(STEPS, st.integers(min_value=1, max_value=4), st.sampled_from([None, 0, 42]))
+def test_the_sliced_encoding_is_the_same_bytes(
+    steps: list[tuple[str, float, Status, float]], per_slice: int, position: int | None
+) -> None:
+    """What the running projector writes (a few records per turn of the loop) is ``encode``'s."""
+    state = ProjectionState()
+    _fold(steps, state, T0)
+    whole = snapshot.Snapshot(position, state)
+    sliced = asyncio.run(snapshot.encode_sliced(whole, records_per_slice=per_slice))
+    assert sliced == snapshot.encode(whole)
+    assert snapshot.decode(sliced).position == position
 
 
 def test_encoding_is_deterministic() -> None:

@@ -197,7 +197,8 @@ class Projector:
                         self.caught_up.set()
                     else:
                         self.handle(item)
-                    self._maybe_snapshot()
+                    if self._snapshot_due():
+                        await self.save_snapshot_sliced()
             except EventStoreError as exc:
                 delay = RESUBSCRIBE_BACKOFF_SECONDS[
                     min(failures, len(RESUBSCRIBE_BACKOFF_SECONDS) - 1)
@@ -342,9 +343,31 @@ class Projector:
             else:
                 self.last_probe[service] = _pending_probe(events.decode_check_pending(data))
 
-    def _maybe_snapshot(self) -> None:
-        if self._clock.monotonic() - self._last_snapshot_monotonic >= self._snapshot_interval:
-            self.save_snapshot()
+    def _snapshot_due(self) -> bool:
+        return (
+            self._snapshot_path is not None
+            and self.position != self._snapshot_position
+            and self._clock.monotonic() - self._last_snapshot_monotonic >= self._snapshot_interval
+        )
+
+    async def save_snapshot_sliced(self) -> None:
+        """``save_snapshot`` from the projector's own task, never holding the event loop long.
+
+        The state is encoded a few records at a time (the projector folds nothing meanwhile: it is
+        this task that awaits) and the file is written and synced in a thread.
+        """
+        path, position = self._snapshot_path, self.position
+        if path is None or position == self._snapshot_position:
+            return
+        data = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
+        try:
+            await asyncio.to_thread(snapshots.write_atomically, path, data)
+        except OSError as exc:
+            log.error("snapshot_write_failed", path=str(path), error=str(exc))  # noqa: TRY400
+            return
+        self._snapshot_position = position
+        self._last_snapshot_monotonic = self._clock.monotonic()
+        log.debug("snapshot_saved", position=position, bytes=len(data))
 
     # --- folding ----------------------------------------------------------------------------
 

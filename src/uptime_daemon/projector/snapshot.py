@@ -7,6 +7,7 @@ projector logs it and replays from zero, which gives the same state.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ FORMAT_VERSION: Final = 5
 per-location records, the quorum, the recent slots of each (service, location) and the
 repeated-check count. An older file is replayed from zero, which rebuilds what it lacks."""
 _MICROSECOND: Final = timedelta(microseconds=1)
+SLICE_RECORDS: Final = 256
+"""Records ``encode_sliced`` writes between turns of the event loop (~1 ms of work)."""
 
 
 class SnapshotError(ValueError):
@@ -112,6 +115,30 @@ def encode(snapshot: Snapshot) -> bytes:
             "maintenance": maintenance.encode_windows(snapshot.state.maintenance),
         }
     )
+
+
+async def encode_sliced(snapshot: Snapshot, *, records_per_slice: int = SLICE_RECORDS) -> bytes:
+    """``encode``'s very bytes, giving the event loop back after every few records.
+
+    At 10,000 services ``encode`` held the loop ~30 ms. The caller keeps the state still until this
+    returns (the projector awaits it in its own task, the only one that folds): the result is the
+    state at ``snapshot.position``, as ``encode`` would have written it.
+    """
+    state = snapshot.state
+    head = orjson.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "position": snapshot.position,
+            "retentionSeconds": float(state.retention_seconds),
+        }
+    )
+    parts: list[bytes] = []
+    for count, name in enumerate(sorted(state.services), 1):
+        parts.append(orjson.dumps(name) + b":" + orjson.dumps(encode_record(state.services[name])))
+        if count % records_per_slice == 0:
+            await asyncio.sleep(0)
+    tail = orjson.dumps(maintenance.encode_windows(state.maintenance))
+    return head[:-1] + b',"services":{' + b",".join(parts) + b'},"maintenance":' + tail + b"}"
 
 
 def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
