@@ -601,7 +601,7 @@ def _fast_check(raw: dict[str, Any]) -> Check | None:  # noqa: C901, PLR0911 - o
         or (instance is not None and type(instance) is not str)
         or type(get("changed")) is not bool
         or type(duration) not in _NUMBERS
-        or duration < 0
+        or not duration >= 0  # NaN too, as _is_millis
     ):
         return None
     metadata, probe, quorum = get("metadata"), get("probe"), get("quorum")
@@ -612,7 +612,7 @@ def _fast_check(raw: dict[str, Any]) -> Check | None:  # noqa: C901, PLR0911 - o
     reason = probe.get("reason")
     if (
         type(response) not in _NUMBERS
-        or response < 0
+        or not response >= 0
         or type(grade) is not str
         or grade not in _GRADES
         or type(probe.get("ok")) is not bool
