@@ -58,7 +58,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/storage.py | tee $(BENCH_OUT)/storage.jsonl
 	$(BIN)/python bench/retention.py | tee $(BENCH_OUT)/retention.jsonl
 	$(BIN)/python bench/fold.py | tee $(BENCH_OUT)/fold.jsonl
-	$(BIN)/python bench/status_page.py | tee $(BENCH_OUT)/status_page.jsonl
+	$(BIN)/python bench/loop_holds.py | tee $(BENCH_OUT)/loop_holds.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -82,10 +82,10 @@ def _snapshot_position(path: Path) -> int:
     return -1 if stored is None or stored.position is None else stored.position
 
 
-async def test_a_running_projector_snapshots_without_holding_the_loop(
+async def test_a_running_projectors_periodic_snapshot_is_the_state_at_its_position(
     store: SqliteEventStore, tmp_path: Path
 ) -> None:
-    """Its periodic snapshot is the state at the position it names, as a replay to there gives."""
+    """Saved while it follows the store (sliced, written in a thread): what a replay to there gives."""
     path = tmp_path / "snapshot.json"
     await write_checks(store, 60, seed=3)
     live = Projector(
