@@ -299,7 +299,7 @@ class History:
 async def write_history(history: History, db: Path, upto: int, *, batch: int) -> dict[str, Any]:
     """Extend the SQLite log at ``db`` to ``upto`` checks per service; the figures of this step."""
     started = time.perf_counter()
-    store = await SqliteEventStore.open(db, clock_now=history.clock)
+    store = await SqliteEventStore.open(db, clock_now=history.clock, digest=events.check_digest)
     try:
         if not history.created:
             await history.create_streams(store)

@@ -35,6 +35,7 @@ from _history import History, workspace
 from uptime_daemon.api import views
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import Settings
+from uptime_daemon.events import check_digest
 from uptime_daemon.history.compactor import Compactor
 from uptime_daemon.projector import rollup
 from uptime_daemon.projector.runner import Projector
@@ -92,7 +93,7 @@ async def write_hourly(history: History, db: Path, checks: int) -> dict[str, flo
     As the daemon records it: compaction's cutoff goes by ``recorded_at``.
     """
     started = time.perf_counter()
-    store = await SqliteEventStore.open(db, clock_now=history.clock)
+    store = await SqliteEventStore.open(db, clock_now=history.clock, digest=check_digest)
     hour = int(3600 / INTERVAL_SECONDS)
     try:
         await history.create_streams(store)
@@ -146,7 +147,7 @@ async def main(args: argparse.Namespace) -> None:
         )
         now = history.clock() + timedelta(minutes=5)
         clock = _Clock(history.first + timedelta(days=args.raw_retention_days, hours=1))
-        store = await SqliteEventStore.open(db, clock_now=clock.now)
+        store = await SqliteEventStore.open(db, clock_now=clock.now, digest=check_digest)
         try:
             before, fold_before = await answers(store, settings, now)
             names = list(before)

@@ -27,6 +27,7 @@ from _common import emit, file_pages, machine
 from _history import History, workspace, write_history
 from replay import INTERVAL_SECONDS, TIMEOUT_SECONDS, replay, write_config
 
+from uptime_daemon.events import check_digest
 from uptime_daemon.store import NewEvent, StreamState
 from uptime_daemon.store.sqlite import migrate_file
 from uptime_daemon.store.sqlite.upgrade import VERSION_1_DDL as V1_DDL
@@ -133,7 +134,7 @@ def upgrade(db: Path, chunk: int) -> dict[str, Any]:
             events_per_second=round(done / seconds),
         )
 
-    migrate_file(db, progress=progress, chunk=chunk)
+    migrate_file(db, progress=progress, chunk=chunk, digest=check_digest)
     total_seconds = time.perf_counter() - started
     return {
         "copy_seconds": round(copied_at - started, 2),

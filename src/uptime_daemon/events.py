@@ -14,6 +14,8 @@ seeds' own (version 0).
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -655,3 +657,88 @@ _NUMBERS: Final = frozenset({int, float})
 def _is_millis(value: object) -> TypeGuard[int | float]:
     """What ``_Fields.millis`` accepts: a non-negative JSON number (``true`` is not one)."""
     return (type(value) is int or type(value) is float) and value >= 0
+
+
+# --- the replay digest of a check ----------------------------------------------------------------
+
+CHECK_DIGEST: Final = struct.Struct("<Bqid")
+"""A check's per-event facts in 21 bytes: verdict code (``DIGEST_VERDICTS``), completion time in
+microseconds since the epoch, completion minus scheduled time in microseconds, response seconds."""
+DIGEST_VERDICTS: Final = (Status.UP, Status.DEGRADED, Status.DOWN)
+"""Verdict codes as stored on disk: never reorder."""
+_DIGEST_CODE: Final = {status: code for code, status in enumerate(DIGEST_VERDICTS)}
+_MICROSECOND: Final = timedelta(microseconds=1)
+_INT32: Final = 2**31
+DigestKey = tuple[str, str, int, tuple[str, ...], float | None]
+"""What a check shares with the service's other checks: ``(service, location, quorum,
+quorum_of, gap_seconds)``, stored once per distinct value (the store interns the key)."""
+
+
+def check_digest(kind: str, data: bytes) -> tuple[str, bytes] | None:
+    """The store's ``Digest`` of a ``ServiceStatusChanged``: ``(key, packed)``, or ``None``.
+
+    Written beside the payload when the event is appended, so a replay folds the check from 21
+    bytes and an interned key instead of parsing and validating its JSON: the facts were validated
+    once, here, by ``decode_check``. ``check_of_digest(digest_key(key), packed)`` gives exactly
+    ``decode_check(data)``. ``None`` (the replay then decodes the payload as before) for any other
+    type, a payload ``decode_check`` refuses, and the rare check the digest cannot hold exactly: a
+    time not in UTC, a scheduled time more than 35 minutes off, a gap JSON cannot carry.
+    """
+    if kind != EVENT_TYPE_STATUS_CHANGED:
+        return None
+    try:
+        check = decode_check(data)
+    except Exception:  # noqa: BLE001 - a digest is an optimisation: it must never fail an append
+        return None  # the replay decodes this payload, and the strict decoder names what is wrong
+    at, scheduled, gap = check.timestamp, check.scheduled_at, check.gap_seconds
+    lead = (at - scheduled) // _MICROSECOND
+    code = _DIGEST_CODE.get(check.status)
+    if (
+        code is None
+        or at.tzinfo is not UTC
+        or scheduled.tzinfo is not UTC
+        or not -_INT32 <= lead < _INT32
+        or type(check.response_seconds) is not float
+        or (gap is not None and (type(gap) is not float or not math.isfinite(gap)))
+    ):
+        return None
+    key = orjson.dumps([check.service, check.location, check.quorum, check.quorum_of, gap]).decode()
+    packed = CHECK_DIGEST.pack(
+        code,
+        (at - _EPOCH) // _MICROSECOND,
+        lead,
+        check.response_seconds,
+    )
+    return key, packed
+
+
+def digest_key(key: str) -> DigestKey:
+    """A stored digest key's facts; ``EventDecodeError`` if it is not one ``check_digest`` wrote."""
+    try:
+        service, location, quorum, quorum_of, gap = orjson.loads(key)
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise EventDecodeError(f"check digest key is not one this build writes: {key!r}") from exc
+    if not (
+        type(service) is str
+        and type(location) is str
+        and type(quorum) is int
+        and type(quorum_of) is list
+        and all(type(name) is str for name in quorum_of)
+        and 1 <= quorum <= len(quorum_of)
+        and (gap is None or type(gap) is float)
+    ):
+        raise EventDecodeError(f"check digest key is not one this build writes: {key!r}")
+    return service, location, quorum, tuple(quorum_of), gap
+
+
+def check_of_digest(key: DigestKey, packed: bytes) -> Check:
+    """The ``Check`` a digest holds; ``EventDecodeError`` for bytes ``check_digest`` never wrote."""
+    try:
+        code, at_micros, lead, response = CHECK_DIGEST.unpack(packed)
+        status = DIGEST_VERDICTS[code]
+        at = _EPOCH + timedelta(microseconds=at_micros)
+        scheduled = at - timedelta(microseconds=lead)
+    except (struct.error, IndexError, OverflowError) as exc:
+        raise EventDecodeError(f"check digest is not one this build writes: {exc}") from exc
+    service, location, quorum, quorum_of, gap = key
+    return Check(service, status, at, response, gap, location, scheduled, quorum, quorum_of)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
 from uptime_daemon.status import ServiceState, step
-from uptime_daemon.store import CaughtUp, NewEvent, RecordedEvent, StreamPrefix
+from uptime_daemon.store import CaughtUp, Digest, NewEvent, RecordedEvent, StreamPrefix
 from uptime_daemon.store.sqlite import SqliteEventStore
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -209,13 +210,27 @@ async def test_a_corrupt_event_is_logged_and_skipped(store: SqliteEventStore) ->
     )
 
 
+@pytest.mark.parametrize("digest", [None, events.check_digest], ids=["payloads", "digests"])
 @pytest.mark.parametrize("page_size", [1, 7, 5000])
-async def test_catch_up_equals_handling_each_event(store: SqliteEventStore, page_size: int) -> None:
+async def test_catch_up_equals_handling_each_event(
+    tmp_path: Path, page_size: int, digest: Digest | None
+) -> None:
     """``catch_up``'s bulk path ends where ``handle``, event by event, does.
 
     Same projection, newest probe per service, failures counted and checkpoint — seeds' events,
-    pending checks, a corrupt event and two checks completed at one instant included.
+    pending checks, a corrupt event and two checks completed at one instant included; checks
+    folded from their payloads, or from their digests (the store keeps them when given one).
     """
+    store = await SqliteEventStore.open(tmp_path / "events.db", digest=digest)
+    try:
+        await _catch_up_equals_handling_each_event(store, page_size)
+        rows = await store.read_digest_rows(after=None, stream_prefix=None, limit=999)
+        assert any(row[7] is not None for row in rows) is (digest is not None)
+    finally:
+        await store.close()
+
+
+async def _catch_up_equals_handling_each_event(store: SqliteEventStore, page_size: int) -> None:
     await write_checks(store, 40, seed=8)
     seed = b'{"serviceName":"c","status":"down","timestamp":"2026-02-01T00:09:00.000Z",'
     seed += b'"responseTime":12,"performanceGrade":"failed"}'
@@ -297,3 +312,25 @@ async def test_a_check_stored_twice_counts_once(store: SqliteEventStore, tmp_pat
         service.folded //= 2
     same_position = snapshot.Snapshot(None, twice.state), snapshot.Snapshot(None, once.state)
     assert snapshot.encode(same_position[0]) == snapshot.encode(same_position[1])
+
+
+async def test_a_damaged_digest_is_logged_and_skipped(tmp_path: Path) -> None:
+    """A digest the file lost bytes of is one decode failure, as a corrupt payload is."""
+    store = await SqliteEventStore.open(tmp_path / "events.db", digest=events.check_digest)
+    try:
+        last = await write_checks(store, 12, seed=10)
+        with sqlite3.connect(tmp_path / "events.db") as conn:
+            conn.execute(
+                "UPDATE events SET digest = substr(digest, 1, 7) WHERE position = "
+                "(SELECT MIN(position) FROM events WHERE digest IS NOT NULL)"
+            )
+        p = projector(store)
+        with capture_logs() as logs:
+            assert await p.catch_up() == 12
+        assert p.position == last
+        assert p.decode_failures == 1
+        assert [e["error"] for e in logs if e["event"] == "event_decode_failed"] == [
+            "check digest is not one this build writes: unpack requires a buffer of 21 bytes"
+        ]
+    finally:
+        await store.close()

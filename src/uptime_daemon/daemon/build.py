@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
+from uptime_daemon import events
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Settings, StoreKind, StoreSettings
 from uptime_daemon.errors import EventStoreUnavailable
@@ -39,7 +40,9 @@ def kurrentdb_uri(store: StoreSettings) -> str:
 async def open_store(store: StoreSettings) -> EventStore:
     """Open the adapter ``store.kind`` names; ``EventStoreUnavailable`` names the (masked) URL."""
     if store.kind is StoreKind.SQLITE:
-        return await SqliteEventStore.open(sqlite_path_from_url(store.url))
+        return await SqliteEventStore.open(
+            sqlite_path_from_url(store.url), digest=events.check_digest
+        )
     from uptime_daemon.store.kurrentdb import KurrentDBEventStore  # noqa: PLC0415 - as above
 
     uri = kurrentdb_uri(store)

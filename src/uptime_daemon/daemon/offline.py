@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
-from uptime_daemon import transfer
+from uptime_daemon import events, transfer
 from uptime_daemon.api import views
 from uptime_daemon.api.models import UptimeSummary
 from uptime_daemon.clock import Clock, SystemClock
@@ -211,7 +211,9 @@ async def upgrade_store(
     if database is None:
         raise ConfigError("upgrade-store is for the embedded SQLite store (store.url sqlite:///…)")
     with exclusive(database, holder="uptime-daemon upgrade-store", why=STOP_UPGRADING):
-        await asyncio.to_thread(migrate_file, database, progress=progress)
+        await asyncio.to_thread(
+            migrate_file, database, progress=progress, digest=events.check_digest
+        )
     return UpgradedStore(database, SCHEMA_VERSION, database.stat().st_size)
 
 

@@ -38,9 +38,11 @@ from uptime_daemon.status import Status, credibility
 from uptime_daemon.store import (
     UPTIME_STREAM_PREFIX,
     CaughtUp,
+    DigestReader,
+    DigestRow,
     EventStore,
-    LogRow,
     RecordedEvent,
+    read_digests,
     read_log,
 )
 
@@ -54,6 +56,11 @@ RESUBSCRIBE_BACKOFF_SECONDS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
 CATCH_UP_PAGE: Final = 1000
 """Events per read of ``catch_up``; a page's rows are all it holds at once, so memory does not grow
 with the log. 5,000 measured ~2 % faster for 7 MiB more peak RSS (docs/performance.md): not worth it."""
+
+
+Newest = tuple[datetime, str, bytes | int]
+"""A service's newest check seen by a bulk fold: ``(completed at, type, payload or position)``,
+the position when it was folded from its digest and its payload is still to be read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,8 @@ class Projector:
         counted in its hour)."""
         self._snapshot_position: int | None = None
         self._last_snapshot_monotonic = clock.monotonic()
+        self._digest_keys: dict[str, events.DigestKey] = {}
+        """Digest keys met by ``_fold_rows``, decoded once each (one per service and location)."""
 
     def reload(self, settings: Settings) -> None:
         """Events that do not record their policy are judged by the reloaded services' from now on."""
@@ -219,36 +228,51 @@ class Projector:
         """Fold everything stored after the checkpoint, without subscribing; return events folded.
 
         The offline path used by ``uptime-daemon replay`` and ``summary``, so it is the fast one:
-        the store's rows as they come (``read_log``), checks decoded by ``events.decode_check``,
-        and each service's newest check remembered as its event data, decoded for ``last_probe``
-        once at the end. With listeners attached it folds through ``handle`` instead, which
-        announces each transition. Either way the projection is the same.
+        the store's rows as they come (``read_digests``), a check folded from its digest where the
+        store keeps one (``events.check_of_digest``: no payload read) and from its payload by
+        ``events.decode_check`` otherwise, and each service's newest check remembered, decoded for
+        ``last_probe`` once at the end. With listeners attached it folds through ``handle``
+        instead, which announces each transition. Either way the projection is the same.
         """
-        folded = 0
-        newest: dict[str, tuple[datetime, str, bytes]] = {}
+        newest: dict[str, Newest] = {}
         await self.fold_rollups(page_size)
         try:
-            while True:
-                if self._listeners:
-                    self._record_last_probes(newest)  # before newer checks overtake them
-                    newest.clear()
-                    page = await self._store.read_all(
-                        after=self.position, stream_prefix=FOLLOWED, limit=page_size
-                    )
-                    for event in page:
-                        self.handle(event)
-                    read = len(page)
-                else:
-                    rows = await read_log(
-                        self._store, after=self.position, stream_prefix=FOLLOWED, limit=page_size
-                    )
-                    self._fold_rows(rows, newest)
-                    read = len(rows)
-                folded += read
-                if read < page_size:
-                    return folded
+            if self._listeners:
+                return await self._catch_up_announcing(page_size, newest)
+            return await self._catch_up_in_bulk(page_size, newest)
         finally:
-            self._record_last_probes(newest)
+            await self._record_last_probes(newest)
+
+    async def _catch_up_announcing(self, page_size: int, newest: dict[str, Newest]) -> int:
+        """``catch_up`` event by event through ``handle``, which tells the listeners."""
+        folded = 0
+        while True:
+            await self._record_last_probes(newest)  # before newer checks overtake them
+            newest.clear()
+            page = await self._store.read_all(
+                after=self.position, stream_prefix=FOLLOWED, limit=page_size
+            )
+            for event in page:
+                self.handle(event)
+            folded += len(page)
+            if len(page) < page_size:
+                return folded
+
+    async def _catch_up_in_bulk(self, page_size: int, newest: dict[str, Newest]) -> int:
+        """``catch_up`` in rows, page after page.
+
+        Reading the next page on the store's thread while this one folds measured no faster (both
+        need the interpreter), so the pages are read one after the other.
+        """
+        folded = 0
+        while True:
+            rows = await read_digests(
+                self._store, after=self.position, stream_prefix=FOLLOWED, limit=page_size
+            )
+            self._fold_rows(rows, newest)
+            folded += len(rows)
+            if len(rows) < page_size:
+                return folded
 
     async def fold_rollups(self, page_size: int = CATCH_UP_PAGE) -> int:
         """Fold every rollup stored after the checkpoint, ahead of the log; return how many.
@@ -287,34 +311,31 @@ class Projector:
             self._decode_failed(stream, revision, position, exc)
             return False
 
-    def _fold_rows(
-        self, rows: list[LogRow], newest: dict[str, tuple[datetime, str, bytes]]
-    ) -> None:
+    def _fold_rows(self, rows: list[DigestRow], newest: dict[str, Newest]) -> None:
         """``handle`` for a page of rows with no one listening, keeping ``last_probe`` for later.
 
-        A check goes to the fold as its fields (``apply_check``): no ``Observation`` per event.
+        A check goes to the fold as its fields (``apply_check``): no ``Observation`` per event,
+        and none of its payload read when the row has its digest.
         """
-        state = self.state
-        for position, stream, revision, kind, data, _ in rows:
+        state, keys = self.state, self._digest_keys
+        for position, stream, revision, kind, data, _, key, packed in rows:
             try:
-                if kind == events.EVENT_TYPE_STATUS_CHANGED:
-                    service, status, at, response, gap, location, slot, k, of = events.decode_check(
-                        data
-                    )
+                seen: bytes | int
+                if packed is not None and key is not None:
+                    facts = keys.get(key) or keys.setdefault(key, events.digest_key(key))
+                    check, seen = events.check_of_digest(facts, packed), position
+                elif data is not None and kind == events.EVENT_TYPE_STATUS_CHANGED:
+                    check, seen = events.decode_check(data), data
+                else:
+                    self._fold_unchecked(stream, revision, position, kind, data, newest)
+                    check = None
+                if check is not None:
+                    service, status, at, response, gap, location, slot, k, of = check
                     known = newest.get(service)
                     if known is None or known[0] <= at:
-                        newest[service] = (at, kind, data)
+                        newest[service] = (at, kind, seen)
                     gap = self._default_gap(service) if gap is None else gap
                     apply_check(state, service, at, status, response, gap, location, slot, k, of)
-                elif kind == rollups.EVENT_TYPE_ROLLUP:
-                    self._apply_rollup(stream, revision, position, data)
-                elif (fold := self._no_verdict.get(kind)) is not None:
-                    seen = fold(data)  # pending or inconclusive: no time, only the newest check
-                    known = newest.get(seen.service)
-                    if known is None or known[0] <= seen.timestamp:
-                        newest[seen.service] = (seen.timestamp, kind, data)
-                else:
-                    self._fold_other(stream, kind, data)
             except (UptimeDaemonError, ValueError) as exc:
                 self._decode_failed(stream, revision, position, exc)
             self.position = position
@@ -324,24 +345,65 @@ class Projector:
             if self._waiters:
                 self._wake(rows[-1][0])
 
-    def _record_last_probes(self, newest: dict[str, tuple[datetime, str, bytes]]) -> None:
+    def _fold_unchecked(  # noqa: PLR0917 - a row's fields, as _fold_rows has them
+        self,
+        stream: str,
+        revision: int,
+        position: int,
+        kind: str,
+        data: bytes | None,
+        newest: dict[str, Newest],
+    ) -> None:
+        """A row of ``_fold_rows`` that is not a check with a verdict."""
+        if data is None:
+            raise events.EventDecodeError("the store gave neither a payload nor a digest")
+        if kind == rollups.EVENT_TYPE_ROLLUP:
+            self._apply_rollup(stream, revision, position, data)
+        elif (fold := self._no_verdict.get(kind)) is not None:
+            seen = fold(data)  # pending or inconclusive: no time, only the newest check
+            known = newest.get(seen.service)
+            if known is None or known[0] <= seen.timestamp:
+                newest[seen.service] = (seen.timestamp, kind, data)
+        else:
+            self._fold_other(stream, kind, data)
+
+    async def _record_last_probes(self, newest: dict[str, Newest]) -> None:
         """``last_probe`` from each service's newest check seen by ``_fold_rows``.
 
         What ``handle`` would have recorded event by event: the newest check by completion time,
-        the later one in the log on a tie.
+        the later one in the log on a tie. A check folded from its digest is remembered by its
+        position; those payloads are read now, in one go (an event scavenged meanwhile is skipped:
+        the service's next check refills it). If the store fails here, the fold is kept and so are
+        the payloads already at hand.
         """
-        for service, (at, kind, data) in newest.items():
+        positions = [seen for _, _, seen in newest.values() if isinstance(seen, int)]
+        payloads: dict[int, bytes] = {}
+        if positions and isinstance(self._store, DigestReader):
+            try:
+                payloads = await self._store.read_payloads(positions)
+            except EventStoreError as exc:
+                log.warning("projector_last_probes_unread", services=len(positions), error=str(exc))
+        for service, (at, kind, seen) in newest.items():
+            data = payloads.get(seen) if isinstance(seen, int) else seen
             known = self.last_probe.get(service)
-            if known is not None and known.at > at:
+            if data is None or (known is not None and known.at > at):
                 continue
-            if kind == events.EVENT_TYPE_STATUS_CHANGED:
-                self.last_probe[service] = _last_probe(events.decode_status_changed(data))
-            elif kind == events.EVENT_TYPE_CHECK_INCONCLUSIVE:
-                self.last_probe[service] = _inconclusive_probe(
-                    events.decode_check_inconclusive(data)
-                )
-            else:
-                self.last_probe[service] = _pending_probe(events.decode_check_pending(data))
+            try:
+                self.last_probe[service] = self._probe_of(kind, data)
+            except (
+                UptimeDaemonError,
+                ValueError,
+            ) as exc:  # folded from its digest, yet undecodable
+                log.warning("projector_last_probe_undecodable", service=service, error=str(exc))
+
+    @staticmethod
+    def _probe_of(kind: str, data: bytes) -> LastProbe:
+        """What a check (with a verdict, pending or inconclusive) saw."""
+        if kind == events.EVENT_TYPE_STATUS_CHANGED:
+            return _last_probe(events.decode_status_changed(data))
+        if kind == events.EVENT_TYPE_CHECK_INCONCLUSIVE:
+            return _inconclusive_probe(events.decode_check_inconclusive(data))
+        return _pending_probe(events.decode_check_pending(data))
 
     def _snapshot_due(self) -> bool:
         return (

@@ -18,7 +18,7 @@ Semantics follow KurrentDB, because KurrentDB is the production store:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -81,6 +81,19 @@ LogRow = tuple[int, str, int, str, bytes, float]
 data, recorded_at)``, ``recorded_at`` in Unix seconds. A plain tuple, without the id and metadata
 a fold never looks at: a replay reads millions, and a ``RecordedEvent`` (a UUID, a datetime, a
 frozen dataclass) costs more to build than the fold spends on the event."""
+
+
+Digest = Callable[[str, bytes], tuple[str, bytes] | None]
+"""A layer above's digest of an event, given its ``(type, data)``: ``(key, packed)`` or ``None``.
+
+An adapter that keeps digests (SQLite) stores them beside the payload at append time, the key
+interned, and returns them in ``DigestRow`` s, so a replay folds an event from a few bytes instead
+of parsing its payload. Opaque to the store; the events layer defines and reads them
+(``events.check_digest``). It must not raise."""
+DigestRow = tuple[int, str, int, str, bytes | None, float, str | None, bytes | None]
+"""A ``LogRow`` plus the event's digest: ``(position, stream, revision, type, data, recorded_at,
+key, packed)``. When the event has a digest, ``data`` is ``None`` (not read, not decompressed:
+``DigestReader.read_payloads`` fetches it); otherwise ``key`` and ``packed`` are ``None``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +224,31 @@ async def read_log(
     return [
         (e.position, e.stream, e.revision, e.type, e.data, e.recorded_at.timestamp())
         for e in await store.read_all(after=after, stream_prefix=stream_prefix, limit=limit)
+    ]
+
+
+@runtime_checkable
+class DigestReader(Protocol):
+    """An adapter that stores digests and reads the log with them (optional; see ``read_digests``)."""
+
+    async def read_digest_rows(
+        self, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+    ) -> list[DigestRow]:
+        """``read_log`` with the same arguments, each event's digest instead of its payload."""
+        ...
+
+    async def read_payloads(self, positions: Sequence[int]) -> dict[int, bytes]:
+        """The payloads of the events at ``positions`` that are still stored."""
+        ...
+
+
+async def read_digests(
+    store: EventStore, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+) -> list[DigestRow]:
+    """``read_log`` with digests where the adapter keeps them; any ``EventStore`` works."""
+    if isinstance(store, DigestReader):
+        return await store.read_digest_rows(after=after, stream_prefix=stream_prefix, limit=limit)
+    return [
+        (*row, None, None)
+        for row in await read_log(store, after=after, stream_prefix=stream_prefix, limit=limit)
     ]

@@ -15,6 +15,8 @@ from typing import Protocol
 from uptime_daemon.errors import EventStoreError
 from uptime_daemon.store import (
     CaughtUp,
+    DigestReader,
+    DigestRow,
     EventStore,
     Expected,
     LogRow,
@@ -23,6 +25,7 @@ from uptime_daemon.store import (
     StreamMetadata,
     StreamPrefix,
     StreamState,
+    read_digests,
     read_log,
 )
 
@@ -134,6 +137,18 @@ class InstrumentedStore:
     ) -> list[LogRow]:
         """The adapter's bulk read when it has one (``store.read_log``)."""
         return await read_log(self.inner, after=after, stream_prefix=stream_prefix, limit=limit)
+
+    async def read_digest_rows(
+        self, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+    ) -> list[DigestRow]:
+        """The adapter's digests when it keeps them (``store.read_digests``)."""
+        return await read_digests(self.inner, after=after, stream_prefix=stream_prefix, limit=limit)
+
+    async def read_payloads(self, positions: Sequence[int]) -> dict[int, bytes]:
+        """Delegate; an adapter without digests returns no row without a payload, so none to fetch."""
+        if isinstance(self.inner, DigestReader):
+            return await self.inner.read_payloads(positions)
+        return {}
 
     async def ping(self) -> float:
         """Delegate."""

@@ -38,6 +38,8 @@ from typing import Final
 from uptime_daemon.errors import EventStoreUnavailable
 from uptime_daemon.store import (
     CaughtUp,
+    Digest,
+    DigestRow,
     Expected,
     LogRow,
     NewEvent,
@@ -106,6 +108,7 @@ class SqliteEventStore:
         clock_now: Callable[[], datetime],
         scavenge_every_appends: int,
         scavenge_interval_seconds: float,
+        digest: Digest | None = None,
     ) -> None:
         """Use ``open``: construction does no I/O."""
         self._now = clock_now
@@ -118,7 +121,9 @@ class SqliteEventStore:
             every_appends=scavenge_every_appends,
             interval_seconds=scavenge_interval_seconds,
         )
-        self._writer = Writer(self._connections, self._head, self._scavenger, clock_now=clock_now)
+        self._writer = Writer(
+            self._connections, self._head, self._scavenger, clock_now=clock_now, digest=digest
+        )
         self._closing = False
         self._close_done = asyncio.Event()
 
@@ -130,8 +135,12 @@ class SqliteEventStore:
         clock_now: Callable[[], datetime] | None = None,
         scavenge_every_appends: int = SCAVENGE_EVERY_APPENDS,
         scavenge_interval_seconds: float = SCAVENGE_INTERVAL_SECONDS,
+        digest: Digest | None = None,
     ) -> SqliteEventStore:
         """Open ``path``, creating parent directories, the file and the schema as needed.
+
+        ``digest`` (``events.check_digest`` in the daemon) is stored beside each appended event and
+        read back by ``read_digest_rows``; an older file's events get theirs as it is upgraded.
 
         Raises ``EventStoreUnavailable`` when the file cannot be created, opened or written, is not
         a database, or has a schema newer than this build.
@@ -141,9 +150,12 @@ class SqliteEventStore:
             clock_now=clock_now or (lambda: datetime.now(UTC)),
             scavenge_every_appends=scavenge_every_appends,
             scavenge_interval_seconds=scavenge_interval_seconds,
+            digest=digest,
         )
         try:
-            await store._connections.open(functools.partial(migrate, path=store.path))
+            await store._connections.open(
+                functools.partial(migrate, path=store.path, digest=digest)
+            )
             store._head.position = await store._connections.write(sequence)
             await store._connections.write(store._writer.load)
         except BaseException:
@@ -278,6 +290,22 @@ class SqliteEventStore:
         return await reads.read_log_rows(
             self._connections, self._decoder, after=after or 0, prefix=stream_prefix, limit=limit
         )
+
+    async def read_digest_rows(
+        self, *, after: int | None, stream_prefix: StreamPrefix, limit: int
+    ) -> list[DigestRow]:
+        """``read_log_rows`` with digests (``store.read_digests``): a replay's bulk read."""
+        self._head.ensure_open()
+        check_at_least("limit", limit, 1)
+        check_at_least("after", after, 0)
+        return await reads.read_digest_rows(
+            self._connections, self._decoder, after=after or 0, prefix=stream_prefix, limit=limit
+        )
+
+    async def read_payloads(self, positions: Sequence[int]) -> dict[int, bytes]:
+        """The payloads of the events at ``positions`` that are still stored."""
+        self._head.ensure_open()
+        return await reads.read_payloads(self._connections, self._decoder, positions)
 
     def subscribe(
         self, *, after: int | None = None, stream_prefix: StreamPrefix = None

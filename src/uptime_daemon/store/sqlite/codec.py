@@ -26,7 +26,7 @@ from uuid import UUID
 import structlog
 import zstandard
 
-from uptime_daemon.store import LogRow, RecordedEvent
+from uptime_daemon.store import Digest, DigestRow, LogRow, RecordedEvent
 from uptime_daemon.store.sqlite.connection import transaction
 from uptime_daemon.store.sqlite.schema import sequence
 
@@ -47,6 +47,8 @@ _METADATA_CACHE: Final = 4096
 """Distinct metadata values the writer remembers (a client may send unique ones per event)."""
 
 Pack = Callable[[bytes], bytes]
+Digested = tuple[int | None, bytes | None]
+"""An event row's ``(digest_key, digest)`` columns."""
 
 
 def compressor(dictionary: bytes) -> Pack:
@@ -90,7 +92,8 @@ class Encoder:
     ``forget_since`` drops them, so the cache never holds an id the file does not have.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, digest: Digest | None = None) -> None:
+        self._digest = digest
         self._names: dict[str, int] = {}
         self._metadata: dict[bytes, int] = {}
         self._fresh_names: list[str] = []
@@ -138,6 +141,19 @@ class Encoder:
         if len(packed) < len(data):
             return self.dictionary_id, packed
         return RAW, data
+
+    def digested(self, conn: sqlite3.Connection, kind: str, data: bytes) -> Digested:
+        """``(digest_key, digest)`` columns for an event: its key interned, or ``(None, None)``."""
+        found = None if self._digest is None else self._digest(kind, data)
+        if found is None:
+            return None, None
+        key, packed = found
+        return self.name_id(conn, key), packed
+
+    @property
+    def digests(self) -> bool:
+        """Whether this encoder was given a ``Digest`` to write."""
+        return self._digest is not None
 
     def name_id(self, conn: sqlite3.Connection, name: str) -> int:
         """The id of a stream name or event type, interning it on first use."""
@@ -264,6 +280,9 @@ def _smaller(
 
 LogRowV2 = tuple[int, int, int, int, int, bytes, float]
 """``(position, stream_id, revision, type_id, dictionary_id, data, recorded_at)`` as stored."""
+DigestRowV3 = tuple[int, int, int, int, int | None, bytes | None, int | None, bytes | None, float]
+"""``(position, stream_id, revision, type_id, digest_key, digest, dictionary_id, data,
+recorded_at)``; ``dictionary_id`` and ``data`` read only for an event without a digest."""
 EventRow = tuple[int, int, int, bytes, int, int, bytes, bytes, float]
 """``(position, stream_id, revision, id, type_id, dictionary_id, data, metadata, recorded_at)``."""
 
@@ -320,6 +339,28 @@ class Decoder:
             self.refresh(conn)
             return self._log_rows(rows)
 
+    def digest_rows(self, conn: sqlite3.Connection, rows: list[DigestRowV3]) -> list[DigestRow]:
+        """``DigestRow`` s: names looked up, and a payload unpacked only where there is no digest."""
+        try:
+            return self._digest_rows(rows)
+        except KeyError:
+            self.refresh(conn)
+            return self._digest_rows(rows)
+
+    def name(self, conn: sqlite3.Connection, ident: int) -> str:
+        """The interned string with id ``ident``."""
+        if ident not in self._names:
+            self.refresh(conn)
+        return self._names[ident]
+
+    def payload(self, conn: sqlite3.Connection, dictionary_id: int, data: bytes) -> bytes:
+        """One stored payload as it was appended."""
+        if dictionary_id == RAW:
+            return data
+        if dictionary_id not in self._unpack:
+            self.refresh(conn)
+        return self._unpack[dictionary_id](data)
+
     def events(self, conn: sqlite3.Connection, rows: list[EventRow]) -> list[RecordedEvent]:
         """``RecordedEvent`` s, exactly as version 1 returned them."""
         try:
@@ -333,6 +374,24 @@ class Decoder:
         return [
             (position, names[stream], revision, names[kind], unpack[z](d) if z else d, at)
             for position, stream, revision, kind, z, d, at in rows
+        ]
+
+    def _digest_rows(self, rows: list[DigestRowV3]) -> list[DigestRow]:
+        names, unpack = self._names, self._unpack
+        return [
+            (position, names[stream], revision, names[kind], None, at, names[key], packed)
+            if key is not None and packed is not None
+            else (
+                position,
+                names[stream],
+                revision,
+                names[kind],
+                unpack[z](d) if z else d,  # type: ignore[arg-type] # not NULL without a digest
+                at,
+                None,
+                None,
+            )
+            for position, stream, revision, kind, key, packed, z, d, at in rows
         ]
 
     def _events(self, rows: list[EventRow]) -> list[RecordedEvent]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
 from uptime_daemon.errors import StreamNotFound
 from uptime_daemon.store import (
     CaughtUp,
+    DigestRow,
     LogRow,
     RecordedEvent,
     StreamMetadata,
@@ -36,6 +37,15 @@ _LOG_ROWS: Final = (
     "e.recorded_at FROM events AS e"
 )
 """A ``codec.LogRowV2``: ``LogRow``'s fields in its order, names and payload still encoded."""
+_DIGEST_ROWS: Final = (
+    "SELECT e.position, e.stream_id, e.revision, e.type_id, e.digest_key, e.digest, "
+    "CASE WHEN e.digest IS NULL OR e.digest_key IS NULL THEN e.dictionary_id END, "
+    "CASE WHEN e.digest IS NULL OR e.digest_key IS NULL THEN e.data END, "
+    "e.recorded_at FROM events AS e"
+)
+"""A ``codec.DigestRowV3``: the payload read only for an event without a digest."""
+PAYLOAD_CHUNK: Final = 500
+"""Positions looked up per query by ``read_payloads`` (well under SQLite's bound-parameter limit)."""
 
 
 async def read_stream(
@@ -99,6 +109,39 @@ async def read_log_rows(
     def read(conn: sqlite3.Connection) -> list[LogRow]:
         rows = _rows(conn, decoder, _LOG_ROWS, after=after, prefix=prefix, limit=limit)
         return decoder.log_rows(conn, rows)
+
+    return await connections.read(read)
+
+
+async def read_digest_rows(
+    connections: Connections, decoder: Decoder, *, after: int, prefix: StreamPrefix, limit: int
+) -> list[DigestRow]:
+    """``read_log_rows`` with each event's digest in place of its payload where it has one."""
+
+    def read(conn: sqlite3.Connection) -> list[DigestRow]:
+        rows = _rows(conn, decoder, _DIGEST_ROWS, after=after, prefix=prefix, limit=limit)
+        return decoder.digest_rows(conn, rows)
+
+    return await connections.read(read)
+
+
+async def read_payloads(
+    connections: Connections, decoder: Decoder, positions: Sequence[int]
+) -> dict[int, bytes]:
+    """The payloads at ``positions`` still in the file, by position (one snapshot)."""
+
+    def read(conn: sqlite3.Connection) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        wanted = sorted(set(positions))
+        for start in range(0, len(wanted), PAYLOAD_CHUNK):
+            chunk = wanted[start : start + PAYLOAD_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for position, dictionary_id, data in conn.execute(
+                f"SELECT position, dictionary_id, data FROM events WHERE position IN ({marks})",  # noqa: S608 - placeholders only
+                chunk,
+            ):
+                found[position] = decoder.payload(conn, dictionary_id, data)
+        return found
 
     return await connections.read(read)
 

@@ -4,7 +4,11 @@ Version 2 is the compact format (issue #18): an event row holds integers where v
 strings. Stream names and event types are interned in ``names``; each distinct metadata value is
 stored once in ``metadata``; the id is its 16 bytes; ``data`` is compressed with a zstd dictionary
 trained on the file's own payloads (``dictionaries``; ``dictionary_id`` 0 means stored raw).
-``upgrade.py`` brings an older file here; this module only says what version 2 looks like.
+Version 3 adds each event's digest (``digest_key``, ``digest``): what the layer above extracted
+from the payload at append time (``store.Digest``, the checks' facts in 21 bytes), its key interned
+in ``names``, so a replay need not read the payload at all. Both are ``NULL`` for an event without
+one; such events replay from their payloads, as every event did before.
+``upgrade.py`` brings an older file here; this module only says what version 3 looks like.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 EVENTS: Final = "events"
 """The events table; ``sqlite_sequence`` keeps its highest position under this name."""
 
@@ -25,8 +29,12 @@ _EVENT_COLUMNS: Final = """(
     metadata_id   INTEGER NOT NULL,   -- metadata.id
     dictionary_id INTEGER NOT NULL,   -- dictionaries.id, or 0: data is stored raw
     data          BLOB    NOT NULL,
-    recorded_at   REAL    NOT NULL    -- Unix seconds, exactly the float version 1 stored
+    recorded_at   REAL    NOT NULL,   -- Unix seconds, exactly the float version 1 stored
+    digest_key    INTEGER,            -- names.id of the digest's key; both NULL: no digest
+    digest        BLOB
 )"""
+DIGEST_COLUMNS: Final = ("digest_key INTEGER", "digest BLOB")
+"""What version 3 added to version 2's events table (``ALTER TABLE … ADD COLUMN``)."""
 
 EVENT_INDEXES: Final = (
     # Reads of one stream, expected-revision checks and scavenging walk (stream, revision).
@@ -38,7 +46,7 @@ EVENT_INDEXES: Final = (
 
 _SIDE_TABLES: Final = (
     """
-    CREATE TABLE names (
+    CREATE TABLE names (   -- stream names, event types, digest keys
         id   INTEGER PRIMARY KEY,
         name TEXT    NOT NULL UNIQUE
     )

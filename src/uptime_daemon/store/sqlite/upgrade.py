@@ -9,6 +9,13 @@ new one, build its indexes, carry the ``AUTOINCREMENT`` sequence over so positio
 reused, set ``user_version``) is one transaction. Then ``VACUUM`` gives the space back: the old
 rows are gone but their pages would stay in the file. The progress row says "vacuum" until that
 is done, so an interrupted VACUUM is run again on the next open.
+
+Version 2 → 3 adds the digest columns (an instant ``ALTER TABLE``), then fills them for the events
+already stored (phase "digest", between the swap and the VACUUM when coming from version 1): chunk
+by chunk, each its own transaction moving the progress row, so it resumes as the copy does. Only a
+process given the ``Digest`` (the daemon and ``uptime-daemon upgrade-store`` always are) can fill
+them: one without leaves the phase (and the VACUUM after it) to the next that has it, and uses the
+file meanwhile; an event without its digest replays from its payload, as before.
 """
 
 from __future__ import annotations
@@ -23,8 +30,15 @@ from uuid import UUID
 import structlog
 
 from uptime_daemon.errors import EventStoreUnavailable
+from uptime_daemon.store import Digest
 from uptime_daemon.store.sqlite import schema
-from uptime_daemon.store.sqlite.codec import TRAIN_AFTER, Encoder, store_dictionary, train
+from uptime_daemon.store.sqlite.codec import (
+    TRAIN_AFTER,
+    Decoder,
+    Encoder,
+    store_dictionary,
+    train,
+)
 from uptime_daemon.store.sqlite.connection import BUSY_TIMEOUT_SECONDS, transaction, unavailable
 
 # The package's name, as the other modules of the store log under.
@@ -67,17 +81,19 @@ _NEXT: Final = "events_next"
 _PROGRESS: Final = """
     CREATE TABLE migration_progress (
         id             INTEGER PRIMARY KEY CHECK (id = 1),
-        phase          TEXT    NOT NULL,   -- 'copy', then 'vacuum'
-        copied_through INTEGER NOT NULL,   -- highest version 1 position copied
+        phase          TEXT    NOT NULL,   -- 'copy', then 'digest', then 'vacuum'
+        copied_through INTEGER NOT NULL,   -- highest position copied (digested)
         copied         INTEGER NOT NULL,
         total          INTEGER NOT NULL
     )
 """
 _COPY: Final = 1
-"""The only version this module upgrades from."""
+"""The version whose events are copied into a new table."""
+_ADD_DIGESTS: Final = 2
+"""The version whose table gains the digest columns in place."""
 _INSERT_NEXT: Final = (
     f"INSERT INTO {_NEXT} (position, stream_id, revision, id, type_id, metadata_id, "  # noqa: S608 - a constant
-    "dictionary_id, data, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "dictionary_id, data, recorded_at, digest_key, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -87,6 +103,7 @@ def migrate(
     path: Path,
     progress: Progress | None = None,
     chunk: int = CHUNK,
+    digest: Digest | None = None,
 ) -> None:
     """Bring the file at ``path`` to ``SCHEMA_VERSION``; refuse a file from a newer build.
 
@@ -97,12 +114,22 @@ def migrate(
     if schema.version(conn) == 0:
         _create(conn, path)
     if schema.version(conn) == _COPY:
-        _upgrade_v1(conn, path=path, progress=progress, chunk=chunk)
+        _upgrade_v1(conn, path=path, progress=progress, chunk=chunk, digest=digest)
+    if schema.version(conn) == _ADD_DIGESTS:
+        _add_digest_columns(conn, path)
+    if _phase(conn) == "digest":
+        _fill_digests(conn, path=path, progress=progress, chunk=chunk, digest=digest)
     if _phase(conn) == "vacuum":
         _vacuum(conn, path)
 
 
-def migrate_file(path: Path, *, progress: Progress | None = None, chunk: int = CHUNK) -> None:
+def migrate_file(
+    path: Path,
+    *,
+    progress: Progress | None = None,
+    chunk: int = CHUNK,
+    digest: Digest | None = None,
+) -> None:
     """Upgrade the store file at ``path`` now, outside the daemon (for a CLI command).
 
     Blocking: call it from a thread (``asyncio.to_thread``) in async code. Raises
@@ -117,7 +144,7 @@ def migrate_file(path: Path, *, progress: Progress | None = None, chunk: int = C
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        migrate(conn, path=path, progress=progress, chunk=chunk)
+        migrate(conn, path=path, progress=progress, chunk=chunk, digest=digest)
     except sqlite3.Error as exc:
         raise unavailable(path, exc) from exc
     finally:
@@ -156,11 +183,20 @@ def _phase(conn: sqlite3.Connection) -> str | None:
 
 
 def _upgrade_v1(
-    conn: sqlite3.Connection, *, path: Path, progress: Progress | None, chunk: int
+    conn: sqlite3.Connection,
+    *,
+    path: Path,
+    progress: Progress | None,
+    chunk: int,
+    digest: Digest | None,
 ) -> None:
-    """Copy chunk after chunk until the log is all copied, then swap in the same transaction."""
+    """Copy chunk after chunk until the log is all copied, then swap in the same transaction.
+
+    With a ``Digest``, events are digested as they are copied; the digest phase after the swap
+    then finds only those copied by a process without one (if any) still to fill.
+    """
     _begin_v1(conn, path)
-    encoder = Encoder()
+    encoder = Encoder(digest)
     encoder.load_dictionary(conn)
     started, copied_here = time.perf_counter(), 0
     while True:
@@ -253,6 +289,7 @@ def _copy_chunk(conn: sqlite3.Connection, encoder: Encoder, chunk: int) -> tuple
                 encoder.metadata_id(conn, bytes(metadata)),
                 *encoder.pack(bytes(data)),
                 recorded,
+                *encoder.digested(conn, kind, bytes(data)),
             )
             for position, stream, revision, uid, kind, data, metadata, recorded in rows
         ],
@@ -274,8 +311,110 @@ def _swap(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     conn.execute("DELETE FROM sqlite_sequence WHERE name IN (?, ?)", (schema.EVENTS, _NEXT))
     conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (schema.EVENTS, issued))
-    conn.execute("UPDATE migration_progress SET phase = 'vacuum'")
+    _start_digest_phase(conn)
     schema.set_version(conn, schema.SCHEMA_VERSION)
+
+
+# --- version 2 → 3 ---------------------------------------------------------------------------------
+
+
+def _add_digest_columns(conn: sqlite3.Connection, path: Path) -> None:
+    """Add the (empty) digest columns and the progress row: version 3 from here on."""
+    with transaction(conn, "BEGIN IMMEDIATE"):
+        if schema.version(conn) != _ADD_DIGESTS:
+            return  # another process did it meanwhile
+        log.info("store_migration_started", path=str(path), from_version=_ADD_DIGESTS)
+        for column in schema.DIGEST_COLUMNS:
+            conn.execute(f"ALTER TABLE {schema.EVENTS} ADD COLUMN {column}")
+        conn.execute(_PROGRESS)
+        conn.execute(
+            "INSERT INTO migration_progress (id, phase, copied_through, copied, total) "
+            "VALUES (1, 'digest', 0, 0, 0)"
+        )
+        _start_digest_phase(conn)
+        schema.set_version(conn, schema.SCHEMA_VERSION)
+
+
+def _start_digest_phase(conn: sqlite3.Connection) -> None:
+    """Point the progress row at the events still without a digest (inside a transaction)."""
+    total = conn.execute("SELECT COUNT(*) FROM events WHERE digest IS NULL").fetchone()
+    conn.execute(
+        "UPDATE migration_progress SET phase = 'digest', copied_through = 0, copied = 0, total = ?",
+        (int(total[0]),),
+    )
+
+
+def _fill_digests(
+    conn: sqlite3.Connection,
+    *,
+    path: Path,
+    progress: Progress | None,
+    chunk: int,
+    digest: Digest | None,
+) -> None:
+    """Digest the stored events chunk by chunk (resumable), then hand over to the VACUUM."""
+    if digest is None:  # left for a process that has it; meanwhile payloads are what replays
+        return
+    encoder, decoder = Encoder(digest), Decoder()
+    started, digested_here = time.perf_counter(), 0
+    while True:
+        with transaction(conn, "BEGIN IMMEDIATE"):
+            if _phase(conn) != "digest":  # another process finished it
+                return
+            done, total, examined = _digest_chunk(conn, encoder, decoder, chunk)
+            if examined == 0:
+                conn.execute("UPDATE migration_progress SET phase = 'vacuum'")
+        encoder.committed()
+        if examined == 0:
+            log.info(
+                "store_digested",
+                path=str(path),
+                events=done,
+                duration_seconds=round(time.perf_counter() - started, 3),
+            )
+            return
+        digested_here += examined
+        elapsed = time.perf_counter() - started
+        log.info(
+            "store_digesting",
+            path=str(path),
+            done=done,
+            total=total,
+            events_per_second=round(digested_here / elapsed) if elapsed else None,
+        )
+        if progress is not None:
+            progress(done, total)
+
+
+def _digest_chunk(
+    conn: sqlite3.Connection, encoder: Encoder, decoder: Decoder, chunk: int
+) -> tuple[int, int, int]:
+    """Digest the next ``chunk`` events without one; move the progress row: (done, total, now)."""
+    through, done, total = conn.execute(
+        "SELECT copied_through, copied, total FROM migration_progress"
+    ).fetchone()
+    rows = conn.execute(
+        f"SELECT position, type_id, dictionary_id, data FROM {schema.EVENTS} "  # noqa: S608 - a constant
+        "WHERE position > ? AND digest IS NULL ORDER BY position LIMIT ?",
+        (through, chunk),
+    ).fetchall()
+    if not rows:
+        return done, total, 0
+    updates = []
+    for position, type_id, dictionary_id, data in rows:
+        kind = decoder.name(conn, type_id)
+        key_id, packed = encoder.digested(conn, kind, decoder.payload(conn, dictionary_id, data))
+        if packed is not None:
+            updates.append((key_id, packed, position))
+    conn.executemany(
+        f"UPDATE {schema.EVENTS} SET digest_key = ?, digest = ? WHERE position = ?",  # noqa: S608 - a constant
+        updates,
+    )
+    done += len(rows)
+    conn.execute(
+        "UPDATE migration_progress SET copied_through = ?, copied = ?", (rows[-1][0], done)
+    )
+    return done, total, len(rows)
 
 
 def _vacuum(conn: sqlite3.Connection, path: Path) -> None:

@@ -18,7 +18,7 @@ from uptime_daemon.errors import (
     EventStoreUnavailable,
     StreamNotFound,
 )
-from uptime_daemon.store import Expected, NewEvent, StreamState
+from uptime_daemon.store import Digest, Expected, NewEvent, StreamState
 from uptime_daemon.store.sqlite.codec import Encoder
 from uptime_daemon.store.sqlite.connection import Connections, transaction, unavailable
 from uptime_daemon.store.sqlite.head import Head
@@ -35,8 +35,8 @@ _ID_CHUNK: Final = 500
 """Event ids looked up per query (well under SQLite's limit on bound parameters)."""
 _INSERT: Final = (
     "INSERT INTO events "
-    "(stream_id, revision, id, type_id, metadata_id, dictionary_id, data, recorded_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "(stream_id, revision, id, type_id, metadata_id, dictionary_id, data, recorded_at, "
+    "digest_key, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -62,12 +62,13 @@ class Writer:
         scavenger: Scavenger,
         *,
         clock_now: Callable[[], datetime],
+        digest: Digest | None = None,
     ) -> None:
         self._connections = connections
         self._head = head
         self._scavenger = scavenger
         self._now = clock_now
-        self._encoder = Encoder()
+        self._encoder = Encoder(digest)
         self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
@@ -276,6 +277,7 @@ def _append_one(
                 encoder.metadata_id(conn, e.metadata),
                 *encoder.pack(e.data),
                 recorded,
+                *encoder.digested(conn, e.type, e.data),
             )
             for i, e in enumerate(events)
         ],
