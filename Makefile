@@ -45,7 +45,7 @@ bench: $(VENV)/.test-deps system-deps
 	bash scripts/install-system-deps.sh scripts/bench-packages.txt
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python bench/probes.py --seconds 30 --warmup 10 | tee $(BENCH_OUT)/probes.jsonl
-	$(BIN)/python bench/scale.py | tee $(BENCH_OUT)/scale.jsonl
+	$(BIN)/python bench/scale.py --scrape-every 15 | tee $(BENCH_OUT)/scale.jsonl
 	$(BIN)/python bench/replay.py | tee $(BENCH_OUT)/replay.jsonl
 	$(BIN)/python bench/api.py | tee $(BENCH_OUT)/api.jsonl
 	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10 | tee $(BENCH_OUT)/soak.jsonl

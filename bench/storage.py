@@ -1,4 +1,4 @@
-"""Storage: bytes per event of the SQLite store before (schema 1) and after (schema 2), and the upgrade.
+"""Storage: bytes per event of the SQLite store before (schema 1) and after (the current schema), and the upgrade.
 
 Builds a schema 1 file of realistic check history (``_history.py``: the daemon's own event bytes,
 appended ``--batch`` checks of one stream at a time, as ``replay.py`` writes them) with the frozen
@@ -6,7 +6,9 @@ schema 1 DDL, then: its bytes per event; optionally the replay of it by a pre-v2
 (``--baseline-src``, e.g. a checkout of the commit before schema 2); the in-place upgrade
 (``migrate_file``) with its progress, time and rate; bytes per event after it (WAL checkpointed,
 after its VACUUM); and the replay of the upgraded file by this tree. ``--fresh`` also writes the
-same history through the store into a new schema 2 file (a file grown by the daemon, not vacuumed).
+same history through the store into a new file of the current schema (grown by the daemon, not
+vacuumed). The figures named ``storage_v2`` / ``replay_v2`` are the current schema's (3 since the
+digests); the names are kept so older outputs compare.
 
     python bench/storage.py                                   # 1,000,000 events, 1,000 services
     python bench/storage.py --events 100000 --services 200 --baseline-src /tmp/old/src
