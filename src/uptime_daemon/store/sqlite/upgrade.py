@@ -198,34 +198,67 @@ def _upgrade_v1(
     _begin_v1(conn, path)
     encoder = Encoder(digest)
     encoder.load_dictionary(conn)
-    started, copied_here = time.perf_counter(), 0
+    _in_chunks(
+        conn,
+        encoder,
+        path=path,
+        progress=progress,
+        ongoing=lambda: schema.version(conn) == _COPY,
+        step=lambda: _copy_chunk(conn, encoder, chunk),
+        finish=lambda: _swap(conn),
+        events=("store_migrating", "store_migrated"),
+        from_version=_COPY,
+        to_version=schema.SCHEMA_VERSION,
+    )
+
+
+def _in_chunks(
+    conn: sqlite3.Connection,
+    encoder: Encoder,
+    *,
+    path: Path,
+    progress: Progress | None,
+    ongoing: Callable[[], bool],
+    step: Callable[[], tuple[int, int, int]],
+    finish: Callable[[], object],
+    events: tuple[str, str],
+    **fields: object,
+) -> None:
+    """One phase of an upgrade, a chunk per transaction; logged and reported chunk by chunk.
+
+    ``step`` moves one chunk and says ``(done, total, moved)``; when it moves nothing, ``finish``
+    ends the phase in that same transaction. The copy and the digest fill differ only in these.
+    Each transaction first re-checks ``ongoing`` under the write lock: another process may have
+    finished the phase meanwhile, and then this one stops.
+    """
+    doing, did = events
+    started, moved_here = time.perf_counter(), 0
     while True:
         with transaction(conn, "BEGIN IMMEDIATE"):
-            if schema.version(conn) != _COPY:  # another process finished it
+            if not ongoing():
                 return
-            done, total, copied = _copy_chunk(conn, encoder, chunk)
-            if copied == 0:
-                _swap(conn)
+            done, total, moved = step()
+            if moved == 0:
+                finish()
         encoder.committed()
-        if copied == 0:
+        if moved == 0:
             log.info(
-                "store_migrated",
+                did,
                 path=str(path),
-                to_version=schema.SCHEMA_VERSION,
                 events=done,
                 duration_seconds=round(time.perf_counter() - started, 3),
+                **fields,
             )
             return
-        copied_here += copied
+        moved_here += moved
         elapsed = time.perf_counter() - started
         log.info(
-            "store_migrating",
+            doing,
             path=str(path),
-            from_version=_COPY,
-            to_version=schema.SCHEMA_VERSION,
             done=done,
             total=total,
-            events_per_second=round(copied_here / elapsed) if elapsed else None,
+            events_per_second=round(moved_here / elapsed) if elapsed else None,
+            **fields,
         )
         if progress is not None:
             progress(done, total)
@@ -356,34 +389,16 @@ def _fill_digests(
     if digest is None:  # left for a process that has it; meanwhile payloads are what replays
         return
     encoder, decoder = Encoder(digest), Decoder()
-    started, digested_here = time.perf_counter(), 0
-    while True:
-        with transaction(conn, "BEGIN IMMEDIATE"):
-            if _phase(conn) != "digest":  # another process finished it
-                return
-            done, total, examined = _digest_chunk(conn, encoder, decoder, chunk)
-            if examined == 0:
-                conn.execute("UPDATE migration_progress SET phase = 'vacuum'")
-        encoder.committed()
-        if examined == 0:
-            log.info(
-                "store_digested",
-                path=str(path),
-                events=done,
-                duration_seconds=round(time.perf_counter() - started, 3),
-            )
-            return
-        digested_here += examined
-        elapsed = time.perf_counter() - started
-        log.info(
-            "store_digesting",
-            path=str(path),
-            done=done,
-            total=total,
-            events_per_second=round(digested_here / elapsed) if elapsed else None,
-        )
-        if progress is not None:
-            progress(done, total)
+    _in_chunks(
+        conn,
+        encoder,
+        path=path,
+        progress=progress,
+        ongoing=lambda: _phase(conn) == "digest",
+        step=lambda: _digest_chunk(conn, encoder, decoder, chunk),
+        finish=lambda: conn.execute("UPDATE migration_progress SET phase = 'vacuum'"),
+        events=("store_digesting", "store_digested"),
+    )
 
 
 def _digest_chunk(
