@@ -682,7 +682,9 @@ def check_digest(kind: str, data: bytes) -> tuple[str, bytes] | None:
     once, here, by ``decode_check``. ``check_of_digest(digest_key(key), packed)`` gives exactly
     ``decode_check(data)``. ``None`` (the replay then decodes the payload as before) for any other
     type, a payload ``decode_check`` refuses, and the rare check the digest cannot hold exactly: a
-    time not in UTC, a scheduled time more than 35 minutes off, a gap JSON cannot carry.
+    scheduled time more than 35 minutes off, or a gap JSON cannot carry. (``parse_iso`` gives every
+    time in UTC, offsets included; the ``tzinfo`` test only keeps a change there from making a
+    digest that decodes to another zone than the payload.)
     """
     if kind != EVENT_TYPE_STATUS_CHANGED:
         return None

@@ -238,17 +238,18 @@ class Projector:
         await self.fold_rollups(page_size)
         try:
             if self._listeners:
-                return await self._catch_up_announcing(page_size, newest)
+                return await self._catch_up_announcing(page_size)
             return await self._catch_up_in_bulk(page_size, newest)
         finally:
             await self._record_last_probes(newest)
 
-    async def _catch_up_announcing(self, page_size: int, newest: dict[str, Newest]) -> int:
-        """``catch_up`` event by event through ``handle``, which tells the listeners."""
+    async def _catch_up_announcing(self, page_size: int) -> int:
+        """``catch_up`` event by event through ``handle``, which tells the listeners.
+
+        ``handle`` records each ``last_probe`` itself: nothing is left for ``_record_last_probes``.
+        """
         folded = 0
         while True:
-            await self._record_last_probes(newest)  # before newer checks overtake them
-            newest.clear()
             page = await self._store.read_all(
                 after=self.position, stream_prefix=FOLLOWED, limit=page_size
             )

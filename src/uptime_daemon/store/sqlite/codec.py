@@ -10,6 +10,9 @@ Why this shape:
   ~600 bytes to ~75, and decompressing costs about a microsecond. A new file stores payloads raw
   until ``TRAIN_AFTER`` of them exist, then trains once and recompresses the rows written raw
   meanwhile, a bounded pass at a time between the writer's batches.
+* A digest (``store.Digest``, given by the layer above) is stored beside its payload: its key
+  interned in ``names`` like a stream name, its bytes as they came. ``Decoder.digest_rows`` hands
+  them back instead of the payload, which it then neither reads nor decompresses.
 * Frames are magicless and carry no dictionary id or checksum: the row says which dictionary, and
   SQLite's own page checks are what we trust for the rest. Nothing is ever deleted from the three
   side tables, so an id, once read, means the same thing for the life of the file.
@@ -149,11 +152,6 @@ class Encoder:
             return None, None
         key, packed = found
         return self.name_id(conn, key), packed
-
-    @property
-    def digests(self) -> bool:
-        """Whether this encoder was given a ``Digest`` to write."""
-        return self._digest is not None
 
     def name_id(self, conn: sqlite3.Connection, name: str) -> int:
         """The id of a stream name or event type, interning it on first use."""
