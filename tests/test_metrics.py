@@ -25,7 +25,7 @@ Labels = tuple[tuple[str, str], ...]
 
 
 def scrape(metrics: Metrics, accept: str = "") -> bytes:
-    return exposition(metrics.registry, [metrics.services], accept)[0]
+    return b"".join(exposition(metrics.registry, [metrics.services], accept)[0])
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, Labels], float]:

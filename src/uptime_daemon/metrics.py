@@ -185,7 +185,7 @@ class ServiceSeries:
                 tally.changes[changed_to] = tally.changes.get(changed_to, 0) + 1
             self._dirty.add(service)
 
-    def render(self, *, openmetrics: bool) -> bytes:
+    def pieces(self, *, openmetrics: bool) -> list[bytes]:
         """Every family, the lines of services counted since the last scrape rewritten first."""
         with self._rendering:
             with self._lock:

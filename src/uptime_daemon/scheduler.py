@@ -9,7 +9,10 @@ fresh jitter that never accumulates (APScheduler's ``IntervalTrigger`` adds the 
 previous, jittered, run time: its grid drifts by half the jitter per run); the check is labelled
 with its slot, not with the jittered time. The first run of each service still comes at start,
 spread over a short window so a small config sees its first results within a second; it is a
-late run of the service's latest slot. Each run is our own tracked task behind a global
+late run of the service's latest slot. Runs start on a coarse grid of *ticks* (``tick_seconds``,
+50 ms by default): the runs that fall due within one tick start together, so the daemon wakes
+once per tick for all of them (and their probes, appends and projection batch alike) rather than
+once per run; each run is still labelled with its slot. Each run is our own tracked task behind a global
 semaphore: APScheduler's executor cannot wait for coroutines on shutdown, so we do.
 """
 
@@ -60,6 +63,19 @@ TALLY_SERVICES: Final = 5
 """... naming at most this many services (the first ones since the last line)."""
 MAX_JITTER_FRACTION: Final = 0.1
 """Jitter never exceeds this share of a service's interval, so short intervals stay regular."""
+MAX_TICK_FRACTION: Final = 0.05
+"""A service's tick never exceeds this share of its interval: jitter and tick together stay well
+inside one interval, so a run always finds its own slot."""
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def on_tick(moment: datetime, tick: timedelta) -> datetime:
+    """``moment``, or the first multiple of ``tick`` since the epoch after it (exact, in µs)."""
+    step = tick // _MICROSECOND
+    if step <= 0:
+        return moment
+    since = (moment - EPOCH) // _MICROSECOND
+    return EPOCH + timedelta(microseconds=-(-since // step) * step)
 
 
 def grid_phase_seconds(service: str, interval_seconds: float) -> float:
@@ -122,21 +138,35 @@ class Tally:
 
 
 class GridTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
-    """Fires at ``phase + k × interval`` plus a fresh jitter in ``[0, jitter)``, never drifting."""
+    """Fires at ``phase + k × interval`` plus a fresh jitter in ``[0, jitter)``, never drifting.
 
-    __slots__ = ("_interval", "_jitter", "_phase", "_rng")
+    With a ``tick``, each fire time is moved on to the next multiple of it since the epoch, so runs
+    of many services due close together share one wake-up.
+    """
+
+    __slots__ = ("_interval", "_jitter", "_phase", "_rng", "_tick")
 
     def __init__(
-        self, *, phase: datetime, interval_seconds: float, jitter_seconds: float, rng: random.Random
+        self,
+        *,
+        phase: datetime,
+        interval_seconds: float,
+        jitter_seconds: float,
+        rng: random.Random,
+        tick_seconds: float = 0.0,
     ) -> None:
-        """``jitter_seconds`` must be below ``interval_seconds`` (the scheduler caps it at a tenth)."""
-        if not 0 <= jitter_seconds < interval_seconds:
-            msg = f"jitter {jitter_seconds} s must be below the interval {interval_seconds} s"
+        """Jitter and tick must add up to less than the interval (the scheduler caps them)."""
+        if not (jitter_seconds >= 0 and 0 <= tick_seconds < interval_seconds - jitter_seconds):
+            msg = (
+                f"jitter {jitter_seconds} s and tick {tick_seconds} s must add up to less than "
+                f"the interval {interval_seconds} s"
+            )
             raise ValueError(msg)
         self._phase = phase
         self._interval = interval_seconds
         self._jitter = jitter_seconds
         self._rng = rng
+        self._tick = timedelta(seconds=tick_seconds)
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -151,7 +181,7 @@ class GridTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no 
             elapsed = (previous_fire_time - self._phase).total_seconds()
             slot = math.floor(elapsed / self._interval + GRID_TOLERANCE) + 1
         jitter = self._rng.uniform(0, self._jitter) if self._jitter else 0
-        return self._slot_time(slot) + timedelta(seconds=jitter)
+        return on_tick(self._slot_time(slot) + timedelta(seconds=jitter), self._tick)
 
     def slot_of(self, fire_time: datetime) -> datetime:
         """The slot a run fired at ``fire_time`` belongs to: the latest grid point at or before it.
@@ -168,7 +198,10 @@ class GridTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no 
 
     def __repr__(self) -> str:
         """How APScheduler names the trigger in its logs."""
-        return f"GridTrigger(interval={self._interval:g}s, jitter={self._jitter:g}s)"
+        tick = self._tick.total_seconds()
+        return (
+            f"GridTrigger(interval={self._interval:g}s, jitter={self._jitter:g}s, tick={tick:g}s)"
+        )
 
 
 class CheckScheduler:
@@ -257,18 +290,20 @@ class CheckScheduler:
     def _add_job(self, name: str, policy: CheckPolicy, now: datetime, spread: float) -> None:
         assert self._scheduler is not None  # noqa: S101 - only called after start()
         interval = policy.interval_seconds
+        tick = min(self._settings.tick_seconds, interval * MAX_TICK_FRACTION)
         first = now + timedelta(seconds=self._rng.uniform(0, min(interval, spread)))
         trigger = self._triggers[name] = GridTrigger(
             phase=EPOCH + timedelta(seconds=grid_phase_seconds(name, interval)),
             interval_seconds=interval,
             jitter_seconds=min(self._settings.jitter_seconds, interval * MAX_JITTER_FRACTION),
             rng=self._rng,
+            tick_seconds=tick,
         )
         self._scheduler.add_job(
             self._fire,
             # Explicit: without it APScheduler derives the first run from the trigger, one grid
             # step away; the first check should come at start.
-            next_run_time=first,
+            next_run_time=on_tick(first, timedelta(seconds=tick)),
             trigger=trigger,
             args=(name,),
             id=name,

@@ -26,11 +26,13 @@ GAP_SECONDS = 65.0
 
 def samples(collector: ProjectionCollector) -> Samples:
     """One scrape's samples, by name and sorted labels (and the OpenMetrics form parses too)."""
-    openmetrics = collector.render(openmetrics=True).decode() + "# EOF\n"
+    openmetrics = b"".join(collector.pieces(openmetrics=True)).decode() + "# EOF\n"
     list(openmetrics_families(openmetrics))  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(collector.render(openmetrics=False).decode())
+        for family in text_string_to_metric_families(
+            b"".join(collector.pieces(openmetrics=False)).decode()
+        )
         for s in family.samples
     }
 
@@ -170,7 +172,7 @@ def test_counter_families_are_named_as_each_format_names_them(openmetrics: bool)
     clock = ManualClock(wall=datetime(2026, 5, 1, tzinfo=UTC))
     source = projector(clock)
     check(source, "web", clock.wall)
-    text = ProjectionCollector(source, clock).render(openmetrics=openmetrics).decode()
+    text = b"".join(ProjectionCollector(source, clock).pieces(openmetrics=openmetrics)).decode()
     family = "uptime_service_state_seconds" if openmetrics else "uptime_service_state_seconds_total"
     assert f"# TYPE {family} counter\n" in text
     assert 'uptime_service_state_seconds_total{service="web",state="up"} 0.0\n' in text

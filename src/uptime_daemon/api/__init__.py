@@ -60,7 +60,10 @@ def openapi_document() -> dict[str, Any]:
             "summary": "Prometheus metrics",
             "tags": ["metrics"],
             "operationId": "get_metrics",
-            "description": "Prometheus text format, or OpenMetrics when the Accept header asks for it.",
+            "description": (
+                "Prometheus text format, or OpenMetrics when the Accept header asks for it; "
+                "gzip-compressed when Accept-Encoding accepts gzip (Content-Encoding: gzip)."
+            ),
             "responses": {
                 "200": {
                     "description": "OK",

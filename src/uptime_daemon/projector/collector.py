@@ -176,7 +176,7 @@ class ProjectionCollector:
         self._entries: dict[str, _Entry] = {}
         self._rendering = threading.Lock()
 
-    def render(self, *, openmetrics: bool) -> bytes:
+    def pieces(self, *, openmetrics: bool) -> list[bytes]:
         """Every projection family; only the services that changed are rendered again."""
         with self._rendering:
             now = self._clock.now()
@@ -210,11 +210,9 @@ class ProjectionCollector:
                 for gone in self._entries.keys() - services.keys():
                     del self._entries[gone]
             lag = f"{LAG.sample} {number(self._projector.lag_seconds())}\n".encode()
-            return (
-                render(FAMILIES, blocks, openmetrics=openmetrics)
-                + LAG.header(openmetrics=openmetrics)
-                + lag
-            )
+            pieces = render(FAMILIES, blocks, openmetrics=openmetrics)
+            pieces += (LAG.header(openmetrics=openmetrics), lag)
+            return pieces
 
     @staticmethod
     def _refresh(
