@@ -280,7 +280,7 @@ async def test_runs_due_close_together_start_together_on_the_tick() -> None:
 
     services = {f"s{i}": CheckPolicy(interval_seconds=2, timeout_seconds=1) for i in range(100)}
     s = CheckScheduler(
-        run=run,  # type: ignore[arg-type]
+        run=run,
         settings=SchedulerSettings(jitter_seconds=0.2, tick_seconds=0.1),
         services=services,
         clock=SystemClock(),

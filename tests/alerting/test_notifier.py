@@ -28,7 +28,13 @@ from uptime_daemon.alerting.claims import (
     stream_name,
 )
 from uptime_daemon.alerting.message import Delivery, Message
-from uptime_daemon.alerting.notifier import Cursor, Notifier, episode_openers, transitions
+from uptime_daemon.alerting.notifier import (
+    FULL_SCAN_SECONDS,
+    Cursor,
+    Notifier,
+    episode_openers,
+    transitions,
+)
 from uptime_daemon.config.live import LiveSettings
 from uptime_daemon.config.load import settings_from_mapping
 from uptime_daemon.config.model import NotificationChannel, Settings
@@ -100,6 +106,7 @@ class World:
         *,
         instance: str = "one",
         checkpoint: str | None = None,
+        moved: list[int] | None = None,
     ) -> Notifier:
         live = LiveSettings(settings.model_copy(update={"instance": instance}))
         caught_up = asyncio.Event()
@@ -113,6 +120,7 @@ class World:
             deliver=receiver,
             base_url="http://127.0.0.1:8080",
             checkpoint_path=None if checkpoint is None else self.directory / checkpoint,
+            transitions=None if moved is None else lambda: moved[0],
         )
 
     async def types(self, stream: str) -> list[str]:
@@ -163,6 +171,30 @@ async def test_two_daemons_deliver_each_transition_once(world: World) -> None:
     assert [(o.kind, o.at) for o in up.resolves] == [("down", down.at)]
     stream = stream_name("web", down.at, "down", "hook", 0)
     assert await world.types(stream) == [CLAIMED, DELIVERED]
+
+
+async def test_the_services_are_passed_over_when_the_projection_says_a_status_moved(
+    world: World,
+) -> None:
+    """A quiet projection costs no pass; a moved count, or the full-scan period, brings one."""
+    moved = [0]
+    receiver = Receiver()
+    world.observe("web", Status.UP, 0)
+    notifier = world.notifier(_settings(web={}), receiver, moved=moved)
+    notifier.resume()
+    await _steps(notifier)
+    world.observe("web", Status.DOWN, 10)  # folded behind the count's back
+    await _steps(notifier)
+    assert receiver.messages == []
+    moved[0] += 1  # as the projector counts a live check that changed a status
+    await _steps(notifier)
+    assert [m.kind for m in receiver.messages] == ["down"]
+    world.observe("web", Status.UP, 70)  # again unannounced: the full pass finds it
+    await _steps(notifier)
+    assert [m.kind for m in receiver.messages] == ["down"]
+    world.clock.advance(FULL_SCAN_SECONDS)
+    await _steps(notifier)
+    assert [m.kind for m in receiver.messages] == ["down", "up"]
 
 
 async def test_history_before_the_first_start_pages_nobody(world: World) -> None:

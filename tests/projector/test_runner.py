@@ -334,3 +334,22 @@ async def test_a_damaged_digest_is_logged_and_skipped(tmp_path: Path) -> None:
         ]
     finally:
         await store.close()
+
+
+async def test_transitions_move_with_every_status_change_and_only_then(
+    store: SqliteEventStore,
+) -> None:
+    """Event by event: the count moves exactly when a service's status or ``since`` changed."""
+    await write_checks(store, 200, seed=9)
+    p = projector(store)
+    changes = 0
+    for event in await store.read_all(limit=1000):
+        before = p.state.services.get(events.decode_status_changed(event.data).service)
+        marker = None if before is None else (before.status, before.since)
+        count = p.transitions
+        p.handle(event)
+        after = p.state.services[events.decode_status_changed(event.data).service]
+        moved = marker != (after.status, after.since)
+        assert p.transitions == count + moved, event.position
+        changes += moved
+    assert 10 < changes < 200  # the mix of ups and downs changes status often, not every time

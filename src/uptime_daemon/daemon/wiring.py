@@ -258,6 +258,7 @@ class Daemon:
             base_url=self.base_url,
             checkpoint_path=notifier_path(settings),
             on_settled=self.metrics.count_notification,
+            transitions=lambda: projector.transitions,
         )
         heartbeat = Heartbeat(
             self.settings,

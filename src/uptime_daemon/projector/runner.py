@@ -130,6 +130,10 @@ class Projector:
         self.last_event_recorded_at: datetime | None = None
         self.events_applied = 0
         self.decode_failures = 0
+        self.transitions = 0
+        """Moves whenever a service's status or ``since`` may have changed: each live check that
+        changed them, and every bulk fold (catch-up, rollups). A reader that saw the same number
+        (and the same ``state``) has seen every transition (``alerting.Notifier``)."""
         self._listeners: set[Callable[[StatusChange], None]] = set()
         self.last_probe: dict[str, LastProbe] = {}
         """Service → what its newest folded check saw (for the status page; not part of the
@@ -306,6 +310,7 @@ class Projector:
 
     def _apply_rollup(self, stream: str, revision: int, position: int, data: bytes) -> bool:
         """One rollup onto the projection; an undecodable one is counted and skipped."""
+        self.transitions += 1
         try:
             return rollups.apply_rollup(self.state, rollups.decode(data))
         except ValueError as exc:  # RollupDecodeError
@@ -342,6 +347,7 @@ class Projector:
             self.position = position
             self.events_applied += 1
         if rows:
+            self.transitions += 1
             self.last_event_recorded_at = datetime.fromtimestamp(rows[-1][5], UTC)
             if self._waiters:
                 self._wake(rows[-1][0])
@@ -546,13 +552,15 @@ class Projector:
             quorum=decoded.quorum,
             locations=decoded.quorum_of,
         )
-        if not self._listeners:  # a replay, or no live client: nothing to announce
-            apply(self.state, observation)
-            return
         known = self.state.services.get(decoded.service)
         before = None if known is None else known.status
+        since = None if known is None else known.since
         apply(self.state, observation)
         service = self.state.services[decoded.service]
+        if service is not known or service.status is not before or service.since != since:
+            self.transitions += 1
+        if not self._listeners:  # a replay, or no live client: nothing to announce
+            return
         if service.by_quorum:
             # The service's transition is the quorum's, not this location's: announce it when
             # this check moved the verdict, with the verdict's status.
