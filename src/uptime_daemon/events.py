@@ -733,14 +733,33 @@ def digest_key(key: str) -> DigestKey:
     return service, location, quorum, tuple(quorum_of), gap
 
 
-def check_of_digest(key: DigestKey, packed: bytes) -> Check:
-    """The ``Check`` a digest holds; ``EventDecodeError`` for bytes ``check_digest`` never wrote."""
+def unpack_digest(packed: bytes) -> tuple[Status, int, int, float]:
+    """A digest's verdict, completion time and lead over the scheduled time (µs), response seconds.
+
+    No datetime is made. ``EventDecodeError`` for bytes ``check_digest`` never wrote, except times
+    out of ``datetime``'s range, which ``check_of_fields`` finds.
+    """
     try:
         code, at_micros, lead, response = CHECK_DIGEST.unpack(packed)
-        status = DIGEST_VERDICTS[code]
+        return DIGEST_VERDICTS[code], at_micros, lead, response
+    except (struct.error, IndexError) as exc:
+        raise EventDecodeError(f"check digest is not one this build writes: {exc}") from exc
+
+
+def check_of_digest(key: DigestKey, packed: bytes) -> Check:
+    """The ``Check`` a digest holds; ``EventDecodeError`` for bytes ``check_digest`` never wrote."""
+    status, at_micros, lead, response = unpack_digest(packed)
+    return check_of_fields(key, status, at_micros, lead, response)
+
+
+def check_of_fields(
+    key: DigestKey, status: Status, at_micros: int, lead: int, response: float
+) -> Check:
+    """``check_of_digest`` of unpacked fields (``unpack_digest``)."""
+    try:
         at = _EPOCH + timedelta(0, 0, at_micros)  # positional: a third cheaper than keywords
         scheduled = at - timedelta(0, 0, lead)
-    except (struct.error, IndexError, OverflowError) as exc:
+    except OverflowError as exc:
         raise EventDecodeError(f"check digest is not one this build writes: {exc}") from exc
     service, location, quorum, quorum_of, gap = key
     return Check(service, status, at, response, gap, location, scheduled, quorum, quorum_of)

@@ -462,6 +462,206 @@ def apply_check(  # noqa: PLR0917 - an Observation's fields in its order: a repl
     return state
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+@dataclass(slots=True)
+class _Lane:
+    """A single-location service folded in integer microseconds: its last check is ``last_us``."""
+
+    service: ServiceProjection
+    location: str
+    quorum_of: tuple[str, ...]
+    recent: list[int]
+    last_us: int
+    last_seconds: float
+    moved: bool = False
+    """``service.last_check`` is behind ``last_us`` (``Lanes.flush`` sets it)."""
+
+
+class Lanes:
+    """``apply_check`` for a bulk replay, in integer microseconds while a service's checks continue.
+
+    Nearly every check of a replay continues its service's last verdict: the same status, up or
+    degraded, within its credibility, of a newer slot, in the same hour. ``digest`` folds such a
+    check from the digest's integers (``events.unpack_digest``) — the same float operations as
+    ``apply_check``'s ``_continued``, in the same order — without making its two datetimes; only
+    ``last_check`` is left behind, and ``flush`` makes it once for the whole run of checks. Any other
+    check flushes its service's lane and goes through ``apply_check``. The record after ``flush``
+    is exactly ``apply_check``'s (``tests/projector/test_lanes.py``); until then only the folding
+    code may look at it, so a caller flushes before anything else reads or changes the state.
+    """
+
+    __slots__ = ("_lanes", "_state")
+
+    def __init__(self, state: ProjectionState) -> None:
+        """Lanes over ``state``; none open."""
+        self._state = state
+        self._lanes: dict[str, _Lane] = {}
+
+    def digest(  # noqa: PLR0917 - a digest's fields: a replay builds nothing per check
+        self,
+        name: str,
+        status: Status,
+        at_us: int,
+        lead_us: int,
+        response_seconds: float,
+        gap_seconds: float,
+        location: str,
+        quorum: int,
+        quorum_of: tuple[str, ...],
+    ) -> None:
+        """``apply_check`` of a check at ``at_us`` µs since the epoch, scheduled ``lead_us`` before."""
+        lane = self._lanes.get(name)
+        if lane is not None and _continue(
+            lane, status, at_us, lead_us, response_seconds, gap_seconds, location, quorum, quorum_of
+        ):
+            return
+        at = _EPOCH + timedelta(0, 0, at_us)  # OverflowError for a time out of range, as before
+        slot = at - timedelta(0, 0, lead_us)
+        self.check(
+            name, at, status, response_seconds, gap_seconds, location, slot, quorum, quorum_of
+        )
+
+    def check(  # noqa: PLR0917 - apply_check's arguments
+        self,
+        name: str,
+        at: datetime,
+        status: Status,
+        response_seconds: float,
+        gap_seconds: float,
+        location: str,
+        slot: datetime | None,
+        quorum: int,
+        quorum_of: tuple[str, ...],
+    ) -> None:
+        """``apply_check`` itself, after the service's lane is flushed; then its lane reopens."""
+        lane = self._lanes.pop(name, None)
+        if lane is not None:
+            _flush(lane)
+        apply_check(
+            self._state,
+            name,
+            at,
+            status,
+            response_seconds,
+            gap_seconds,
+            location,
+            slot,
+            quorum,
+            quorum_of,
+        )
+        service = self._state.services[name]
+        last_check = service.last_check
+        if (
+            service.locations
+            or service.location is None
+            or service.rolled_through is not None
+            or last_check is None
+            or (recent := service.recent_slots.get(service.location)) is None
+        ):
+            return
+        self._lanes[name] = _Lane(
+            service,
+            service.location,
+            service.quorum_of,
+            recent,
+            (last_check - _EPOCH) // _MICROSECOND,
+            _last_seconds(service),
+        )
+
+    def flush(self) -> None:
+        """Every record whole again (each ``last_check`` made); the lanes stay open."""
+        for lane in self._lanes.values():
+            _flush(lane)
+
+    def close(self) -> None:
+        """``flush``, and forget every lane (before anything but ``Lanes`` changes the state)."""
+        self.flush()
+        self._lanes.clear()
+
+
+def _flush(lane: _Lane) -> None:
+    if lane.moved:
+        at = _EPOCH + timedelta(0, 0, lane.last_us)
+        lane.service.last_check = at
+        lane.service.last_check_seconds = (at, lane.last_seconds)
+        lane.moved = False
+
+
+def _continue(  # noqa: PLR0917 - Lanes.digest's arguments
+    lane: _Lane,
+    status: Status,
+    at_us: int,
+    lead_us: int,
+    response_seconds: float,
+    gap_seconds: float,
+    location: str,
+    quorum: int,
+    quorum_of: tuple[str, ...],
+) -> bool:
+    """``apply_check`` of a check that continues the lane's last verdict, if it does.
+
+    ``False``, having changed nothing, for any other check (see ``Lanes``).
+    """
+    service = lane.service
+    if (
+        status is not service.status
+        or status is not service.open_state
+        or status is Status.DOWN
+        or at_us < lane.last_us
+        or location != lane.location
+        or quorum != service.quorum
+        or quorum_of != lane.quorum_of
+        or service.rolled_through is not None
+    ):
+        return False
+    at_seconds = at_us / 1_000_000  # datetime.timestamp(): the same division, so the same float
+    key = round((at_us - lead_us) / 1_000_000 * 1000)  # _first_count's, of the same float
+    recent = lane.recent
+    if key <= recent[-1]:
+        return False
+    last_seconds, gap = lane.last_seconds, service.gap_seconds
+    span = at_seconds - last_seconds
+    hour = int(at_seconds) // HOUR_SECONDS
+    if not (
+        at_seconds + gap < _FLOAT_PATH_UNTIL_SECONDS
+        and span < gap - _SURELY_BEFORE_SECONDS
+        and hour <= service.pruned_hour
+    ):
+        return False
+    # apply_check from here, as it goes for such a check (_first_count, _check, _continued, _count).
+    service.folded += 1
+    recent.append(key)
+    if len(recent) > RECENT_SLOTS:
+        del recent[0]
+    service.quorum_of = quorum_of
+    index = _INDEX[status]
+    if span > 0:
+        service.totals[index] += span
+        last_hour = int(last_seconds) // HOUR_SECONDS
+        if at_seconds <= (last_hour + 1) * HOUR_SECONDS:
+            _bucket(service, last_hour).seconds[index] += span
+        else:
+            _credit_hours(service, index, last_seconds, at_seconds)
+    lane.last_us, lane.last_seconds, lane.moved = at_us, at_seconds, True
+    service.gap_seconds = gap_seconds
+    service.last_response_seconds = response_seconds
+    bucket = service.buckets.get(hour)
+    if bucket is None:
+        bucket = service.buckets[hour] = HourBucket()
+    bucket.checks[index] += 1
+    bucket.response_sum_seconds += response_seconds
+    histogram = (  # histogram_index, inlined
+        bisect.bisect_right(HISTOGRAM_BOUNDS, response_seconds)
+        if response_seconds < _TOP_BOUND
+        else histogram_index_by_log(response_seconds)
+    )
+    bucket.histogram[histogram] = bucket.histogram.get(histogram, 0) + 1
+    return True
+
+
 def apply_inconclusive(state: ProjectionState, check: Inconclusive) -> ProjectionState:
     """Count a check that concluded nothing in its hour; it changes no status and no time.
 
