@@ -12,7 +12,9 @@ spread over a short window so a small config sees its first results within a sec
 late run of the service's latest slot. Runs start on a coarse grid of *ticks* (``tick_seconds``,
 50 ms by default): the runs that fall due within one tick start together, so the daemon wakes
 once per tick for all of them (and their probes, appends and projection batch alike) rather than
-once per run; each run is still labelled with its slot. Each run is our own tracked task behind a global
+once per run; each run is still labelled with its slot. The first runs at start are not put on
+ticks: their spread is sized so that no host gets a burst of connections (a small server's listen
+backlog drops one, and the probe then waits a second for the SYN's retry). Each run is our own tracked task behind a global
 semaphore: APScheduler's executor cannot wait for coroutines on shutdown, so we do.
 """
 
@@ -303,7 +305,7 @@ class CheckScheduler:
             self._fire,
             # Explicit: without it APScheduler derives the first run from the trigger, one grid
             # step away; the first check should come at start.
-            next_run_time=on_tick(first, timedelta(seconds=tick)),
+            next_run_time=first,  # not on a tick: the start-up spread is sized for the hosts
             trigger=trigger,
             args=(name,),
             id=name,
