@@ -267,6 +267,21 @@ def test_jitter_and_tick_must_leave_room_in_the_interval() -> None:
         )
 
 
+async def _run_until(
+    run: Callable[[str, datetime], Awaitable[None]],
+    services: dict[str, CheckPolicy],
+    settings: SchedulerSettings,
+    done: Callable[[], bool],
+) -> None:
+    """A real scheduler of ``services``, started and stopped once ``done``."""
+    s = CheckScheduler(run=run, settings=settings, services=services, clock=SystemClock())
+    s.start()
+    try:
+        await until(done, within=15)
+    finally:
+        await s.stop(1)
+
+
 async def test_runs_due_close_together_start_together_on_the_tick() -> None:
     """The point of the tick: runs of many services share a wake-up instead of one each.
 
@@ -283,17 +298,8 @@ async def test_runs_due_close_together_start_together_on_the_tick() -> None:
         seen.add(name)
 
     services = {f"s{i}": CheckPolicy(interval_seconds=2, timeout_seconds=1) for i in range(100)}
-    s = CheckScheduler(
-        run=run,
-        settings=SchedulerSettings(jitter_seconds=0.2, tick_seconds=0.1),
-        services=services,
-        clock=SystemClock(),
-    )
-    s.start()
-    try:
-        await until(lambda: len(starts) >= 200, within=15)
-    finally:
-        await s.stop(1)
+    settings = SchedulerSettings(jitter_seconds=0.2, tick_seconds=0.1)
+    await _run_until(run, services, settings, lambda: len(starts) >= 200)
     after_tick = [(t * 1000) % 100 for t in starts]
     assert sum(ms < 40 for ms in after_tick) >= 0.9 * len(starts), sorted(after_tick)
 
@@ -310,17 +316,8 @@ async def test_first_runs_keep_their_start_up_spread_off_the_ticks() -> None:
         starts.append(time.monotonic())
 
     services = {f"s{i}": CheckPolicy(interval_seconds=60, timeout_seconds=1) for i in range(200)}
-    s = CheckScheduler(
-        run=run,
-        settings=SchedulerSettings(jitter_seconds=0, tick_seconds=0.5),
-        services=services,
-        clock=SystemClock(),
-    )
-    s.start()
-    try:
-        await until(lambda: len(starts) >= 200, within=15)
-    finally:
-        await s.stop(1)
+    settings = SchedulerSettings(jitter_seconds=0, tick_seconds=0.5)
+    await _run_until(run, services, settings, lambda: len(starts) >= 200)
     steps = {int((t - min(starts)) * 100) for t in starts}
     assert len(steps) >= 15, sorted(steps)
 
