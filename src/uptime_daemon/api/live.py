@@ -8,7 +8,9 @@ reconnects with ``?from=POSITION`` first receives every transition after that po
 store, in order, then the ``health_status``, then the live ones — with no gap and no duplicate
 across the hand-over (live messages are buffered while the backlog is read, and deduplicated by
 position). The backlog comes before the snapshot so that a client applying messages in the order
-they arrive never sees a service step back to an older status.
+they arrive never sees a service step back to an older status; the snapshot waits (at most
+``SNAPSHOT_FOLD_WAIT_SECONDS``) until the projection has folded the backlog's last event, so it is
+never older than the backlog just sent.
 
 A client that cannot keep up is disconnected with close code 1013 rather than buffered without
 bound; it reconnects with ``?from=`` and loses nothing. ``ping`` (text) is answered with ``pong``.
@@ -38,6 +40,8 @@ log = structlog.get_logger(__name__)
 MAX_CLIENT_MESSAGE_BYTES: Final = 4096
 LIVE_QUEUE_LIMIT: Final = 1000
 BACKLOG_PAGE: Final = 500
+SNAPSHOT_FOLD_WAIT_SECONDS: Final = 5.0
+"""How long the snapshot after a backlog waits for the projection to catch up with it."""
 LIVE_HEALTH_INTERVAL = web.AppKey("live_health_interval", float)
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
 
@@ -142,6 +146,8 @@ async def _send_loop(
         last_sent = after
         if after is not None:
             last_sent = await _send_backlog(app, ws, after)
+            if last_sent > after:  # the snapshot must not be older than what was just sent
+                await app[PROJECTOR].folded(last_sent, SNAPSHOT_FOLD_WAIT_SECONDS)
         await ws.send_str(_dumps(await health_message(app, with_services=with_services)))
         interval = app[LIVE_HEALTH_INTERVAL]
         next_health = asyncio.get_running_loop().time() + interval
