@@ -19,6 +19,7 @@ from tests.api.helpers import Client, TargetState
 from tests.api.test_summary_cache import START, Monotonic, check, history, settings
 from tests.polling import until
 from uptime_daemon.api import models, openapi_document, views
+from uptime_daemon.api.endpoint import accepts_gzip
 from uptime_daemon.api.summary_cache import (
     FRAGMENT_SHARE,
     REFRESH_SHARE,
@@ -27,7 +28,6 @@ from uptime_daemon.api.summary_cache import (
     SummaryCache,
     part_expiry,
 )
-from uptime_daemon.api.uptime import accepts_gzip
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.load import settings_from_mapping
 from uptime_daemon.config.model import Settings
@@ -185,6 +185,7 @@ async def test_after_a_reload_the_new_configuration_shows_within_the_bound() -> 
         pytest.param("identity", False, id="identity"),
         pytest.param("br, deflate", False, id="others"),
         pytest.param("gzip;q=0", False, id="refused"),
+        pytest.param("gzip; q=0.000", False, id="refused-spelled-long"),
         pytest.param("*, gzip;q=0", False, id="refused-by-name-over-any"),
         pytest.param("gzip;q=nope", False, id="bad-quality"),
     ],

@@ -64,6 +64,26 @@ def json_response(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(body=model.model_dump_json(by_alias=True), status=status, content_type=JSON)
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip: named (or ``*``) with a quality above 0."""
+    qualities: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding] = quality
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in qualities:
+            return qualities[coding] > 0
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """What the OpenAPI document says about one operation."""

@@ -20,29 +20,13 @@ from typing import Final
 from aiohttp import hdrs, web
 from prometheus_client.registry import CollectorRegistry
 
+from uptime_daemon.api.endpoint import accepts_gzip
 from uptime_daemon.exposition import TextSource, chunks, exposition
 
 METRICS_EXECUTOR: Final = web.AppKey("metrics_executor", ThreadPoolExecutor)
 METRICS_REGISTRY: Final = web.AppKey("metrics_registry", CollectorRegistry)
 METRICS_SOURCES: Final = web.AppKey("metrics_sources", list[TextSource])
 """Rendered after the registry; the composition root appends to it as the parts come up."""
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an ``Accept-Encoding`` value names gzip (or ``*``) without refusing it (``q=0``)."""
-    for coding in accept_encoding.split(","):
-        name, *params = (part.strip().lower() for part in coding.split(";"))
-        if name not in {"gzip", "x-gzip", "*"}:
-            continue
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    return float(value) > 0
-                except ValueError:
-                    return False
-        return True
-    return False
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

@@ -7,7 +7,7 @@ from http import HTTPStatus
 from aiohttp import hdrs, web
 
 from uptime_daemon.api import models, views
-from uptime_daemon.api.endpoint import JSON, Api, not_found
+from uptime_daemon.api.endpoint import JSON, Api, accepts_gzip, not_found
 from uptime_daemon.api.keys import CLOCK, PROJECTOR, RUN_CHECKS, SETTINGS, SUMMARY_CACHE
 
 api = Api()
@@ -65,26 +65,6 @@ async def summary(request: web.Request, query: models.WindowQuery) -> web.Respon
         headers[hdrs.CONTENT_ENCODING] = "gzip"
         return web.Response(body=answer.gzipped, content_type=JSON, headers=headers)
     return web.Response(body=answer.body, content_type=JSON, headers=headers)
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether ``Accept-Encoding`` allows gzip: named (or ``*``) with a quality above 0."""
-    qualities: dict[str, float] = {}
-    for item in accept_encoding.lower().split(","):
-        coding, *params = (part.strip() for part in item.split(";"))
-        quality = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        qualities[coding] = quality
-    for coding in ("gzip", "x-gzip", "*"):
-        if coding in qualities:
-            return qualities[coding] > 0
-    return False
 
 
 @api.route(
