@@ -15,10 +15,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.polling import until
-from uptime_daemon.clock import SystemClock
+from uptime_daemon.clock import EPOCH, SystemClock
 from uptime_daemon.config.model import CheckPolicy, HttpService, SchedulerSettings
 from uptime_daemon.scheduler import (
-    EPOCH,
     TALLY_SECONDS,
     CheckScheduler,
     GridTrigger,

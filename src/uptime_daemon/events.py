@@ -24,7 +24,7 @@ from uuid import UUID, uuid5
 
 import orjson
 
-from uptime_daemon.clock import parse_iso, to_iso_millis
+from uptime_daemon.clock import EPOCH, MICROSECOND, from_micros, parse_iso, to_iso_millis, to_micros
 from uptime_daemon.errors import UptimeDaemonError
 from uptime_daemon.results import CheckKind, FailureReason, InconclusiveReason, ProbeResult
 from uptime_daemon.status import VERDICTS, Grade, Outcome, Status, credible_seconds
@@ -52,7 +52,6 @@ EVENT_METADATA: Final = orjson.dumps({"schemaVersion": SCHEMA_VERSION, "producer
 """The store metadata of every event we write. Informational only: decoding reads the version from
 the payload (the seeds' events have no metadata at all), but a human browsing the store, or another
 tool reading it, can tell our events from anyone else's without parsing the payload."""
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND: Final = timedelta(milliseconds=1)
 
 
@@ -83,7 +82,7 @@ def event_id(service: str, location: str, scheduled_at: datetime) -> UUID:
 
 def _unix_millis(moment: datetime) -> int:
     """Whole milliseconds since the epoch, truncated like ``to_iso_millis`` so both agree."""
-    return (moment - _EPOCH) // _MILLISECOND
+    return (moment - EPOCH) // _MILLISECOND
 
 
 def stream_created(service: str, created_at: datetime, description: str | None = None) -> NewEvent:
@@ -667,7 +666,6 @@ microseconds since the epoch, completion minus scheduled time in microseconds, r
 DIGEST_VERDICTS: Final = (Status.UP, Status.DEGRADED, Status.DOWN)
 """Verdict codes as stored on disk: never reorder."""
 _DIGEST_CODE: Final = {status: code for code, status in enumerate(DIGEST_VERDICTS)}
-_MICROSECOND: Final = timedelta(microseconds=1)
 _INT32: Final = 2**31
 DigestKey = tuple[str, str, int, tuple[str, ...], float | None]
 """What a check shares with the service's other checks: ``(service, location, quorum,
@@ -693,7 +691,7 @@ def check_digest(kind: str, data: bytes) -> tuple[str, bytes] | None:
     except Exception:  # noqa: BLE001 - a digest is an optimisation: it must never fail an append
         return None  # the replay decodes this payload, and the strict decoder names what is wrong
     at, scheduled, gap = check.timestamp, check.scheduled_at, check.gap_seconds
-    lead = (at - scheduled) // _MICROSECOND
+    lead = (at - scheduled) // MICROSECOND
     code = _DIGEST_CODE.get(check.status)
     if (
         code is None
@@ -707,7 +705,7 @@ def check_digest(kind: str, data: bytes) -> tuple[str, bytes] | None:
     key = orjson.dumps([check.service, check.location, check.quorum, check.quorum_of, gap]).decode()
     packed = CHECK_DIGEST.pack(
         code,
-        (at - _EPOCH) // _MICROSECOND,
+        to_micros(at),
         lead,
         check.response_seconds,
     )
@@ -737,7 +735,7 @@ def unpack_digest(packed: bytes) -> tuple[Status, int, int, float]:
     """A digest's verdict, completion time and lead over the scheduled time (µs), response seconds.
 
     No datetime is made. ``EventDecodeError`` for bytes ``check_digest`` never wrote, except times
-    out of ``datetime``'s range, which ``check_of_fields`` finds.
+    out of ``datetime``'s range, which ``check_of_digest`` finds.
     """
     try:
         code, at_micros, lead, response = CHECK_DIGEST.unpack(packed)
@@ -749,15 +747,8 @@ def unpack_digest(packed: bytes) -> tuple[Status, int, int, float]:
 def check_of_digest(key: DigestKey, packed: bytes) -> Check:
     """The ``Check`` a digest holds; ``EventDecodeError`` for bytes ``check_digest`` never wrote."""
     status, at_micros, lead, response = unpack_digest(packed)
-    return check_of_fields(key, status, at_micros, lead, response)
-
-
-def check_of_fields(
-    key: DigestKey, status: Status, at_micros: int, lead: int, response: float
-) -> Check:
-    """``check_of_digest`` of unpacked fields (``unpack_digest``)."""
     try:
-        at = _EPOCH + timedelta(0, 0, at_micros)  # positional: a third cheaper than keywords
+        at = from_micros(at_micros)
         scheduled = at - timedelta(0, 0, lead)
     except OverflowError as exc:
         raise EventDecodeError(f"check digest is not one this build writes: {exc}") from exc

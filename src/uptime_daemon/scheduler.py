@@ -40,7 +40,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from uptime_daemon.clock import Clock
+from uptime_daemon.clock import EPOCH, MICROSECOND, Clock, from_micros, to_micros
 from uptime_daemon.config.model import CheckPolicy, SchedulerSettings
 
 log = structlog.get_logger(__name__)
@@ -48,7 +48,6 @@ log = structlog.get_logger(__name__)
 RunCheck = Callable[[str, datetime], Awaitable[object]]
 """``run(service_name, slot)``: the scheduler's only view of what a check does."""
 
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 FIRST_RUNS_PER_SECOND: Final = 500
 """Start-up spread: at most about this many first runs per second."""
@@ -68,16 +67,14 @@ MAX_JITTER_FRACTION: Final = 0.1
 MAX_TICK_FRACTION: Final = 0.05
 """A service's tick never exceeds this share of its interval: jitter and tick together stay well
 inside one interval, so a run always finds its own slot."""
-_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def on_tick(moment: datetime, tick: timedelta) -> datetime:
     """``moment``, or the first multiple of ``tick`` since the epoch after it (exact, in µs)."""
-    step = tick // _MICROSECOND
+    step = tick // MICROSECOND
     if step <= 0:
         return moment
-    since = (moment - EPOCH) // _MICROSECOND
-    return EPOCH + timedelta(microseconds=-(-since // step) * step)
+    return from_micros(-(-to_micros(moment) // step) * step)
 
 
 def grid_phase_seconds(service: str, interval_seconds: float) -> float:

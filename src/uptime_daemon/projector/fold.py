@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from uptime_daemon.clock import from_micros, to_micros
 from uptime_daemon.maintenance import Interval, Maintenance, outside
 from uptime_daemon.projector.quorum import verdict
 from uptime_daemon.status import Status
@@ -462,10 +463,6 @@ def apply_check(  # noqa: PLR0917 - an Observation's fields in its order: a repl
     return state
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
 @dataclass(slots=True)
 class _Lane:
     """A single-location service folded in integer microseconds: its last check is ``last_us``."""
@@ -518,7 +515,7 @@ class Lanes:
             lane, status, at_us, lead_us, response_seconds, gap_seconds, location, quorum, quorum_of
         ):
             return
-        at = _EPOCH + timedelta(0, 0, at_us)  # OverflowError for a time out of range, as before
+        at = from_micros(at_us)  # OverflowError for a time out of range, as before
         slot = at - timedelta(0, 0, lead_us)
         self.check(
             name, at, status, response_seconds, gap_seconds, location, slot, quorum, quorum_of
@@ -567,7 +564,7 @@ class Lanes:
             service.location,
             service.quorum_of,
             recent,
-            (last_check - _EPOCH) // _MICROSECOND,
+            to_micros(last_check),
             _last_seconds(service),
         )
 
@@ -584,7 +581,7 @@ class Lanes:
 
 def _flush(lane: _Lane) -> None:
     if lane.moved:
-        at = _EPOCH + timedelta(0, 0, lane.last_us)
+        at = from_micros(lane.last_us)
         lane.service.last_check = at
         lane.service.last_check_seconds = (at, lane.last_seconds)
         lane.moved = False

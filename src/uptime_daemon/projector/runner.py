@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 import structlog
 
 from uptime_daemon import events, maintenance
-from uptime_daemon.clock import Clock
+from uptime_daemon.clock import Clock, to_micros
 from uptime_daemon.config.model import Settings
 from uptime_daemon.errors import EventStoreError, UptimeDaemonError
 from uptime_daemon.projector import rollup as rollups
@@ -62,12 +62,6 @@ Newest = tuple[int, str, bytes | int]
 """A service's newest check seen by a bulk fold: ``(completed at in µs since the epoch, type,
 payload or position)``, the position when it was folded from its digest and its payload is still
 to be read."""
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +344,7 @@ class Projector:
                         )
                         gap = self._default_gap(service) if gap is None else gap
                         lanes.check(service, moment, status, response, gap, location, slot, k, of)
-                        known, at = newest.get(service), _micros(moment)
+                        known, at = newest.get(service), to_micros(moment)
                         if known is None or known[0] <= at:
                             newest[service] = (at, kind, data)
                     else:
@@ -384,7 +378,7 @@ class Projector:
             self._apply_rollup(stream, revision, position, data)
         elif (fold := self._no_verdict.get(kind)) is not None:
             seen = fold(data)  # pending or inconclusive: no time, only the newest check
-            known, at = newest.get(seen.service), _micros(seen.timestamp)
+            known, at = newest.get(seen.service), to_micros(seen.timestamp)
             if known is None or known[0] <= at:
                 newest[seen.service] = (at, kind, data)
         else:
@@ -409,7 +403,7 @@ class Projector:
         for service, (at, kind, seen) in newest.items():
             data = payloads.get(seen) if isinstance(seen, int) else seen
             known = self.last_probe.get(service)
-            if data is None or (known is not None and _micros(known.at) > at):
+            if data is None or (known is not None and to_micros(known.at) > at):
                 continue
             try:
                 self.last_probe[service] = self._probe_of(kind, data)
