@@ -628,7 +628,7 @@ def _continue(  # noqa: PLR0917 - Lanes.digest's arguments
         and hour <= service.pruned_hour
     ):
         return False
-    # apply_check from here, as it goes for such a check (_first_count, _check, _continued, _count).
+    # apply_check from here, as it goes for such a check (_first_count, _check, _continued, _tally).
     service.folded += 1
     recent.append(key)
     if len(recent) > RECENT_SLOTS:
@@ -645,17 +645,7 @@ def _continue(  # noqa: PLR0917 - Lanes.digest's arguments
     lane.last_us, lane.last_seconds, lane.moved = at_us, at_seconds, True
     service.gap_seconds = gap_seconds
     service.last_response_seconds = response_seconds
-    bucket = service.buckets.get(hour)
-    if bucket is None:
-        bucket = service.buckets[hour] = HourBucket()
-    bucket.checks[index] += 1
-    bucket.response_sum_seconds += response_seconds
-    histogram = (  # histogram_index, inlined
-        bisect.bisect_right(HISTOGRAM_BOUNDS, response_seconds)
-        if response_seconds < _TOP_BOUND
-        else histogram_index_by_log(response_seconds)
-    )
-    bucket.histogram[histogram] = bucket.histogram.get(histogram, 0) + 1
+    _tally(service, hour, status, response_seconds)  # hour <= pruned_hour: nothing to prune
     return True
 
 
@@ -777,6 +767,11 @@ def _count(
         # Once per service-hour: cheap enough to prune here, and retention is days, not minutes.
         service.pruned_hour = hour
         prune(service, horizon_seconds)
+    _tally(service, hour, status, response_seconds)
+
+
+def _tally(service: ServiceProjection, hour: int, status: Status, response_seconds: float) -> None:
+    """The check in its hour's counts and response-time histogram (``_count`` without pruning)."""
     bucket = service.buckets.get(hour)
     if bucket is None:
         bucket = service.buckets[hour] = HourBucket()
