@@ -59,6 +59,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/retention.py | tee $(BENCH_OUT)/retention.jsonl
 	$(BIN)/python bench/fold.py | tee $(BENCH_OUT)/fold.jsonl
 	$(BIN)/python bench/loop_holds.py | tee $(BENCH_OUT)/loop_holds.jsonl
+	$(BIN)/python bench/history_memory.py | tee $(BENCH_OUT)/history_memory.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

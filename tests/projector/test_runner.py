@@ -20,7 +20,7 @@ from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy
 from uptime_daemon.errors import EventStoreUnavailable
 from uptime_daemon.projector import snapshot
-from uptime_daemon.projector.runner import Projector
+from uptime_daemon.projector.runner import SNAPSHOT_BUSY_SHARE, Projector, snapshot_spacing
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
 from uptime_daemon.status import ServiceState, step
 from uptime_daemon.store import CaughtUp, Digest, NewEvent, RecordedEvent, StreamPrefix
@@ -353,3 +353,10 @@ async def test_transitions_move_with_every_status_change_and_only_then(
         assert p.transitions == count + moved, event.position
         changes += moved
     assert 10 < changes < 200  # the mix of ups and downs changes status often, not every time
+
+
+def test_a_dear_snapshot_spaces_the_next_ones_out() -> None:
+    """Snapshots keep their configured interval while cheap, and 1 % of the loop when dear."""
+    assert snapshot_spacing(60.0, 0.05) == 60.0
+    assert snapshot_spacing(60.0, 24.0) == pytest.approx(2400.0)
+    assert snapshot_spacing(60.0, 24.0) * SNAPSHOT_BUSY_SHARE == pytest.approx(24.0)

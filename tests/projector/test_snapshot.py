@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,7 +78,8 @@ def test_the_sliced_encoding_is_the_same_bytes(
     state = ProjectionState()
     _fold(steps, state, T0)
     whole = snapshot.Snapshot(position, state)
-    sliced = asyncio.run(snapshot.encode_sliced(whole, records_per_slice=per_slice))
+    sliced, busy = asyncio.run(snapshot.encode_sliced(whole, records_per_slice=per_slice))
+    assert busy >= 0
     assert sliced == snapshot.encode(whole)
     assert snapshot.decode(sliced).position == position
 
@@ -150,3 +155,37 @@ def test_incidents_keep_their_down_and_unknown_time() -> None:
     assert incident.unknown == timedelta(seconds=500 - 90)
     back = snapshot.decode(snapshot.encode(snapshot.Snapshot(1, state)))
     assert back.state.services["a"].incidents == [incident]
+
+
+def test_a_snapshot_packs_closed_hours_and_reads_the_previous_format() -> None:
+    """Format 6 packs the closed hours; a format 5 file (every hour listed) reads as the same state."""
+    state = ProjectionState()
+    _fold([("a", 600, Status.UP, 0.05 + n / 1000) for n in range(60)], state, T0)
+    service = state.services["a"]
+    assert len(service.buckets) > len(service.buckets.open)  # hours were packed
+    data = snapshot.encode(snapshot.Snapshot(9, state))
+    record = orjson.loads(data)["services"]["a"]
+    assert len(record["buckets"]) == len(service.buckets.open)
+    assert snapshot.decode(data).state == state
+    old = orjson.loads(data)
+    old["format"] = 5
+    old["services"]["a"] = snapshot.encode_record(service)  # every hour as a list, no "packed"
+    assert "packed" not in old["services"]["a"]
+    assert snapshot.decode(orjson.dumps(old)).state == state
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda packed: packed[:-4],
+        lambda _: base64.b64encode(zlib.compress(b"\x01\x00\x00\x00\x00\x00\x00\x00")).decode(),
+        lambda _: "not base64!",
+    ],
+)
+def test_damaged_packed_hours_are_a_snapshot_error(damage: Callable[[str], str]) -> None:
+    state = ProjectionState()
+    _fold([("a", 600, Status.UP, 0.05) for _ in range(60)], state, T0)
+    raw = orjson.loads(snapshot.encode(snapshot.Snapshot(9, state)))
+    raw["services"]["a"]["packed"] = damage(raw["services"]["a"]["packed"])
+    with pytest.raises(snapshot.SnapshotError):
+        snapshot.decode(orjson.dumps(raw))

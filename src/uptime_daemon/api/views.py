@@ -359,10 +359,9 @@ def page_service(
     current_hour = int(now.timestamp()) // HOUR_SECONDS
     hourly: list[float | None] = []
     for hour in range(current_hour - 23, current_hour + 1):
-        bucket = projection.buckets.get(hour)
-        samples = sum(bucket.histogram.values()) if bucket else 0
+        response = projection.buckets.response(hour)
         hourly.append(
-            round(bucket.response_sum_seconds / samples * 1000, 3) if bucket and samples else None
+            round(response[0] / response[1] * 1000, 3) if response and response[1] else None
         )
     ratios = {
         hours: summarize(

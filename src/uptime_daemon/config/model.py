@@ -227,7 +227,8 @@ class ProjectorSettings(_Model):
     """Where the projection and its checkpoint are saved; default: beside the SQLite file, else
     ``var/uptime-daemon/projection.json``."""
     snapshot_interval_seconds: Seconds = 60.0
-    """How often the snapshot is rewritten (and always on shutdown)."""
+    """How often the snapshot is rewritten (and always on shutdown); longer when writing it would
+    take more than 1 % of the event loop (a big history: ``projector.runner.snapshot_spacing``)."""
     retention_days: int = Field(default=90, ge=1, le=3650)
     """History kept in memory; the longest window ``?hours=`` can ask for."""
 

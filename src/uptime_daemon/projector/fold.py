@@ -29,7 +29,8 @@ exactly the projection of the log written once, and the skip depends only on the
 every replica and every replay agree.
 
 Memory per service is bounded: status periods (transitions only), hourly buckets and incidents, all
-pruned to ``retention_seconds`` behind the newest observation — never raw samples.
+pruned to ``retention_seconds`` behind the newest observation — never raw samples. Hours the fold no
+longer writes to are packed into arrays (``hours.Hours``) as the record's hour moves on (``prune``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Final
 
 from uptime_daemon.clock import from_micros, to_micros
 from uptime_daemon.maintenance import Interval, Maintenance, outside
+from uptime_daemon.projector.hours import HourBucket, Hours
 from uptime_daemon.projector.quorum import verdict
 from uptime_daemon.status import Status
 
@@ -95,21 +97,6 @@ class Inconclusive:
     at: datetime
 
 
-@dataclass(slots=True)
-class HourBucket:
-    """One hour of one service: check counts, seconds per state, response-time histogram."""
-
-    checks: list[int] = field(default_factory=lambda: [0, 0, 0])
-    """Checks whose verdict was up, degraded, down."""
-    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
-    """Seconds up, degraded, down, unknown (time-weighted)."""
-    response_sum_seconds: float = 0.0
-    histogram: dict[int, int] = field(default_factory=dict)
-    """Sparse: bucket index → count."""
-    inconclusive: int = 0
-    """Checks that concluded nothing (the daemon could not keep up): in no other figure."""
-
-
 @dataclass(frozen=True, slots=True)
 class Period:
     """A closed span of one state."""
@@ -153,7 +140,8 @@ class ServiceProjection:
     periods: list[Period] = field(default_factory=list)
     open_state: Status | None = None
     open_start: datetime | None = None
-    buckets: dict[int, HourBucket] = field(default_factory=dict)
+    buckets: Hours = field(default_factory=Hours)
+    """Hourly buckets: the open hours as objects, older ones packed (``hours``)."""
     incidents: list[Incident] = field(default_factory=list)
     last_response_seconds: float | None = None
     totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
@@ -261,9 +249,9 @@ def _hour(moment: datetime) -> int:
 
 
 def _bucket(service: ServiceProjection, hour: int) -> HourBucket:
-    bucket = service.buckets.get(hour)
+    bucket = service.buckets.open.get(hour)
     if bucket is None:
-        bucket = service.buckets[hour] = HourBucket()
+        bucket = service.buckets.bucket(hour)
     return bucket
 
 
@@ -726,9 +714,9 @@ def _continued(service: ServiceProjection, status: Status, at_seconds: float) ->
         service.totals[index] += span
         hour = int(last_seconds) // HOUR_SECONDS
         if at_seconds <= (hour + 1) * HOUR_SECONDS:
-            bucket = service.buckets.get(hour)
+            bucket = service.buckets.open.get(hour)
             if bucket is None:
-                bucket = service.buckets[hour] = HourBucket()
+                bucket = service.buckets.bucket(hour)
             bucket.seconds[index] += span
         else:
             _credit_hours(service, index, last_seconds, at_seconds)
@@ -772,9 +760,9 @@ def _count(
 
 def _tally(service: ServiceProjection, hour: int, status: Status, response_seconds: float) -> None:
     """The check in its hour's counts and response-time histogram (``_count`` without pruning)."""
-    bucket = service.buckets.get(hour)
+    bucket = service.buckets.open.get(hour)
     if bucket is None:
-        bucket = service.buckets[hour] = HourBucket()
+        bucket = service.buckets.bucket(hour)
     bucket.checks[_INDEX[status]] += 1
     if status is not Status.DOWN:
         bucket.response_sum_seconds += response_seconds
@@ -803,16 +791,7 @@ def split(service: ServiceProjection) -> None:
         periods=list(service.periods),
         open_state=service.open_state,
         open_start=service.open_start,
-        buckets={
-            hour: HourBucket(
-                checks=list(b.checks),
-                seconds=list(b.seconds),
-                response_sum_seconds=b.response_sum_seconds,
-                histogram=dict(b.histogram),
-            )
-            for hour, b in service.buckets.items()
-            if b.histogram or any(b.checks) or any(b.seconds)
-        },
+        buckets=_without_inconclusive(service.buckets, service.pruned_hour),
         incidents=[Incident(i.start, i.end, i.down, i.unknown) for i in service.incidents],
         last_response_seconds=service.last_response_seconds,
         totals=list(service.totals),
@@ -820,6 +799,21 @@ def split(service: ServiceProjection) -> None:
         pruned_hour=service.pruned_hour,
     )
     service.location = None
+
+
+def _without_inconclusive(buckets: Hours, pruned_hour: int) -> Hours:
+    """``buckets`` without their inconclusive counts, and without the hours that held only those."""
+    copied = Hours()
+    for hour, b in buckets.items():
+        if b.histogram or any(b.checks) or any(b.seconds):
+            copied[hour] = HourBucket(
+                checks=list(b.checks),
+                seconds=list(b.seconds),
+                response_sum_seconds=b.response_sum_seconds,
+                histogram=dict(b.histogram),
+            )
+    copied.pack(pruned_hour - 1)
+    return copied
 
 
 def credible(service: ServiceProjection) -> list[tuple[Status, datetime, datetime]]:
@@ -876,15 +870,19 @@ def prune(service: ServiceProjection, horizon_seconds: float) -> None:
     """
     if service.pruned_hour > _NEVER:
         _prune(service, epoch(service.pruned_hour * HOUR_SECONDS - horizon_seconds))
+        pack(service)
+
+
+def pack(service: ServiceProjection) -> None:
+    """Pack the record's closed hours: all but the newest counted one and the one before it."""
+    service.buckets.pack(service.pruned_hour - 1)
 
 
 def _prune(service: ServiceProjection, horizon: datetime) -> None:
     """Drop what is entirely older than ``horizon`` (cheap: only when there is some)."""
     while service.periods and service.periods[0].end < horizon:
         service.periods.pop(0)
-    oldest_hour = _hour(horizon)
-    for hour in [h for h in service.buckets if h < oldest_hour]:
-        del service.buckets[hour]
+    service.buckets.prune(_hour(horizon))
     while (
         service.incidents
         and service.incidents[0].end is not None

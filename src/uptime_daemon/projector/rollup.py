@@ -203,7 +203,9 @@ def tail(record: ServiceProjection) -> ServiceProjection:
     _copy_state(record, light)
     tail_hour = _tail_hour(record)
     if tail_hour is not None:
-        light.buckets = {h: copy.deepcopy(b) for h, b in record.buckets.items() if h >= tail_hour}
+        for hour, bucket in record.buckets.items():
+            if hour >= tail_hour:
+                light.buckets[hour] = copy.deepcopy(bucket)
     light.incidents = [copy.deepcopy(i) for i in record.incidents if i.end is None]
     light.locations = {where: tail(each) for where, each in record.locations.items()}
     return light
@@ -270,7 +272,8 @@ def _merge(record: ServiceProjection, changed: ServiceProjection, horizon_second
     if changed.locations and not record.locations and record.location is not None:
         split(record)  # the stretch saw a second location: the single record's history is its
     _copy_state(changed, record)
-    record.buckets.update(copy.deepcopy(changed.buckets))
+    for hour, bucket in changed.buckets.items():
+        record.buckets[hour] = copy.deepcopy(bucket)
     if changed.periods:
         first = changed.periods[0].start
         record.periods = [p for p in record.periods if p.start < first] + list(changed.periods)

@@ -8,32 +8,40 @@ projector logs it and replays from zero, which gives the same state.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from uptime_daemon import maintenance
 from uptime_daemon.projector.fold import (
-    HourBucket,
+    HISTOGRAM_BUCKETS,
     Incident,
     Period,
     ProjectionState,
     ServiceProjection,
     epoch,
+    pack,
 )
+from uptime_daemon.projector.hours import HourBucket, Hours
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 5
-"""5 added the hour retention is measured from and the time rollups are folded through; 4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
+FORMAT_VERSION: Final = 6
+"""6 packs each record's closed hours (``Hours.to_bytes``, base64) beside its open ones (5 is still
+read: the same record, every hour listed); 5 added the hour retention is measured from and the time rollups are folded through; 4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
 per-location records, the quorum, the recent slots of each (service, location) and the
 repeated-check count. An older file is replayed from zero, which rebuilds what it lacks."""
+READ_VERSIONS: Final = (5, FORMAT_VERSION)
 _MICROSECOND: Final = timedelta(microseconds=1)
 SLICE_RECORDS: Final = 256
-"""Records ``encode_sliced`` writes between turns of the event loop (~1 ms of work)."""
+"""Records ``encode_sliced`` writes between turns of the event loop (~1 ms of work)..."""
+SLICE_SECONDS: Final = 0.005
+"""... or fewer, once this long has gone on them (records holding months of hours)."""
 
 
 class SnapshotError(ValueError):
@@ -56,11 +64,12 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else epoch(value)
 
 
-def encode_record(s: ServiceProjection) -> dict[str, Any]:
+def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, Any]:
     """One service's record as JSON-ready data, exact (times as Unix seconds, floats as they are).
 
     Also the body of a rollup event (``projector.rollup``): stored for good, so a change here must
-    keep reading what it wrote before.
+    keep reading what it wrote before. ``packed`` (snapshots only) lists the open hours and writes
+    the closed ones as ``Hours.to_bytes``, base64: the same record in a fifth of the bytes.
     """
     return {
         "status": s.status,
@@ -82,8 +91,9 @@ def encode_record(s: ServiceProjection) -> dict[str, Any]:
                 sorted(b.histogram.items()),
                 b.inconclusive,
             ]
-            for hour, b in sorted(s.buckets.items())
+            for hour, b in (sorted(s.buckets.open.items()) if packed else s.buckets.items())
         ],
+        **({"packed": base64.b64encode(s.buckets.to_bytes()).decode()} if packed else {}),
         "incidents": [
             [i.start.timestamp(), _ts(i.end), i.down // _MICROSECOND, i.unknown // _MICROSECOND]
             for i in s.incidents
@@ -93,7 +103,9 @@ def encode_record(s: ServiceProjection) -> dict[str, Any]:
         "location": s.location,
         "quorum": s.quorum,
         "quorumOf": list(s.quorum_of),
-        "locations": {where: encode_record(s.locations[where]) for where in sorted(s.locations)},
+        "locations": {
+            where: encode_record(s.locations[where], packed=packed) for where in sorted(s.locations)
+        },
         "prunedHour": s.pruned_hour,
         "folded": s.folded,
         "rolledThrough": _ts(s.rolled_through),
@@ -103,7 +115,7 @@ def encode_record(s: ServiceProjection) -> dict[str, Any]:
 def encode(snapshot: Snapshot) -> bytes:
     """Serialize to JSON bytes (deterministic: services and locations in name order)."""
     services = {
-        name: encode_record(snapshot.state.services[name])
+        name: encode_record(snapshot.state.services[name], packed=True)
         for name in sorted(snapshot.state.services)
     }
     return orjson.dumps(
@@ -117,14 +129,30 @@ def encode(snapshot: Snapshot) -> bytes:
     )
 
 
-async def encode_sliced(snapshot: Snapshot, *, records_per_slice: int = SLICE_RECORDS) -> bytes:
-    """``encode``'s very bytes, giving the event loop back after every few records.
+class Encoded(NamedTuple):
+    """A snapshot's bytes, and the seconds spent making them (the turns given back left out)."""
+
+    data: bytes
+    busy_seconds: float
+
+
+async def encode_sliced(
+    snapshot: Snapshot,
+    *,
+    records_per_slice: int = SLICE_RECORDS,
+    slice_seconds: float = SLICE_SECONDS,
+) -> Encoded:
+    """``encode``'s very bytes, giving the event loop back every few records or milliseconds.
 
     At 10,000 services with an hour of checks each ``encode`` held the loop 256-310 ms (6.6 MB);
-    this holds it at most 12-17 ms at a time (``bench/loop_holds.py``, AMD EPYC). The caller keeps the state still until this
+    this holds it at most 12-17 ms at a time (``bench/loop_holds.py``, AMD EPYC). A record with 90
+    days of hours takes ~2.4 ms (``bench/history_memory.py``), so the loop is also given back once
+    ``slice_seconds`` have gone on records. The caller keeps the state still until this
     returns (the projector awaits it in its own task, the only one that folds): the result is the
     state at ``snapshot.position``, as ``encode`` would have written it.
     """
+    began = time.perf_counter()
+    busy = 0.0
     state = snapshot.state
     head = orjson.dumps(
         {
@@ -134,18 +162,50 @@ async def encode_sliced(snapshot: Snapshot, *, records_per_slice: int = SLICE_RE
         }
     )
     parts: list[bytes] = []
-    for count, name in enumerate(sorted(state.services), 1):
-        parts.append(orjson.dumps(name) + b":" + orjson.dumps(encode_record(state.services[name])))
-        if count % records_per_slice == 0:
+    in_slice = 0
+    for name in sorted(state.services):
+        parts.append(
+            orjson.dumps(name)
+            + b":"
+            + orjson.dumps(encode_record(state.services[name], packed=True))
+        )
+        in_slice += 1
+        now = time.perf_counter()
+        if in_slice >= records_per_slice or now - began >= slice_seconds:
+            busy += now - began
             await asyncio.sleep(0)
+            began, in_slice = time.perf_counter(), 0
     tail = orjson.dumps(maintenance.encode_windows(state.maintenance))
-    return head[:-1] + b',"services":{' + b",".join(parts) + b'},"maintenance":' + tail + b"}"
+    data = head[:-1] + b',"services":{' + b",".join(parts) + b'},"maintenance":' + tail + b"}"
+    return Encoded(data, busy + time.perf_counter() - began)
+
+
+_MOST_COUNTED: Final = 2**32 - 1
+"""A count an hour holds at most (``hours.COUNT_CODE``): far more than any hour's checks."""
+
+
+def _count(value: float | str) -> int:
+    count = int(value)
+    if not 0 <= count <= _MOST_COUNTED:
+        raise ValueError(f"count {count} out of range")
+    return count
+
+
+def _histogram_index(value: float | str) -> int:
+    index = int(value)
+    if not 0 <= index < HISTOGRAM_BUCKETS:
+        raise ValueError(f"histogram bucket {index} out of range")
+    return index
 
 
 def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
     """The record ``encode_record`` wrote (``KeyError``/``TypeError``/``ValueError`` when corrupt)."""
+    packed = s.get("packed")
     service = ServiceProjection(
         name=name,
+        buckets=Hours()
+        if packed is None
+        else Hours.from_bytes(base64.b64decode(packed, validate=True), indexes=HISTOGRAM_BUCKETS),
         status=None if s["status"] is None else Status(s["status"]),
         since=_dt(s["since"]),
         last_check=_dt(s["lastCheck"]),
@@ -176,12 +236,13 @@ def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
     )
     for hour, checks, seconds, response_sum, histogram, inconclusive in s["buckets"]:
         service.buckets[int(hour)] = HourBucket(
-            checks=[int(c) for c in checks],
+            checks=[_count(c) for c in checks],
             seconds=[float(x) for x in seconds],
             response_sum_seconds=float(response_sum),
-            histogram={int(k): int(v) for k, v in histogram},
-            inconclusive=int(inconclusive),
+            histogram={_histogram_index(k): _count(v) for k, v in histogram},
+            inconclusive=_count(inconclusive),
         )
+    pack(service)
     return service
 
 
@@ -192,8 +253,8 @@ def decode(data: bytes) -> Snapshot:
         version = raw.get("format")
     except (orjson.JSONDecodeError, AttributeError) as exc:
         raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
-    if version != FORMAT_VERSION:
-        raise SnapshotError(f"snapshot format {version!r}, expected {FORMAT_VERSION}")
+    if version not in READ_VERSIONS:
+        raise SnapshotError(f"snapshot format {version!r}, expected one of {READ_VERSIONS}")
     try:
         state = ProjectionState(retention_seconds=float(raw["retentionSeconds"]))
         for name, s in raw["services"].items():

@@ -23,6 +23,7 @@ from typing import Final
 
 from uptime_daemon.maintenance import Interval, covered_seconds, outside
 from uptime_daemon.projector.fold import (
+    HISTOGRAM_BUCKETS,
     HISTOGRAM_RELATIVE_ERROR,
     HOUR_SECONDS,
     Period,
@@ -145,26 +146,10 @@ def summarize(
     first_hour = int(start.timestamp()) // HOUR_SECONDS
     last_hour = int(now.timestamp()) // HOUR_SECONDS
     counts = [0, 0, 0]
-    inconclusive = 0
-    histogram: dict[int, int] = {}
-    response_sum = 0.0
-    buckets = service.buckets
-    # Visit the window's hours, not every retained one (90 days are 2,160 buckets per service).
-    hours_in_window = (
-        (bucket for hour in range(first_hour, last_hour + 1) if (bucket := buckets.get(hour)))
-        if last_hour - first_hour < len(buckets)
-        else (bucket for hour, bucket in buckets.items() if first_hour <= hour <= last_hour)
-    )
-    for bucket in hours_in_window:
-        checks = bucket.checks
-        counts[0] += checks[0]
-        counts[1] += checks[1]
-        counts[2] += checks[2]
-        inconclusive += bucket.inconclusive
-        response_sum += bucket.response_sum_seconds
-        for index, count in bucket.histogram.items():
-            histogram[index] = histogram.get(index, 0) + count
-    samples = sum(histogram.values())
+    dense = [0] * HISTOGRAM_BUCKETS
+    response_sum, inconclusive = service.buckets.add_window(first_hour, last_hour, counts, dense)
+    histogram = {index: count for index, count in enumerate(dense) if count}
+    samples = sum(dense)
     incidents = _incidents(service, start, now, maintenance)
     resolved = [i for i in incidents if i.end is not None and i.end >= start]
     started = [i for i in incidents if i.start >= start]

@@ -1,0 +1,128 @@
+"""What the projection costs once it holds its whole retention: memory, the collector, a snapshot.
+
+Folds ``--services`` services checked ``--checks-per-hour`` times an hour for ``--hours`` hours (90
+days by default: a daemon that has run as long as ``projector.retention_days``), response times
+spread over the histogram as a real service's are (log-normal around 40 ms, a fixed seed). Then:
+
+* ``bytes_per_service_hour``: ``tracemalloc``'s growth over the fold, divided by service-hours;
+* ``gc_objects_per_service_hour``: objects the cyclic collector tracks, per service-hour;
+* ``full_collection_ms``: one ``gc.collect()`` with the projection held, less one once it is
+  dropped (best of 5 each), and that scaled to 10,000 services (the walk grows with the objects);
+* ``snapshot_encode_ms`` / ``snapshot_bytes`` per service: the projector's snapshot (every 60 s);
+* ``summary_ms_per_service``: ``summarize`` over 24 hours and over 90 days (best of 5).
+
+One JSON line with the machine; nothing is asserted.
+
+    python bench/history_memory.py --services 20 --hours 2160 --checks-per-hour 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+
+from _common import emit, machine
+
+from uptime_daemon.projector import snapshot
+from uptime_daemon.projector.fold import ProjectionState, apply_check
+from uptime_daemon.projector.summary import summarize
+from uptime_daemon.status import Status
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+SCALE_TO_SERVICES = 10_000
+
+
+def _fold(services: int, hours: int, per_hour: int) -> ProjectionState:
+    state = ProjectionState()
+    rng = random.Random(7)  # noqa: S311 - figures, not secrets
+    step = timedelta(seconds=3600 / per_hour)
+    for n in range(services):
+        name = f"svc-{n:05d}"
+        at = START
+        for _ in range(hours * per_hour):
+            response = rng.lognormvariate(-3.2, 0.35)
+            status = Status.DOWN if rng.random() < 0.0005 else Status.UP
+            apply_check(state, name, at, status, response, 2 * step.total_seconds() + 5, slot=at)
+            at += step
+    return state
+
+
+def _collection() -> float:
+    """The fastest of five full collections, in seconds."""
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        gc.collect()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--services", type=int, default=20)
+    parser.add_argument("--hours", type=int, default=2160)
+    parser.add_argument("--checks-per-hour", type=int, default=60)
+    args = parser.parse_args()
+
+    gc.collect()
+    objects_before = len(gc.get_objects())
+    tracemalloc.start()
+    began = time.perf_counter()
+    state = _fold(args.services, args.hours, args.checks_per_hour)
+    fold_seconds = time.perf_counter() - began
+    gc.collect()
+    grown, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    objects = len(gc.get_objects()) - objects_before
+    service_hours = args.services * args.hours
+
+    held_collection = _collection()
+    began = time.perf_counter()
+    data = snapshot.encode(snapshot.Snapshot(1, state))
+    encode_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    snapshot.decode(data)
+    decode_seconds = time.perf_counter() - began
+
+    now = START + timedelta(hours=args.hours)
+    summaries = {}
+    for hours in (24, 2160):
+        times = []
+        for _ in range(5):
+            began = time.perf_counter()
+            for service in state.services.values():
+                summarize(service, now=now, hours=hours)
+            times.append(time.perf_counter() - began)
+        summaries[f"summary_{hours}h_ms_per_service"] = round(min(times) * 1000 / args.services, 3)
+
+    del state
+    collection = max(0.0, held_collection - _collection())
+    per_service_hour = grown / service_hours
+    emit(
+        "history_memory",
+        services=args.services,
+        hours=args.hours,
+        checks_per_hour=args.checks_per_hour,
+        fold_seconds=round(fold_seconds, 1),
+        bytes_per_service_hour=round(per_service_hour, 1),
+        mib_per_service=round(per_service_hour * args.hours / 2**20, 3),
+        gib_at_10k_services=round(per_service_hour * args.hours * SCALE_TO_SERVICES / 2**30, 2),
+        gc_objects_per_service_hour=round(objects / service_hours, 2),
+        full_collection_ms=round(collection * 1000, 2),
+        full_collection_ms_at_10k_services=round(
+            collection * 1000 * SCALE_TO_SERVICES / args.services
+        ),
+        snapshot_bytes_per_service=round(len(data) / args.services),
+        snapshot_encode_ms_per_service=round(encode_seconds * 1000 / args.services, 2),
+        snapshot_decode_ms_per_service=round(decode_seconds * 1000 / args.services, 2),
+        **summaries,
+        **machine(),
+    )
+
+
+if __name__ == "__main__":
+    main()
