@@ -43,6 +43,8 @@ from _common import (
 )
 from _history import SERVICE_PREFIX, History, workspace, write_history
 
+from uptime_daemon.projector import snapshot as snapshots
+
 ROOT: Final = Path(__file__).resolve().parents[1]
 STEPS: Final = (0.25, 0.5, 1.0)
 """Replay after each of these fractions of ``--events`` has been written."""
@@ -140,13 +142,13 @@ def check_snapshot(path: Path, history: History, db: Path) -> dict[str, Any]:
     ``ServiceCheckPending`` (counted from ``db``, the SQLite log written), which folds no check.
     """
     pending = sum(1 for _ in stored_payloads(db, ("ServiceCheckPending",)))
-    raw = orjson.loads(path.read_bytes())
+    stored = snapshots.decode(path.read_bytes())
     checks = down = incidents = 0
-    for service in raw["services"].values():
-        for bucket in service["buckets"]:
-            checks += sum(bucket[1])
-            down += bucket[1][2]
-        incidents += len(service["incidents"])
+    for service in stored.state.services.values():
+        for bucket in service.buckets.values():
+            checks += sum(bucket.checks)
+            down += bucket.checks[2]
+        incidents += len(service.incidents)
     counts = history.counts
     verdicts = counts.checks - pending
     return {
