@@ -38,7 +38,7 @@ format: $(VENV)/.test-deps
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-# Figures, not tests: each script prints one JSON line per figure, kept in var/bench/ (about 45 min
+# Figures, not tests: each script prints one JSON line per figure, kept in var/bench/ (about 75 min
 # in all; docs/performance.md and docs/reliability.md quote them). One at a time: they measure CPU.
 BENCH_OUT := var/bench
 bench: $(VENV)/.test-deps system-deps
@@ -46,6 +46,7 @@ bench: $(VENV)/.test-deps system-deps
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python bench/probes.py --seconds 30 --warmup 10 | tee $(BENCH_OUT)/probes.jsonl
 	$(BIN)/python bench/scale.py --scrape-every 15 | tee $(BENCH_OUT)/scale.jsonl
+	$(BIN)/python bench/scale.py --scenario 10k --scrape-every 15 --scrape-gzip | tee $(BENCH_OUT)/scale_gzip.jsonl
 	$(BIN)/python bench/replay.py | tee $(BENCH_OUT)/replay.jsonl
 	$(BIN)/python bench/api.py | tee $(BENCH_OUT)/api.jsonl
 	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10 | tee $(BENCH_OUT)/soak.jsonl

@@ -8,7 +8,8 @@ After start-up the script waits until every service has a stored ``ServiceStatus
 scheduler spreads first runs at ~500 a second, and a first run also creates the stream), lets the
 daemon settle, then measures one window without touching the daemon in between: one /metrics scrape
 either side, and inside it only when ``--scrape-every`` asks for Prometheus-like scrapes (plain text,
-uncompressed; with 10,000 services a scrape is ~14 MiB). Per scenario:
+uncompressed, ~14 MiB at 10,000 services; with ``--scrape-gzip`` gzipped, as Prometheus asks for
+them). Per scenario:
 
 * scheduling lateness p50/p99/max from the stored events of runs due inside the window (see
   ``event_lateness_ms``), with the daemon's own ``uptime_scheduler_lateness_seconds`` histogram over
@@ -50,6 +51,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,6 +100,7 @@ class Scenario:
     max_concurrency: int
     py_spy: int = 0
     scrape_every: float = 0
+    scrape_gzip: bool = False
 
     @property
     def effective_jitter(self) -> float:
@@ -228,7 +231,7 @@ def host_cpu() -> tuple[float, float]:
 
 
 def sample_cpu(
-    pid: int, seconds: float, *, base: str, scrape_every: float
+    pid: int, seconds: float, *, base: str, scrape_every: float, gzip: bool = False
 ) -> tuple[list[float], list[float]]:
     """Spend ``seconds`` reading the daemon's CPU (% of one core) each second from /proc.
 
@@ -242,7 +245,7 @@ def sample_cpu(
     last_cpu, last_time = cpu_seconds(pid), time.monotonic()
     while (now := time.monotonic()) < end:
         if now >= next_scrape:
-            scrapes.append(scrape(base)[2])
+            scrapes.append(scrape_gzipped(base) if gzip else scrape(base)[2])
             next_scrape += scrape_every
         else:
             time.sleep(max(0.0, min(1.0 - (now - last_time), end - now, next_scrape - now)))
@@ -272,6 +275,16 @@ def scrape(base: str) -> tuple[str, float, float]:
     text = fetch(f"{base}/metrics", timeout=120)
     after = time.monotonic()
     return text, (before + after) / 2, after - before
+
+
+def scrape_gzipped(base: str) -> float:
+    """How long a scrape of ``/metrics`` takes asking for gzip, as Prometheus does (body read whole)."""
+    url = f"{base}/metrics"  # loopback, built here
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})  # noqa: S310
+    before = time.monotonic()
+    with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
+        answer.read()
+    return time.monotonic() - before
 
 
 def lateness_histogram(before: str, after: str) -> dict[str, Any]:
@@ -507,7 +520,11 @@ def measure(scenario: Scenario, procs: Processes) -> Window:
     host_before = host_cpu()
     cpu_before, wall_before, mono_before = cpu_seconds(pid), time.time(), time.monotonic()
     cpu_samples, scrapes = sample_cpu(
-        pid, scenario.window, base=base, scrape_every=scenario.scrape_every
+        pid,
+        scenario.window,
+        base=base,
+        scrape_every=scenario.scrape_every,
+        gzip=scenario.scrape_gzip,
     )
     cpu_after, wall_after, mono_after = cpu_seconds(pid), time.time(), time.monotonic()
     host_after = host_cpu()
@@ -623,6 +640,7 @@ def figures_of(scenario: Scenario, window: Window, work: Path) -> dict[str, Any]
         "scrapes_in_window": len(window.scrapes_in_window),
         "scrape_in_window_s": {
             "every": scenario.scrape_every or None,
+            "gzip": scenario.scrape_gzip,
             "p50": _seconds(percentile(window.scrapes_in_window, 0.5)),
             "max": _seconds(max(window.scrapes_in_window, default=math.nan)),
         },
@@ -688,6 +706,11 @@ def main() -> None:
         help="also scrape /metrics this often during the window, as Prometheus would (default: never)",
     )
     parser.add_argument(
+        "--scrape-gzip",
+        action="store_true",
+        help="ask for the in-window scrapes gzipped (Accept-Encoding: gzip), as Prometheus does",
+    )
+    parser.add_argument(
         "--py-spy",
         type=int,
         default=0,
@@ -714,6 +737,7 @@ def main() -> None:
                 max_concurrency=args.max_concurrency,
                 py_spy=args.py_spy,
                 scrape_every=args.scrape_every,
+                scrape_gzip=args.scrape_gzip,
             )
         )
 
