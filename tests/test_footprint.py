@@ -67,3 +67,16 @@ def test_a_running_daemon_loads_a_driver_only_when_asked(
     ) as response:
         assert response.status == 200
         assert response.read().startswith(b"0{")  # engine.io's open packet
+
+
+def test_the_offline_commands_load_no_server_probes_or_api() -> None:
+    """``replay``, ``export``, ``compact``… import neither aiohttp nor the API nor the probes."""
+    heavy = ("aiohttp", "uptime_daemon.api", "uptime_daemon.probes", "uptime_daemon.daemon.wiring")
+    code = (
+        "import sys, uptime_daemon.cli, uptime_daemon.daemon.offline; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+    assert loaded == ""

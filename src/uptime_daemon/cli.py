@@ -225,13 +225,13 @@ def _run(settings: Settings, path: Path) -> int:
 
 async def _check(settings: Settings, args: argparse.Namespace) -> int:
     """Probe now from this machine; no events are written."""
-    from uptime_daemon.daemon import offline  # noqa: PLC0415
+    from uptime_daemon.daemon import answers  # noqa: PLC0415
 
     only: str | None = args.service
     if only is not None and only not in settings.services:
         print(f"uptime-daemon: unknown service {only!r}", file=sys.stderr)
         return EXIT_CONFIG
-    results = await offline.check(settings, [only] if only else list(settings.services))
+    results = await answers.check(settings, [only] if only else list(settings.services))
     for name, result in results:
         verdict = "ok  " if result.ok else f"FAIL {result.failure}"
         millis = result.duration_seconds * 1000
@@ -241,9 +241,9 @@ async def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _summary(settings: Settings, args: argparse.Namespace) -> int:
     """Every service's figures over ``--hours``, from the log (the snapshot is not rewritten)."""
-    from uptime_daemon.daemon import offline  # noqa: PLC0415
+    from uptime_daemon.daemon import answers  # noqa: PLC0415
 
-    summary = await offline.summary(settings, args.hours)
+    summary = await answers.summary(settings, args.hours)
     if args.json:
         print(summary.model_dump_json(by_alias=True, indent=2))
         return 0

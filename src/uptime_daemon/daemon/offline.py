@@ -1,8 +1,9 @@
-"""The offline commands' work: probe once, fold the log, replay, move the log — no server, no scheduler.
+"""The offline commands' work: fold the log, replay, compact, move the log — no server, no scheduler.
 
 They build their parts with ``build`` exactly as the running daemon does (same store selection,
-same projector, same probes), so ``check`` and ``summary`` say what the daemon would. The CLI only
-parses arguments and prints what these return.
+same projector). The CLI only parses arguments and prints what these return. The two that answer
+as the daemon would (``check``, ``summary``) are in ``answers``: they need the probes and the
+API's views, which the commands here never import (``replay`` starts in half the time).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from uptime_daemon import events, transfer
-from uptime_daemon.api import views
-from uptime_daemon.api.models import UptimeSummary
-from uptime_daemon.clock import Clock, SystemClock
+from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.load import store_for_url
 from uptime_daemon.config.model import Settings, StoreKind
 from uptime_daemon.daemon.build import (
@@ -29,16 +28,10 @@ from uptime_daemon.daemon.build import (
     snapshot_path,
 )
 from uptime_daemon.daemon.exclusive import exclusive
-from uptime_daemon.daemon.serving import base_url
 from uptime_daemon.errors import ConfigError
 from uptime_daemon.history.compactor import Compactor, oldest_raw
-from uptime_daemon.probes import probe_for
-from uptime_daemon.probes.base import ProbeContext
-from uptime_daemon.probes.session import make_client_session
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.redact import redact
-from uptime_daemon.results import ProbeResult
-from uptime_daemon.runner import probe_with_deadline
 from uptime_daemon.store import EventStore
 from uptime_daemon.store.sqlite import SCHEMA_VERSION, migrate_file
 
@@ -53,27 +46,6 @@ async def opened_store(settings: Settings) -> AsyncIterator[EventStore]:
         await store.close()
 
 
-async def check(
-    settings: Settings, names: Iterable[str], clock: Clock | None = None
-) -> list[tuple[str, ProbeResult]]:
-    """Probe each service once from this machine (relative targets: the running daemon's URL)."""
-    clock = clock or SystemClock()
-    found: list[tuple[str, ProbeResult]] = []
-    async with opened_store(settings) as store, make_client_session() as session:
-        context = ProbeContext(
-            session=session,
-            clock=clock,
-            store=store,
-            self_base_url=base_url(settings.server.host, settings.server.port),
-        )
-        for name in names:
-            service = settings.services[name]
-            found.append(
-                (name, await probe_with_deadline(probe_for(service), service, context, clock))
-            )
-    return found
-
-
 async def fold_log(settings: Settings, *, from_snapshot: bool) -> tuple[Projector, int]:
     """The projection of the whole log (from the snapshot when allowed) and the events folded."""
     async with opened_store(settings) as store:
@@ -82,24 +54,6 @@ async def fold_log(settings: Settings, *, from_snapshot: bool) -> tuple[Projecto
             projector.load_snapshot()
         folded = await projector.catch_up()
     return projector, folded
-
-
-async def summary(settings: Settings, hours: int) -> UptimeSummary:
-    """Every service's figures over ``hours``, read-only (the snapshot is not rewritten)."""
-    if not 1 <= hours <= settings.projector.retention_days * 24:
-        raise ConfigError(f"--hours must be 1..{settings.projector.retention_days * 24}")
-    projector, _ = await fold_log(settings, from_snapshot=True)
-    now = SystemClock().now()
-    services = [
-        views.service_uptime(settings, projector.state, name, hours=hours, now=now)
-        for name in views.service_names(settings, projector.state)
-    ]
-    return UptimeSummary(
-        generated_at=now,
-        hours=hours,
-        status=views.overall([s.status for s in services if s.configured]),
-        services=services,
-    )
 
 
 STOP_THE_DAEMON: Final = "stop the daemon first: replay rewrites the snapshot it keeps"
