@@ -120,16 +120,17 @@ def current_status(service: ServiceProjection, now: datetime) -> Status:
     return status_at(service, now)
 
 
-def _percentile(histogram: dict[int, int], total: int, fraction: float) -> float | None:
+def _percentile(histogram: list[int], total: int, fraction: float) -> float | None:
+    """The value of the bucket holding the ``fraction`` rank (``histogram``: index → count)."""
     if total == 0:
         return None
     rank = fraction * total
     seen = 0
-    for index in sorted(histogram):
-        seen += histogram[index]
-        if seen >= rank:
+    for index, count in enumerate(histogram):
+        seen += count
+        if count and seen >= rank:
             return histogram_value(index)
-    return histogram_value(max(histogram))
+    return histogram_value(max(index for index, count in enumerate(histogram) if count))
 
 
 def summarize(
@@ -148,7 +149,6 @@ def summarize(
     counts = [0, 0, 0]
     dense = [0] * HISTOGRAM_BUCKETS
     response_sum, inconclusive = service.buckets.add_window(first_hour, last_hour, counts, dense)
-    histogram = {index: count for index, count in enumerate(dense) if count}
     samples = sum(dense)
     incidents = _incidents(service, start, now, maintenance)
     resolved = [i for i in incidents if i.end is not None and i.end >= start]
@@ -171,9 +171,9 @@ def summarize(
         response=ResponseTimes(
             samples=samples,
             average=response_sum / samples if samples else None,
-            p50=_percentile(histogram, samples, 0.50),
-            p95=_percentile(histogram, samples, 0.95),
-            p99=_percentile(histogram, samples, 0.99),
+            p50=_percentile(dense, samples, 0.50),
+            p95=_percentile(dense, samples, 0.95),
+            p99=_percentile(dense, samples, 0.99),
         ),
         incidents=tuple(incidents),
         mttr_seconds=sum(i.down_seconds for i in resolved) / len(resolved) if resolved else None,
