@@ -30,6 +30,7 @@ from uptime_daemon.alerting.claims import (
 from uptime_daemon.alerting.message import Delivery, Message
 from uptime_daemon.alerting.notifier import (
     FULL_SCAN_SECONDS,
+    SCAN_SLICE,
     Cursor,
     Notifier,
     episode_openers,
@@ -195,6 +196,37 @@ async def test_the_services_are_passed_over_when_the_projection_says_a_status_mo
     world.clock.advance(FULL_SCAN_SECONDS)
     await _steps(notifier)
     assert [m.kind for m in receiver.messages] == ["down", "up"]
+
+
+async def test_a_pass_over_many_services_gives_the_loop_back_between_slices(
+    world: World,
+) -> None:
+    """Every service's transition is planned, and other work runs while the pass goes on."""
+    names = [f"svc-{n:04d}" for n in range(2 * SCAN_SLICE + 7)]
+    for name in names:
+        world.observe(name, Status.UP, 0)
+    notifier = world.notifier(_settings(**{name: {} for name in names}), Receiver())
+    notifier.resume()
+    for name in names:
+        world.observe(name, Status.DOWN, 10)
+    ticks = 0
+
+    async def beside() -> None:
+        nonlocal ticks
+        for _ in range(10):
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(beside())
+    await asyncio.sleep(0)  # the other task has started and waits for its next turn
+    started = ticks
+    found = await notifier.scan_in_slices()
+    during = ticks - started
+    await other
+    assert found == len(names)
+    assert notifier.pending == len(names)  # one decision per service, at its down
+    assert during == 2  # one turn at each of the two slice boundaries, none inside a slice
+    assert await notifier.scan_in_slices() == 0  # nothing new: planned once
 
 
 async def test_history_before_the_first_start_pages_nobody(world: World) -> None:
