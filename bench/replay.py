@@ -87,11 +87,28 @@ so measuring from this (large) bench process would report our own peak; the wrap
 """
 
 
-def replay(config: Path, work: Path, label: str) -> dict[str, Any]:
-    """Run ``replay`` as a fresh child of a tiny wrapper; wall time, CPU and its own peak RSS."""
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the replay, and the child it folds a share in)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError, ValueError):  # not started yet, or exiting
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def replay(config: Path, work: Path, label: str, processes: int | None = None) -> dict[str, Any]:
+    """Run ``replay`` as a fresh child of a tiny wrapper; wall time, CPU and its own peak RSS.
+
+    With ``processes`` the replay is asked for that many (its default otherwise). The polled
+    figures cover every process of the replay: ``peak_rss_mib_polled`` is the replay process's
+    own high-water mark, ``peak_rss_mib_all_processes`` the sum of each one's.
+    """
     out, err, usage_file = (work / f"{label}.{ext}" for ext in ("out", "err", "usage.json"))
     command = [sys.executable, "-m", "uptime_daemon", "--config", str(config), "replay"]
+    if processes is not None:
+        command += ["--processes", str(processes)]
     hwm = 0.0
+    peaks: dict[int, float] = {}
     with out.open("wb") as stdout, err.open("wb") as stderr:
         wrapper = subprocess.Popen(
             [sys.executable, "-c", WRAPPER, str(usage_file), *command],
@@ -104,11 +121,12 @@ def replay(config: Path, work: Path, label: str) -> dict[str, Any]:
             while wrapper.poll() is None:
                 if time.monotonic() > deadline:
                     sys.exit(f"replay did not finish within {REPLAY_DEADLINE_SECONDS:g} s")
-                with contextlib.suppress(OSError, ValueError):  # not started yet, or exiting
-                    for child in (
-                        Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children").read_text().split()
-                    ):
-                        hwm = max(hwm, rss_mib(int(child), peak=True))
+                tree = _descendants(wrapper.pid)
+                for pid in tree:
+                    with contextlib.suppress(OSError, ValueError):  # exiting
+                        peaks[pid] = max(peaks.get(pid, 0.0), rss_mib(pid, peak=True))
+                if tree:
+                    hwm = peaks.get(tree[0], hwm)
                 time.sleep(0.02)
         finally:
             if wrapper.poll() is None:
@@ -122,7 +140,9 @@ def replay(config: Path, work: Path, label: str) -> dict[str, Any]:
     if match is None:
         sys.exit(f"unexpected replay output: {stdout_text!r}")
     folded = int(match.group(1))
+    split = re.search(r"(\d+) processes\)", stdout_text)
     return {
+        "processes": int(split.group(1)) if split else 1,
         "events_folded": folded,
         "services": int(match.group(2)),
         "wall_seconds": round(usage["wall"], 3),
@@ -130,6 +150,7 @@ def replay(config: Path, work: Path, label: str) -> dict[str, Any]:
         "cpu_seconds": round(usage["cpu"], 3),
         "peak_rss_mib": round(usage["maxrss_kib"] / 1024, 1),
         "peak_rss_mib_polled": hwm,
+        "peak_rss_mib_all_processes": round(sum(peaks.values()), 1),
         "decode_failures_logged": stderr_text.count("event_decode_failed"),
         "stderr_lines": len(stderr_text.splitlines()),
     }
@@ -290,6 +311,7 @@ def run_sqlite(args: argparse.Namespace) -> None:
         startup = baseline["wall_seconds"]
         emit("replay_startup", note="replay of the StreamCreated events only", **baseline)
         peaks: dict[int, float] = {}
+        peaks_all: dict[int, float] = {}
         previous: tuple[int, float] | None = None
         for fraction in STEPS:
             upto = max(1, round(per_service * fraction))
@@ -304,6 +326,7 @@ def run_sqlite(args: argparse.Namespace) -> None:
             )
             figure = replay(config, procs.work, f"replay-{upto}")
             peaks[history.counts.checks] = figure["peak_rss_mib"]
+            peaks_all[history.counts.checks] = figure["peak_rss_mib_all_processes"]
             figure["fold_events_per_second"] = (
                 round(history.counts.checks / (figure["wall_seconds"] - startup))
                 if figure["wall_seconds"] > startup
@@ -322,11 +345,24 @@ def run_sqlite(args: argparse.Namespace) -> None:
                 **figure,
                 **check_snapshot(procs.work / "snapshot.json", history, db),
             )
+            if figure["processes"] > 1:  # the same log folded by one process, for comparison
+                alone = replay(config, procs.work, f"replay-{upto}-one", processes=1)
+                emit(
+                    "replay_sqlite_one_process",
+                    status_events=history.counts.checks,
+                    **alone,
+                    fold_events_per_second=round(
+                        history.counts.checks / max(alone["wall_seconds"] - startup, 1e-9)
+                    ),
+                    **check_snapshot(procs.work / "snapshot.json", history, db),
+                )
         emit(
             "replay_sqlite_memory",
             peak_rss_mib_by_events=peaks,
             growth_ratio=round(max(peaks.values()) / min(peaks.values()), 3),
-            note="peak RSS of each replay child; flat means the fold keeps no raw samples",
+            peak_rss_mib_all_processes_by_events=peaks_all,
+            note="peak RSS of each replay (the replay process; and the sum over its processes when "
+            "it folds in two); flat means the fold keeps no raw samples",
         )
         emit("storage_sqlite", services=args.services, **storage(db))
 

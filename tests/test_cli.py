@@ -57,6 +57,25 @@ def test_replay_folds_every_event_and_reports_its_rate(tmp_path: Path) -> None:
     assert int(match.group(3).replace(",", "")) > 0
 
 
+def test_replay_in_two_processes_writes_the_same_snapshot(tmp_path: Path) -> None:
+    """``--processes 2`` folds a share of the services in a child: the snapshot is the same bytes."""
+    asyncio.run(_write_history(tmp_path / "events.db"))
+    config = write_config(tmp_path, '[services.a]\nkind = "http"\nurl = "http://127.0.0.1:9/"\n')
+    snapshot = tmp_path / "events.db.projection.json"
+    written = {}
+    for processes in ("1", "2"):
+        done = cli(config, "replay", "--processes", processes)
+        assert done.returncode == 0, done.stderr
+        assert "replay_split_failed" not in done.stderr
+        assert ("2 processes" in done.stdout) == (processes == "2"), done.stdout
+        assert f"replayed {CHECKS} events" in done.stdout
+        written[processes] = snapshot.read_bytes()
+    assert written["1"] == written["2"]
+    refused = cli(config, "replay", "--processes", "0")
+    assert refused.returncode == 2
+    assert "a whole number from 1 to 8" in refused.stderr
+
+
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """``config validate | head -1`` must not end in a traceback or an error line."""
     config = write_config(tmp_path, "")

@@ -31,6 +31,8 @@ EXIT_CONFIG: Final = 2
 EXIT_FAILURE: Final = 1
 EXIT_BROKEN_PIPE: Final = 141
 """128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe."""
+MAX_REPLAY_PROCESSES: Final = 8
+"""``replay --processes`` at most: more shares than cores only add start-ups."""
 EVENT_LOOP_ENV: Final = "UPTIME_EVENT_LOOP"
 
 
@@ -86,7 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--json", action="store_true", help="print the API's JSON instead of a table"
     )
-    command("replay", "rebuild the projection snapshot from the whole log (daemon stopped)")
+    replay = command(
+        "replay", "rebuild the projection snapshot from the whole log (daemon stopped)"
+    )
+    replay.add_argument(
+        "--processes",
+        type=_processes,
+        help="fold in this many processes, each a share of the services (default: 2 for an "
+        "embedded store of 16 MiB or more on two or more cores, else 1)",
+    )
     export = command("export", "write the uptime log as JSON lines")
     export.add_argument("--output", type=Path, help="file to write (default: standard output)")
     importer = command("import", "append events from a JSON-lines export (idempotent)")
@@ -260,14 +270,26 @@ async def _summary(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _replay(settings: Settings, _args: argparse.Namespace) -> int:
+def _processes(text: str) -> int:
+    """``--processes``: a whole number from 1 to 8."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_REPLAY_PROCESSES:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_REPLAY_PROCESSES}")
+    return value
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     """Fold the whole log from position zero, write a fresh snapshot, report the replay rate."""
     from uptime_daemon.daemon import offline  # noqa: PLC0415
 
-    done = await offline.replay(settings)
+    done = await offline.replay(settings, processes=args.processes)
     print(
         f"replayed {done.events} events into {done.services} services "
-        f"in {done.seconds:.2f} s ({done.events_per_second:,.0f} events/s); "
+        f"in {done.seconds:.2f} s ({done.events_per_second:,.0f} events/s"
+        f"{'' if done.processes == 1 else f', {done.processes} processes'}); "
         f"snapshot at position {done.position}"
     )
     return 0

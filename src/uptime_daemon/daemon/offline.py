@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
+import structlog
+
 from uptime_daemon import events, transfer
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.load import store_for_url
 from uptime_daemon.config.model import Settings, StoreKind
+from uptime_daemon.daemon import split_replay
 from uptime_daemon.daemon.build import (
     database_path,
     kurrentdb_uri,
@@ -28,12 +31,14 @@ from uptime_daemon.daemon.build import (
     snapshot_path,
 )
 from uptime_daemon.daemon.exclusive import exclusive
-from uptime_daemon.errors import ConfigError
+from uptime_daemon.errors import ConfigError, EventStoreError
 from uptime_daemon.history.compactor import Compactor, oldest_raw
 from uptime_daemon.projector.runner import Projector
 from uptime_daemon.redact import redact
 from uptime_daemon.store import EventStore
 from uptime_daemon.store.sqlite import SCHEMA_VERSION, migrate_file
+
+log = structlog.get_logger(__name__)
 
 
 @asynccontextmanager
@@ -69,6 +74,8 @@ class Replayed:
     services: int
     seconds: float
     position: int | None
+    processes: int = 1
+    """How many processes folded it (``split_replay``)."""
 
     @property
     def events_per_second(self) -> float:
@@ -76,18 +83,35 @@ class Replayed:
         return self.events / max(self.seconds, 1e-9)
 
 
-async def replay(settings: Settings) -> Replayed:
+async def replay(settings: Settings, *, processes: int | None = None) -> Replayed:
     """Fold the whole log from position zero and write a fresh snapshot.
 
     Never under a running daemon's feet: the snapshot is claimed as the daemon claims it.
+    ``processes``: how many fold it, each a share of the services (``split_replay``); by default
+    two for a big embedded store on two or more cores, else one.
     """
     clock = SystemClock()
+    if processes is None:
+        processes = split_replay.processes_for(settings)
     with exclusive(snapshot_path(settings), holder="uptime-daemon replay", why=STOP_THE_DAEMON):
         started = clock.monotonic()
-        projector, folded = await fold_log(settings, from_snapshot=False)
+        projector, folded, processes = await _fold_for_replay(settings, processes)
         seconds = clock.monotonic() - started
         projector.save_snapshot()
-    return Replayed(folded, len(projector.state.services), seconds, projector.position)
+    return Replayed(folded, len(projector.state.services), seconds, projector.position, processes)
+
+
+async def _fold_for_replay(settings: Settings, processes: int) -> tuple[Projector, int, int]:
+    """The whole log folded from zero, the events folded and how many processes folded them.
+
+    In ``processes`` shares, or in one piece when that fails.
+    """
+    if processes > 1:
+        try:
+            return (*await split_replay.fold_split(settings, processes), processes)
+        except EventStoreError as exc:
+            log.warning("replay_split_failed", error=str(exc), then="folding in one process")
+    return (*await fold_log(settings, from_snapshot=False), 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ projection.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +108,34 @@ class LastProbe:
     nothing, ``detail`` says why)."""
     detail: str
     location: str
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """Part ``index`` of ``of`` disjoint parts of the log, by service: the parts fold independently.
+
+    A service's checks, its stream's creation and its rollups are in its part, chosen by a hash of
+    its name; the maintenance windows (and any other stream) in part 0. No fold of one service
+    reads another's record, so the parts' projections, put together, are the whole log's
+    (``tests/projector/test_shares.py``): ``uptime-daemon replay`` folds them in two processes.
+    """
+
+    index: int
+    of: int
+
+    def __post_init__(self) -> None:
+        """``0 <= index < of``."""
+        if not 0 <= self.index < self.of:
+            raise ValueError(f"share {self.index} of {self.of}: needs 0 <= index < of")
+
+    def holds(self, stream: str) -> bool:
+        """Whether ``stream``'s events are folded in this part."""
+        service = events.service_from_stream(stream)
+        if service is None and stream.startswith(rollups.ROLLUP_STREAM_PREFIX):
+            service = stream[len(rollups.ROLLUP_STREAM_PREFIX) :] or None
+        if service is None:
+            return self.index == 0
+        return zlib.crc32(service.encode()) % self.of == self.index
 
 
 SNAPSHOT_BUSY_SHARE: Final = 0.01
@@ -250,7 +279,7 @@ class Projector:
                 log.warning("projector_subscription_ended", position=self.position)
                 await asyncio.sleep(RESUBSCRIBE_BACKOFF_SECONDS[0])
 
-    async def catch_up(self, page_size: int | None = None) -> int:
+    async def catch_up(self, page_size: int | None = None, *, share: Share | None = None) -> int:
         """Fold everything stored after the checkpoint, without subscribing; return events folded.
 
         The offline path used by ``uptime-daemon replay`` and ``summary``, so it is the fast one:
@@ -260,13 +289,18 @@ class Projector:
         ``last_probe`` once at the end. With listeners attached it folds through ``handle``
         instead, which announces each transition. Either way the projection is the same.
         ``page_size`` sets every read's size (``BULK_PAGE`` and ``CATCH_UP_PAGE`` otherwise).
+        With a ``share`` only that part's events are folded (and counted); the checkpoint still
+        moves over the whole log. No listener may be attached then.
         """
+        if share is not None and self._listeners:
+            raise ValueError("a share of the log is folded without listeners")
         newest: dict[str, Newest] = {}
-        await self.fold_rollups(page_size or CATCH_UP_PAGE)
+        held = None if share is None else _Held(share)
+        await self.fold_rollups(page_size or CATCH_UP_PAGE, held=held)
         try:
             if self._listeners:
                 return await self._catch_up_announcing(page_size or CATCH_UP_PAGE)
-            return await self._catch_up_in_bulk(page_size or BULK_PAGE, newest)
+            return await self._catch_up_in_bulk(page_size or BULK_PAGE, newest, held)
         finally:
             await self._record_last_probes(newest)
 
@@ -286,7 +320,9 @@ class Projector:
             if len(page) < page_size:
                 return folded
 
-    async def _catch_up_in_bulk(self, page_size: int, newest: dict[str, Newest]) -> int:
+    async def _catch_up_in_bulk(
+        self, page_size: int, newest: dict[str, Newest], held: _Held | None
+    ) -> int:
         """``catch_up`` in rows, page after page.
 
         Reading the next page on the store's thread while this one folds measured no faster (both
@@ -294,15 +330,21 @@ class Projector:
         """
         folded = 0
         while True:
-            rows = await read_digests(
+            page = await read_digests(
                 self._store, after=self.position, stream_prefix=FOLLOWED, limit=page_size
             )
+            rows = page if held is None else [row for row in page if held(row[1])]
             self._fold_rows(rows, newest)
             folded += len(rows)
-            if len(rows) < page_size:
+            if page and rows is not page:  # the rows of other shares are passed over too
+                self.position = page[-1][0]
+                self.last_event_recorded_at = datetime.fromtimestamp(page[-1][5], UTC)
+            if len(page) < page_size:
                 return folded
 
-    async def fold_rollups(self, page_size: int = CATCH_UP_PAGE) -> int:
+    async def fold_rollups(
+        self, page_size: int = CATCH_UP_PAGE, *, held: Callable[[str], bool] | None = None
+    ) -> int:
         """Fold every rollup stored after the checkpoint, ahead of the log; return how many.
 
         A rollup is appended after raw checks newer than its own (it is written when its checks
@@ -322,7 +364,7 @@ class Projector:
                 limit=page_size,
             )
             for position, stream, revision, kind, data, _ in rows:
-                if kind == rollups.EVENT_TYPE_ROLLUP:
+                if kind == rollups.EVENT_TYPE_ROLLUP and (held is None or held(stream)):
                     applied += self._apply_rollup(stream, revision, position, data)
             if len(rows) < page_size:
                 break
@@ -684,3 +726,19 @@ def _inconclusive_probe(inconclusive: events.CheckInconclusive) -> LastProbe:
     lag_ms = round(inconclusive.lag_seconds * 1000)
     detail = f"{inconclusive.reason.value} (loop {lag_ms} ms late): {inconclusive.detail}"
     return LastProbe(inconclusive.timestamp, INCONCLUSIVE, detail[:200], inconclusive.location)
+
+
+class _Held:
+    """``Share.holds``, remembered per stream (a replay meets each stream thousands of times)."""
+
+    __slots__ = ("_known", "_share")
+
+    def __init__(self, share: Share) -> None:
+        self._share = share
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, stream: str) -> bool:
+        known = self._known.get(stream)
+        if known is None:
+            known = self._known[stream] = self._share.holds(stream)
+        return known
