@@ -5,23 +5,28 @@ which render the many per-service series from cached bytes (``exposition``): at 
 scrape is ~14 MiB of lines already made. The body is never held whole: the metrics thread gathers
 references to those lines (``exposition.exposition``), then joins them, and gzips them when the
 scraper accepts it, ``exposition.CHUNK_BYTES`` at a time (``exposition.chunks``), each chunk
-written as it is made. The work never holds the event loop (the loop keeps its turns at the GIL,
-every 5 ms), and a scrape adds about a chunk to the daemon's memory, not two or three copies of the
-body. One thread: concurrent scrapes queue, they never multiply the work.
+written as it is made. The work never holds the event loop: the loop keeps its turns at the
+interpreter, every millisecond while the thread works (``interpreter.loop_first``), and a scrape
+adds about a chunk to the daemon's memory, not two or three copies of the body. One thread:
+concurrent scrapes queue, they never multiply the work.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 from aiohttp import hdrs, web
 from prometheus_client.registry import CollectorRegistry
 
 from uptime_daemon.api.endpoint import accepts_gzip
 from uptime_daemon.exposition import TextSource, chunks, exposition
+from uptime_daemon.interpreter import loop_first
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 METRICS_EXECUTOR: Final = web.AppKey("metrics_executor", ThreadPoolExecutor)
 METRICS_REGISTRY: Final = web.AppKey("metrics_registry", CollectorRegistry)
@@ -36,7 +41,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     executor = request.app[METRICS_EXECUTOR]
     pieces, content_type = await loop.run_in_executor(
-        executor, exposition, request.app[METRICS_REGISTRY], sources, accept
+        executor, _loop_first, exposition, request.app[METRICS_REGISTRY], sources, accept
     )
     gzip = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     response = web.StreamResponse(
@@ -49,10 +54,22 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     if request.method != hdrs.METH_HEAD:
         body: Iterator[bytes] = chunks(pieces, gzip=gzip)
-        while (chunk := await loop.run_in_executor(executor, next, body, None)) is not None:
+        while (
+            chunk := await loop.run_in_executor(executor, _loop_first, _next_chunk, body)
+        ) is not None:
             await response.write(chunk)
     await response.write_eof()
     return response
+
+
+def _loop_first(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``function(*args)`` in the metrics thread, the event loop first at the interpreter."""
+    with loop_first():
+        return function(*args, **kwargs)
+
+
+def _next_chunk(body: Iterator[bytes]) -> bytes | None:
+    return next(body, None)
 
 
 async def _executor_ctx(app: web.Application) -> AsyncIterator[None]:

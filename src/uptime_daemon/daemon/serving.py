@@ -22,7 +22,7 @@ from uptime_daemon.api.errors import JsonErrorAppRunner
 from uptime_daemon.api.keys import PROJECTOR, STORE
 from uptime_daemon.clock import Clock
 from uptime_daemon.config.model import Settings
-from uptime_daemon.daemon import gil, heap
+from uptime_daemon.daemon import heap
 from uptime_daemon.daemon.supervisor import Supervisor
 from uptime_daemon.daemon.systemd import SystemdNotifier
 from uptime_daemon.daemon.wiring import Daemon
@@ -83,7 +83,6 @@ async def serve(
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads via ``reload``; return the exit code."""
     heap.tune()
-    gil.tune()
     sock = bind_socket(settings.server.host, settings.server.port)
     host, port = sock.getsockname()[:2]
     daemon = Daemon(settings, base_url=base_url(host, port), clock=clock, supervisor=Supervisor())
