@@ -30,6 +30,7 @@ from uptime_daemon.daemon.build import database_path, new_projector, open_store
 from uptime_daemon.errors import EventStoreError
 from uptime_daemon.projector import snapshot as snapshots
 from uptime_daemon.projector.runner import Projector, Share
+from uptime_daemon.store import EventStore
 
 log = structlog.get_logger(__name__)
 
@@ -65,10 +66,14 @@ async def fold_share(settings: Settings, share: Share) -> tuple[Projector, int]:
     """A projector that has folded ``share`` of the whole log (no snapshot read); events folded."""
     store = await open_store(settings.store)
     try:
-        projector = new_projector(settings, store, SystemClock())
-        folded = await projector.catch_up(share=share)
+        return await _fold(settings, store, share)
     finally:
         await store.close()
+
+
+async def _fold(settings: Settings, store: EventStore, share: Share) -> tuple[Projector, int]:
+    projector = new_projector(settings, store, SystemClock())
+    folded = await projector.catch_up(share=share)
     return projector, folded
 
 
@@ -92,17 +97,21 @@ async def fold_split(settings: Settings, processes: int) -> tuple[Projector, int
     Raises ``EventStoreError`` when the parts end at different positions (the log grew during
     the replay: the caller folds it again in one piece) or a child could not fold its part.
     """
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
-        loop = asyncio.get_running_loop()
-        children = [
-            loop.run_in_executor(pool, fold_part, settings, Share(index, processes))
-            for index in range(1, processes)
-        ]
-        try:
-            projector, folded = await fold_share(settings, Share(0, processes))
-        finally:
-            parts = await asyncio.gather(*children, return_exceptions=True)
+    store = await open_store(settings.store)  # upgrades an older file before any child opens it
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
+            loop = asyncio.get_running_loop()
+            children = [
+                loop.run_in_executor(pool, fold_part, settings, Share(index, processes))
+                for index in range(1, processes)
+            ]
+            try:
+                projector, folded = await _fold(settings, store, Share(0, processes))
+            finally:
+                parts = await asyncio.gather(*children, return_exceptions=True)
+    finally:
+        await store.close()
     services = dict(projector.state.services)
     for part in parts:
         if isinstance(part, BaseException):
@@ -111,7 +120,10 @@ async def fold_split(settings: Settings, processes: int) -> tuple[Projector, int
             raise EventStoreError(
                 f"the log moved during the replay ({part.position} != {projector.position})"
             )
-        stored = snapshots.decode(part.snapshot)
+        try:
+            stored = snapshots.decode(part.snapshot)
+        except snapshots.SnapshotError as exc:
+            raise EventStoreError(f"a share of the replay came back unreadable: {exc}") from exc
         services.update(stored.state.services)
         folded += part.folded
         projector.decode_failures += part.decode_failures
