@@ -6,10 +6,12 @@ import copy
 import functools
 import gc
 import operator
+from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from uptime_daemon.projector import hours as hours_module
 from uptime_daemon.projector.fold import HISTOGRAM_BUCKETS
 from uptime_daemon.projector.hours import HourBucket, Hours
 
@@ -127,6 +129,8 @@ def test_equal_however_the_hours_are_kept(operations: list[tuple[object, ...]], 
         copied.bucket(min(model)).checks[0] += 1
         assert copied != hours
         assert hours.items() == sorted(model.items(), key=operator.itemgetter(0))
+    assert not any(hours_module._NONE_PACKED)  # the shared empty arrays stayed empty
+    assert Hours.from_bytes(Hours().to_bytes(), indexes=HISTOGRAM_BUCKETS) == Hours()
 
 
 def test_a_reading_of_a_packed_hour_changes_nothing() -> None:
@@ -163,3 +167,22 @@ def test_packed_hours_are_nothing_the_collector_walks() -> None:
     one.pack(1000)
     thousand.pack(1000)
     assert tracked(thousand) == tracked(one)
+
+
+def test_records_with_nothing_packed_share_their_empty_arrays() -> None:
+    """Ten thousand young records are not eighty thousand arrays for the collector to walk."""
+
+    def arrays(hours: Hours) -> set[int]:
+        return {id(o) for o in gc.get_referents(hours) if isinstance(o, array) and gc.is_tracked(o)}
+
+    young, other, packed = Hours(), Hours(), Hours()
+    assert arrays(young) == arrays(other) == arrays(copy.deepcopy(young))
+    assert len(arrays(young)) == 8
+    packed.bucket(3).checks[0] = 1
+    packed.pack(10)
+    assert arrays(packed).isdisjoint(arrays(young))  # its own, once it packed an hour
+    assert len(Hours()) == 0
+    assert not any(hours_module._NONE_PACKED)
+    loaded = Hours.from_bytes(packed.to_bytes(), indexes=HISTOGRAM_BUCKETS)
+    assert loaded == packed
+    assert arrays(loaded).isdisjoint(arrays(young))
