@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,10 +12,10 @@ from uptime_daemon.interpreter import SWITCH_INTERVAL_SECONDS, loop_first
 
 
 @pytest.fixture(autouse=True)
-def _default_interval() -> object:
+def _default_interval() -> Iterator[None]:
     was = sys.getswitchinterval()
     sys.setswitchinterval(0.005)
-    yield None
+    yield
     sys.setswitchinterval(was)
 
 
@@ -49,4 +50,15 @@ def test_two_threads_inside_at_once_keep_it_short_until_the_last_leaves() -> Non
         seen.append(sys.getswitchinterval())  # the first has left; this one is still inside
     thread.join(10)
     assert seen == [SWITCH_INTERVAL_SECONDS]
+    assert sys.getswitchinterval() == 0.005
+
+
+def test_as_a_decorator_each_call_is_inside() -> None:
+    """The metrics thread's functions are decorated: every call, not only the first, is inside."""
+
+    @loop_first()
+    def seen() -> float:
+        return sys.getswitchinterval()
+
+    assert [seen(), seen()] == [SWITCH_INTERVAL_SECONDS] * 2
     assert sys.getswitchinterval() == 0.005

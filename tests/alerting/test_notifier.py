@@ -220,13 +220,13 @@ async def test_a_pass_over_many_services_gives_the_loop_back_between_slices(
     other = asyncio.create_task(beside())
     await asyncio.sleep(0)  # the other task has started and waits for its next turn
     started = ticks
-    found = await notifier.scan_in_slices()
+    found = await notifier.scan()
     during = ticks - started
     await other
     assert found == len(names)
     assert notifier.pending == len(names)  # one decision per service, at its down
     assert during == 2  # one turn at each of the two slice boundaries, none inside a slice
-    assert await notifier.scan_in_slices() == 0  # nothing new: planned once
+    assert await notifier.scan() == 0  # nothing new: planned once
 
 
 async def test_history_before_the_first_start_pages_nobody(world: World) -> None:

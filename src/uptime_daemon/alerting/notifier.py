@@ -208,7 +208,7 @@ class Notifier:
     async def step(self) -> None:
         """One round: plan what is new (if anything may be), work what is due (``run`` repeats it)."""
         if self._scan_due():
-            await self.scan_in_slices()
+            await self.scan()
         await self._work_due()
 
     def _scan_due(self) -> bool:
@@ -330,16 +330,13 @@ class Notifier:
 
     # --- planning -------------------------------------------------------------------------------
 
-    def scan(self) -> int:
-        """Plan a job for every new transition of every service; return how many transitions."""
-        return self._scan(list(self._state().services.items()))
+    async def scan(self) -> int:
+        """Plan a job for every new transition of every service; return how many transitions.
 
-    async def scan_in_slices(self) -> int:
-        """``scan``, giving the event loop back every ``SCAN_SLICE`` services.
-
-        Each service is passed over once, as it is when its slice comes: one that changes after
-        its slice was passed is found by the next scan (the projection's ``transitions`` count
-        has moved), as it would be had it changed after a scan in one piece.
+        The event loop is given back every ``SCAN_SLICE`` services. Each service is passed over
+        once, as it is when its slice comes: one that changes after its slice was passed is found
+        by the next scan (the projection's ``transitions`` count has moved), as it would be had it
+        changed after a scan in one piece.
         """
         services = list(self._state().services.items())
         found = 0

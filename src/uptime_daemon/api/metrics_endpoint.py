@@ -14,9 +14,9 @@ concurrent scrapes queue, they never multiply the work.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final, ParamSpec, TypeVar
+from typing import Final
 
 from aiohttp import hdrs, web
 from prometheus_client.registry import CollectorRegistry
@@ -24,9 +24,6 @@ from prometheus_client.registry import CollectorRegistry
 from uptime_daemon.api.endpoint import accepts_gzip
 from uptime_daemon.exposition import TextSource, chunks, exposition
 from uptime_daemon.interpreter import loop_first
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 METRICS_EXECUTOR: Final = web.AppKey("metrics_executor", ThreadPoolExecutor)
 METRICS_REGISTRY: Final = web.AppKey("metrics_registry", CollectorRegistry)
@@ -41,7 +38,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     executor = request.app[METRICS_EXECUTOR]
     pieces, content_type = await loop.run_in_executor(
-        executor, _loop_first, exposition, request.app[METRICS_REGISTRY], sources, accept
+        executor, _render, request.app[METRICS_REGISTRY], sources, accept
     )
     gzip = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     response = web.StreamResponse(
@@ -54,20 +51,17 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     if request.method != hdrs.METH_HEAD:
         body: Iterator[bytes] = chunks(pieces, gzip=gzip)
-        while (
-            chunk := await loop.run_in_executor(executor, _loop_first, _next_chunk, body)
-        ) is not None:
+        while (chunk := await loop.run_in_executor(executor, _next_chunk, body)) is not None:
             await response.write(chunk)
     await response.write_eof()
     return response
 
 
-def _loop_first(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """``function(*args)`` in the metrics thread, the event loop first at the interpreter."""
-    with loop_first():
-        return function(*args, **kwargs)
+# In the metrics thread, the event loop first at the interpreter while the thread works.
+_render = loop_first()(exposition)
 
 
+@loop_first()
 def _next_chunk(body: Iterator[bytes]) -> bytes | None:
     return next(body, None)
 

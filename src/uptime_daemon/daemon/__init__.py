@@ -3,8 +3,9 @@
 ``wiring`` builds one daemon's parts and their cleanup contexts; ``serving`` runs it (socket,
 signals, supervisor, systemd); ``health`` is the one component health check; ``reload`` hands a new
 configuration to every component; ``build`` selects the store and builds what the offline commands
-(``offline``, and ``answers`` for ``check`` and ``summary``) share with the running daemon; ``exclusive`` claims this daemon's files; ``sharing``
-keeps the scheduler on this daemon's share of its location's services.
+(``offline``, ``split_replay``, and ``answers`` for ``check`` and ``summary``) share with the
+running daemon; ``exclusive`` claims this daemon's files; ``sharing`` keeps the scheduler on this
+daemon's share of its location's services.
 """
 
 from __future__ import annotations

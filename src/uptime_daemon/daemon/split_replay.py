@@ -7,9 +7,9 @@ other share from its own connection to the store and hands back its records as s
 records are put together in name order, as a snapshot loads them. Each process still reads the
 whole log (a page costs little to read and pass over); each folds only its part.
 
-Only ``uptime-daemon replay`` does this, for an embedded store file of ``SPLIT_FROM_BYTES`` or
-more on two or more cores: starting the child (~0.5 s of imports) costs more than it saves on a
-small file, and a server's log is read over the network, one page at a time, either way.
+Only ``uptime-daemon replay`` does this: by default for an embedded store file of
+``SPLIT_FROM_BYTES`` or more on two or more cores (starting the child, ~0.5 s of imports, costs
+more than it saves on a small file), and for any store when ``--processes`` asks for it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-import structlog
-
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import Settings
 from uptime_daemon.daemon.build import database_path, new_projector, open_store
@@ -31,8 +29,6 @@ from uptime_daemon.errors import EventStoreError
 from uptime_daemon.projector import snapshot as snapshots
 from uptime_daemon.projector.runner import Projector, Share
 from uptime_daemon.store import EventStore
-
-log = structlog.get_logger(__name__)
 
 SPLIT_FROM_BYTES: Final = 16 * 2**20
 """An embedded store file this big or bigger is replayed in ``SPLIT_PROCESSES`` (~80,000 events)."""

@@ -7,7 +7,7 @@ with 90 days held (``bench/history_memory.py``: 798 bytes, 3.09 objects, 17.6 ms
 So only the hours the fold still writes to are objects (``open``: the current hour and the one
 before, which the next check's time is credited to); the fold packs every older hour into eight
 ``array``s per record — 133 bytes an hour with a check a minute, and eight objects for the collector
-however many hours they hold.
+however many hours they hold (none of its own while it holds none: ``_NONE_PACKED``).
 
 A packed hour is still writable: ``bucket`` moves it back into ``open`` (a late inconclusive check,
 a rollup's hours, a location split off), and the next ``pack`` closes it again. Which hours are
@@ -59,16 +59,11 @@ class HourBucket:
     """Checks that concluded nothing (the daemon could not keep up): in no other figure."""
 
 
-_NONE_PACKED: Final = (
-    array(HOUR_CODE),
-    array(COUNT_CODE),
-    array("d"),
-    array("d"),
-    array(COUNT_CODE),
-    array("q"),
-    array(INDEX_CODE),
-    array(COUNT_CODE),
-)
+_COLUMNS: Final = (HOUR_CODE, COUNT_CODE, "d", "d", COUNT_CODE, "q", INDEX_CODE, COUNT_CODE)
+"""The packed rows' arrays, by type code, in ``Hours._use`` order: the hours; their checks (3 a row:
+up, degraded, down); their seconds (4 a row: up, degraded, down, unknown); response sums;
+inconclusive counts; where each row's histogram ends (absolute); the histograms' indexes and counts."""
+_NONE_PACKED: Final = tuple(array(code) for code in _COLUMNS)
 """The arrays of every ``Hours`` with no row packed yet, shared: never changed (``_own_arrays``)."""
 
 
@@ -96,6 +91,12 @@ class Hours:
     def __init__(self) -> None:
         """No hours: no packed row, and the shared empty arrays until the first is packed."""
         self.open: dict[int, HourBucket] = {}
+        self._use(_NONE_PACKED)
+        self._base = 0
+        """The absolute position of ``_index[0]``: dropping the oldest rows moves it, not ``_ends``."""
+
+    def _use(self, arrays: tuple[array[Any], ...]) -> None:
+        """Keep the packed rows in ``arrays`` (``_COLUMNS`` order)."""
         (
             self._hours,
             self._checks,
@@ -105,9 +106,20 @@ class Hours:
             self._ends,
             self._index,
             self._count,
-        ) = _NONE_PACKED
-        self._base = 0
-        """The absolute position of ``_index[0]``: dropping the oldest rows moves it, not ``_ends``."""
+        ) = arrays
+
+    def _arrays(self) -> tuple[array[Any], ...]:
+        """The packed rows' arrays, in ``_COLUMNS`` order."""
+        return (
+            self._hours,
+            self._checks,
+            self._seconds,
+            self._response,
+            self._inconclusive,
+            self._ends,
+            self._index,
+            self._count,
+        )
 
     def _own_arrays(self) -> None:
         """Arrays of its own, empty, before a first row is packed (or read from bytes).
@@ -118,14 +130,7 @@ class Hours:
         record for it to walk at each full collection — 80,000 of the ~435,000 objects it walked
         at 10,000 services (``bench/scale.py``, 2026-12-07).
         """
-        self._hours = array(HOUR_CODE)
-        self._checks = array(COUNT_CODE)  # 3 a row: up, degraded, down
-        self._seconds = array("d")  # 4 a row: up, degraded, down, unknown
-        self._response = array("d")
-        self._inconclusive = array(COUNT_CODE)
-        self._ends = array("q")  # a row's histogram ends at this position (absolute)
-        self._index = array(INDEX_CODE)
-        self._count = array(COUNT_CODE)
+        self._use(tuple(array(code) for code in _COLUMNS))
 
     # --- the fold's side -------------------------------------------------------------------------
 
@@ -228,14 +233,7 @@ class Hours:
         copied._base = self._base
         if not self._hours:  # nothing packed: the copy shares the empty arrays too
             return copied
-        copied._hours = self._hours[:]
-        copied._checks = self._checks[:]
-        copied._seconds = self._seconds[:]
-        copied._response = self._response[:]
-        copied._inconclusive = self._inconclusive[:]
-        copied._ends = self._ends[:]
-        copied._index = self._index[:]
-        copied._count = self._count[:]
+        copied._use(tuple(column[:] for column in self._arrays()))
         return copied
 
     def add_window(

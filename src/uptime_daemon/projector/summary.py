@@ -128,7 +128,7 @@ def _percentile(histogram: list[int], total: int, fraction: float) -> float | No
     seen = 0
     for index, count in enumerate(histogram):
         seen += count
-        if count and seen >= rank:
+        if seen >= rank:  # first reached at a bucket that counts (rank > 0)
             return histogram_value(index)
     return histogram_value(max(index for index, count in enumerate(histogram) if count))
 
