@@ -26,7 +26,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -60,9 +60,20 @@ class HourBucket:
 
 
 _COLUMNS: Final = (HOUR_CODE, COUNT_CODE, "d", "d", COUNT_CODE, "q", INDEX_CODE, COUNT_CODE)
-"""The packed rows' arrays, by type code, in ``Hours._use`` order: the hours; their checks (3 a row:
+"""The packed rows' arrays, by type code, in ``_ARRAYS`` order: the hours; their checks (3 a row:
 up, degraded, down); their seconds (4 a row: up, degraded, down, unknown); response sums;
 inconclusive counts; where each row's histogram ends (absolute); the histograms' indexes and counts."""
+_ARRAYS: Final = (
+    "_hours",
+    "_checks",
+    "_seconds",
+    "_response",
+    "_inconclusive",
+    "_ends",
+    "_index",
+    "_count",
+)
+"""The attributes of ``Hours`` that hold them, in the same order."""
 _NONE_PACKED: Final = tuple(array(code) for code in _COLUMNS)
 """The arrays of every ``Hours`` with no row packed yet, shared: never changed (``_own_arrays``)."""
 
@@ -87,6 +98,15 @@ class Hours:
         "_seconds",
         "open",
     )
+    # The packed rows (``_ARRAYS``, set by ``_use``).
+    _hours: array[int]
+    _checks: array[int]
+    _seconds: array[float]
+    _response: array[float]
+    _inconclusive: array[int]
+    _ends: array[int]
+    _index: array[int]
+    _count: array[int]
 
     def __init__(self) -> None:
         """No hours: no packed row, and the shared empty arrays until the first is packed."""
@@ -95,31 +115,14 @@ class Hours:
         self._base = 0
         """The absolute position of ``_index[0]``: dropping the oldest rows moves it, not ``_ends``."""
 
-    def _use(self, arrays: tuple[array[Any], ...]) -> None:
+    def _use(self, arrays: Iterable[array[Any]]) -> None:
         """Keep the packed rows in ``arrays`` (``_COLUMNS`` order)."""
-        (
-            self._hours,
-            self._checks,
-            self._seconds,
-            self._response,
-            self._inconclusive,
-            self._ends,
-            self._index,
-            self._count,
-        ) = arrays
+        for name, column in zip(_ARRAYS, arrays, strict=True):
+            setattr(self, name, column)
 
-    def _arrays(self) -> tuple[array[Any], ...]:
+    def _arrays(self) -> list[array[Any]]:
         """The packed rows' arrays, in ``_COLUMNS`` order."""
-        return (
-            self._hours,
-            self._checks,
-            self._seconds,
-            self._response,
-            self._inconclusive,
-            self._ends,
-            self._index,
-            self._count,
-        )
+        return [getattr(self, name) for name in _ARRAYS]
 
     def _own_arrays(self) -> None:
         """Arrays of its own, empty, before a first row is packed (or read from bytes).
