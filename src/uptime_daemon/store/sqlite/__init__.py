@@ -19,9 +19,13 @@ Why it is built this way:
   hide events from ``read_stream`` at read time (as KurrentDB does); a scavenge, run by the store
   itself every so many appends or minutes, deletes them for real, so temporary streams such as
   ``system-health-check`` do not grow the file without bound.
-* Subscriptions (``head.py``, ``reads.py``) never receive events from memory: the writer only
-  announces "something was committed" and every subscriber re-reads the file by position, so
-  catch-up and live use the same code path and the hand-over can neither skip nor repeat an event.
+* Subscriptions (``head.py``, ``reads.py``) follow the log by position: the writer announces
+  "something was committed" and a subscriber reads what follows its cursor, so catch-up and live
+  use the same loop and the hand-over can neither skip nor repeat an event. Once caught up, what
+  follows comes from the last commits the head holds in memory (each the events of one
+  transaction, bounded by the file's sequence read under the write lock) when they reach back
+  to the cursor, and from the file when they do not: at a check per commit, that saves a trip
+  to the reader thread and a decode per check.
 
 This module is the facade: argument checks, then the part that does the work.
 """
@@ -179,6 +183,11 @@ class SqliteEventStore:
     def appends(self) -> int:
         """Append requests answered by a committed transaction so far."""
         return self._writer.appends
+
+    @property
+    def reads(self) -> int:
+        """Reads of the file so far, each one trip to the reader thread (subscriptions' included)."""
+        return self._connections.reads
 
     # --- writes ------------------------------------------------------------------------------------
 

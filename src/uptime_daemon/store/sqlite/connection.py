@@ -69,6 +69,8 @@ class Connections:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self.reads = 0
+        """Read transactions begun so far."""
 
     @property
     def path(self) -> Path:
@@ -86,6 +88,7 @@ class Connections:
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction, so every query in it sees the same snapshot."""
+        self.reads += 1
 
         def in_snapshot() -> T:
             conn = self._connection(self._read_conn)

@@ -1,19 +1,88 @@
-"""The end of the log as this process knows it: the writer moves it, subscribers wait on it."""
+"""The end of the log as this process knows it: the writer moves it, subscribers wait on it.
+
+It also holds the last few commits as they were made (``Tail``): a subscriber that has read the
+file up to where they begin takes what followed from memory instead of reading it back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
 
 from uptime_daemon.errors import EventStoreUnavailable
+from uptime_daemon.store import RecordedEvent
+
+TAIL_COMMITS: Final = 64
+"""Commits held in memory: at one commit per check, a third of a second at 10,000 services every
+minute; a subscriber further behind reads the file, as in catch-up."""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One committed transaction: every position in ``(before, after]`` is one of its ``events``.
+
+    ``before`` is the file's sequence read inside the transaction before its first insert and
+    ``after`` the sequence at its end, both under the write lock, so no other writer (not even
+    another process) can have a position in between.
+    """
+
+    before: int
+    after: int
+    events: tuple[RecordedEvent, ...]
+
+
+class Tail:
+    """The newest commits, consecutive: each begins where the one before it ended."""
+
+    def __init__(self, size: int = TAIL_COMMITS) -> None:
+        self._commits: deque[Commit] = deque(maxlen=size)
+
+    def add(self, commit: Commit) -> None:
+        """Hold ``commit``; forget those held first if it does not follow the newest of them.
+
+        They would no longer reach it without a gap.
+        """
+        if self._commits and self._commits[-1].after != commit.before:
+            self._commits.clear()
+        self._commits.append(commit)
+
+    def clear(self) -> None:
+        """Forget every commit (the next one starts a new run)."""
+        self._commits.clear()
+
+    def since(
+        self, position: int, prefixes: tuple[str, ...]
+    ) -> tuple[list[RecordedEvent], int] | None:
+        """The events after ``position`` and the position they reach; ``None`` if not held.
+
+        Only events of streams starting with ``prefixes`` (all if empty). ``None`` when the
+        commits held do not reach back to ``position``. Equal to what a read of the file after ``position`` gives up to the newest commit held.
+        """
+        commits = self._commits
+        if not commits or commits[0].before > position:
+            return None
+        reached = commits[-1].after
+        if position >= reached:
+            return [], position
+        return [
+            event
+            for commit in commits
+            if commit.after > position
+            for event in commit.events
+            if event.position > position and (not prefixes or event.stream.startswith(prefixes))
+        ], reached
 
 
 class Head:
-    """The highest position committed so far, and whether the store has closed."""
+    """The highest position committed so far, the commits just made, and whether it has closed."""
 
     def __init__(self) -> None:
         self.position = 0
         self.closed = False
+        self.tail = Tail()
         self._moved = asyncio.Condition()
 
     def ensure_open(self) -> None:

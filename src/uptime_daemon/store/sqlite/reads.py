@@ -161,24 +161,33 @@ async def subscribe(
     to the snapshot's head (a quiet prefix never rescans) and the loop waits for the writer to
     announce a commit beyond it. The wait re-checks a predicate under the condition's lock, so
     a commit between the read and the wait is never missed.
+
+    Once caught up, what followed the cursor comes from the commits the head holds in memory
+    when they reach back to it (``Tail.since``: the same events a read would give, without the
+    reader thread and the decoding, one per check at a low rate); otherwise from the file.
     """
     head.ensure_open()
     check_at_least("after", after, 0)
+    wanted = prefixes(prefix)
     cursor = after or 0
     last_yielded = after
     caught_up = False
     while True:
         head.ensure_open()
-        page, snapshot_head = await connections.read(
-            functools.partial(
-                _page, decoder=decoder, after=cursor, prefix=prefix, limit=SUBSCRIPTION_PAGE
+        held = head.tail.since(cursor, wanted) if caught_up else None
+        if held is None:
+            page, snapshot_head = await connections.read(
+                functools.partial(
+                    _page, decoder=decoder, after=cursor, prefix=prefix, limit=SUBSCRIPTION_PAGE
+                )
             )
-        )
+        else:
+            page, snapshot_head = held
         for event in page:
             head.ensure_open()
             last_yielded = cursor = event.position
             yield event
-        if len(page) == SUBSCRIPTION_PAGE:
+        if held is None and len(page) == SUBSCRIPTION_PAGE:
             continue
         cursor = max(cursor, snapshot_head)
         if not caught_up:

@@ -7,7 +7,7 @@ import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import structlog
@@ -18,10 +18,10 @@ from uptime_daemon.errors import (
     EventStoreUnavailable,
     StreamNotFound,
 )
-from uptime_daemon.store import Digest, Expected, NewEvent, StreamState
+from uptime_daemon.store import Digest, Expected, NewEvent, RecordedEvent, StreamState
 from uptime_daemon.store.sqlite.codec import Encoder
 from uptime_daemon.store.sqlite.connection import Connections, transaction, unavailable
-from uptime_daemon.store.sqlite.head import Head
+from uptime_daemon.store.sqlite.head import Commit, Head
 from uptime_daemon.store.sqlite.scavenge import Scavenger
 from uptime_daemon.store.sqlite.schema import sequence
 from uptime_daemon.store.sqlite.streams import StreamRow, allows, stream_row
@@ -38,6 +38,11 @@ _INSERT: Final = (
     "(stream_id, revision, id, type_id, metadata_id, dictionary_id, data, recorded_at, "
     "digest_key, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+_Appended = tuple[int, int | None]
+"""An append's last position, and the first revision it wrote (``None``: it wrote nothing)."""
+_Outcome = _Appended | BaseException
 
 
 @dataclass(slots=True)
@@ -143,8 +148,9 @@ class Writer:
     async def _commit(self, batch: list[_Append]) -> None:
         """Write one batch and settle every caller's future; never raises, so the loop lives on."""
         recorded = self._now().timestamp()
+        outcomes: list[_Outcome]
         try:
-            outcomes, head = await self._connections.write(
+            outcomes, before, head = await self._connections.write(
                 functools.partial(self._write_batch, batch=batch, recorded=recorded)
             )
         except Exception as exc:  # noqa: BLE001 - every waiting caller must hear of it
@@ -156,13 +162,14 @@ class Writer:
             self.appends += len(batch)
             self._scavenger.count_appends(len(batch))
             self._head.position = max(self._head.position, head)
+            self._head.tail.add(Commit(before, head, _recorded(batch, outcomes, recorded)))
         for request, outcome in zip(batch, outcomes, strict=True):
             if request.future.done():  # the caller gave up waiting; the write stands
                 continue
-            if isinstance(outcome, int):
-                request.future.set_result(outcome)
-            else:
+            if isinstance(outcome, BaseException):
                 request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome[0])
         await self._head.announce()
 
     def _batch_failure(self, exc: Exception) -> EventStoreUnavailable:
@@ -178,24 +185,29 @@ class Writer:
 
     def _write_batch(
         self, conn: sqlite3.Connection, *, batch: list[_Append], recorded: float
-    ) -> tuple[list[int | BaseException], int]:
-        """On the writer thread: one transaction, one SAVEPOINT per request; the new head."""
+    ) -> tuple[list[_Outcome], int, int]:
+        """On the writer thread: one transaction, one SAVEPOINT per request.
+
+        The outcomes, and the file's sequence before and after: under the write lock, every
+        position in between is one this batch wrote.
+        """
         try:
             with transaction(conn, "BEGIN IMMEDIATE"):
+                before = sequence(conn)
                 outcomes = [self._append_in_savepoint(conn, request, recorded) for request in batch]
         except BaseException:
             self._encoder.forget_uncommitted()
             raise
         self._encoder.committed()
-        return outcomes, sequence(conn)
+        return outcomes, before, sequence(conn)
 
     def _append_in_savepoint(
         self, conn: sqlite3.Connection, request: _Append, recorded: float
-    ) -> int | BaseException:
+    ) -> _Outcome:
         conn.execute("SAVEPOINT append")
         mark = self._encoder.mark()
         try:
-            position = _append_one(conn, self._encoder, request, recorded)
+            appended = _append_one(conn, self._encoder, request, recorded)
         except (EventStoreError, sqlite3.Error) as exc:
             if not conn.in_transaction:
                 raise  # SQLite already rolled back the whole transaction: the batch fails as one
@@ -206,7 +218,7 @@ class Writer:
                 return exc
             return unavailable(self._connections.path, exc)
         conn.execute("RELEASE append")
-        return position
+        return appended
 
     # --- stream management ---------------------------------------------------------------------
 
@@ -251,18 +263,18 @@ class Writer:
 
 def _append_one(
     conn: sqlite3.Connection, encoder: Encoder, request: _Append, recorded: float
-) -> int:
+) -> _Appended:
     stream, events, expected = request.stream, request.events, request.expected
     row = stream_row(conn, stream)
     stream_id = encoder.find_name(conn, stream)
     if events and stream_id is not None:
         replayed = _replayed_position(conn, request, row, stream_id)
         if replayed is not None:
-            return replayed
+            return replayed, None
     if not allows(row, expected):
         raise ConcurrencyConflict(stream, expected, None if row is None else row.visible_revision)
     if not events:
-        return 0 if stream_id is None else _last_position(conn, stream_id)
+        return (0 if stream_id is None else _last_position(conn, stream_id)), None
     if stream_id is None:
         stream_id = encoder.name_id(conn, stream)
     first = 0 if row is None else row.last_revision + 1
@@ -287,7 +299,40 @@ def _append_one(
         "DO UPDATE SET last_revision = excluded.last_revision, deleted = 0",
         (stream, first + len(events) - 1),
     )
-    return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0]), first
+
+
+def _recorded(
+    batch: list[_Append], outcomes: list[_Outcome], recorded: float
+) -> tuple[RecordedEvent, ...]:
+    """The events a committed batch wrote, as a read of the file returns them, in log order.
+
+    An append's events have consecutive positions ending at its outcome's, and consecutive
+    revisions from the first it wrote; a replayed or empty append wrote none.
+    """
+    at = datetime.fromtimestamp(recorded, UTC)
+    written: list[RecordedEvent] = []
+    for request, outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            continue
+        last, first = outcome
+        if first is None:
+            continue
+        start = last - len(request.events) + 1
+        written.extend(
+            RecordedEvent(
+                id=event.id,
+                type=event.type,
+                data=event.data,
+                metadata=event.metadata,
+                stream=request.stream,
+                revision=first + offset,
+                position=start + offset,
+                recorded_at=at,
+            )
+            for offset, event in enumerate(request.events)
+        )
+    return tuple(written)
 
 
 def _last_position(conn: sqlite3.Connection, stream_id: int) -> int:
