@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,3 +121,30 @@ def test_a_commit_after_a_gap_forgets_the_ones_before() -> None:
     tail.add(Commit(13, 14, (later,)))
     assert tail.since(11, ()) is None
     assert tail.since(13, ()) == ([later], 14)
+
+
+async def test_a_row_written_by_another_connection_is_not_skipped(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    """An event another writer put between two commits reaches the subscriber, in order."""
+    async with subscribed(store) as subscription:
+        start = await caught_up(subscription)
+        await store.append("svc-a", [new()])
+        first = await next_item(subscription)
+        assert isinstance(first, RecordedEvent)
+        other = sqlite3.connect(tmp_path / "events.db")
+        try:
+            with other:
+                other.execute(
+                    "INSERT INTO events (stream_id, revision, id, type_id, metadata_id, "
+                    "dictionary_id, data, recorded_at, digest_key, digest) "
+                    "SELECT stream_id, revision + 1000, randomblob(16), type_id, metadata_id, "
+                    "dictionary_id, data, recorded_at, digest_key, digest "
+                    "FROM events ORDER BY position DESC LIMIT 1"
+                )
+        finally:
+            other.close()
+        await store.append("svc-a", [new()])
+        expected = await store.read_all(after=start)
+        assert len(expected) == 3
+        assert [first, *await take(subscription, 2)] == expected

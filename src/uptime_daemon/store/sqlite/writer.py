@@ -195,11 +195,12 @@ class Writer:
             with transaction(conn, "BEGIN IMMEDIATE"):
                 before = sequence(conn)
                 outcomes = [self._append_in_savepoint(conn, request, recorded) for request in batch]
+                after = sequence(conn)
         except BaseException:
             self._encoder.forget_uncommitted()
             raise
         self._encoder.committed()
-        return outcomes, before, sequence(conn)
+        return outcomes, before, after
 
     def _append_in_savepoint(
         self, conn: sqlite3.Connection, request: _Append, recorded: float
