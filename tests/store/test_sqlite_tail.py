@@ -148,3 +148,35 @@ async def test_a_row_written_by_another_connection_is_not_skipped(
         expected = await store.read_all(after=start)
         assert len(expected) == 3
         assert [first, *await take(subscription, 2)] == expected
+
+
+def test_the_tail_holds_a_bounded_number_of_events() -> None:
+    """The oldest commits go past the bound; a commit bigger than it is not held at all."""
+    tail = Tail(size=10, most_events=3)
+    tail.add(Commit(0, 2, (recorded("a", 1), recorded("a", 2))))
+    tail.add(Commit(2, 4, (recorded("a", 3), recorded("a", 4))))  # four held: the first goes
+    assert tail.since(0, ()) is None
+    assert tail.since(2, ()) is not None
+    tail.add(Commit(4, 8, tuple(recorded("a", n) for n in range(5, 9))))
+    assert tail.since(4, ()) is None
+    after_the_big_one = recorded("a", 9)
+    tail.add(Commit(8, 9, (after_the_big_one,)))
+    assert tail.since(8, ()) == ([after_the_big_one], 9)
+
+
+async def test_commits_are_held_only_while_someone_follows(store: SqliteEventStore) -> None:
+    """No subscription, no commits held: an import pays for none of it."""
+    tail = store._head.tail  # what the writer holds is the point of the test
+    await store.append("svc-a", [new()])
+    assert not tail.followed
+    assert tail.since(0, ()) is None
+    async with subscribed(store) as subscription:
+        await caught_up(subscription)
+        assert tail.followed
+        last = await store.append("svc-a", [new()])
+        held = tail.since(last - 1, ())
+        assert held is not None
+        assert [event.position for event in held[0]] == [last]
+    assert not tail.followed
+    after = await store.append("svc-a", [new()])
+    assert tail.since(after - 1, ()) is None

@@ -7,8 +7,10 @@ file up to where they begin takes what followed from memory instead of reading i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,8 +18,11 @@ from uptime_daemon.errors import EventStoreUnavailable
 from uptime_daemon.store import RecordedEvent
 
 TAIL_COMMITS: Final = 64
-"""Commits held in memory: at one commit per check, a third of a second at 10,000 services every
-minute; a subscriber further behind reads the file, as in catch-up."""
+"""Commits held in memory at most: about a second's at 10,000 services every minute (2–13 checks a
+commit); a subscriber further behind reads the file, as in catch-up."""
+TAIL_EVENTS: Final = 4096
+"""Events held in memory at most, whatever the commits: an import or a spool's flush commits
+hundreds at a time, and nobody follows an import live."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,23 +40,53 @@ class Commit:
 
 
 class Tail:
-    """The newest commits, consecutive: each begins where the one before it ended."""
+    """The newest commits, consecutive: each begins where the one before it ended.
 
-    def __init__(self, size: int = TAIL_COMMITS) -> None:
-        self._commits: deque[Commit] = deque(maxlen=size)
+    Only while someone follows the log (``following``): without a subscriber the writer builds
+    nothing and holds nothing (``clear``), so the offline commands pay for none of it.
+    """
+
+    def __init__(self, size: int = TAIL_COMMITS, most_events: int = TAIL_EVENTS) -> None:
+        self._commits: deque[Commit] = deque()
+        self._size = size
+        self._most_events = most_events
+        self._events = 0
+        self._followers = 0
+
+    @property
+    def followed(self) -> bool:
+        """Whether a subscription is following the log, so commits are worth holding."""
+        return self._followers > 0
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        """A subscription's lifetime: commits are held while at least one is inside."""
+        self._followers += 1
+        try:
+            yield
+        finally:
+            self._followers -= 1
 
     def add(self, commit: Commit) -> None:
         """Hold ``commit``; forget those held first if it does not follow the newest of them.
 
-        They would no longer reach it without a gap.
+        They would no longer reach it without a gap. The oldest go first past ``size`` commits or
+        ``most_events`` events; a commit with more events than that is not held at all.
         """
         if self._commits and self._commits[-1].after != commit.before:
-            self._commits.clear()
+            self.clear()
+        if len(commit.events) > self._most_events:
+            self.clear()  # the next commit starts a new run
+            return
         self._commits.append(commit)
+        self._events += len(commit.events)
+        while len(self._commits) > self._size or self._events > self._most_events:
+            self._events -= len(self._commits.popleft().events)
 
     def clear(self) -> None:
         """Forget every commit (the next one starts a new run)."""
         self._commits.clear()
+        self._events = 0
 
     def since(
         self, position: int, prefixes: tuple[str, ...]

@@ -172,28 +172,29 @@ async def subscribe(
     cursor = after or 0
     last_yielded = after
     caught_up = False
-    while True:
-        head.ensure_open()
-        held = head.tail.since(cursor, wanted) if caught_up else None
-        if held is None:
-            page, snapshot_head = await connections.read(
-                functools.partial(
-                    _page, decoder=decoder, after=cursor, prefix=prefix, limit=SUBSCRIPTION_PAGE
-                )
-            )
-        else:
-            page, snapshot_head = held
-        for event in page:
+    with head.tail.following():  # the writer holds commits only while followed
+        while True:
             head.ensure_open()
-            last_yielded = cursor = event.position
-            yield event
-        if held is None and len(page) == SUBSCRIPTION_PAGE:
-            continue
-        cursor = max(cursor, snapshot_head)
-        if not caught_up:
-            caught_up = True
-            yield CaughtUp(last_yielded)
-        await head.wait_past(cursor)
+            held = head.tail.since(cursor, wanted) if caught_up else None
+            if held is None:
+                page, snapshot_head = await connections.read(
+                    functools.partial(
+                        _page, decoder=decoder, after=cursor, prefix=prefix, limit=SUBSCRIPTION_PAGE
+                    )
+                )
+            else:
+                page, snapshot_head = held
+            for event in page:
+                head.ensure_open()
+                last_yielded = cursor = event.position
+                yield event
+            if held is None and len(page) == SUBSCRIPTION_PAGE:
+                continue
+            cursor = max(cursor, snapshot_head)
+            if not caught_up:
+                caught_up = True
+                yield CaughtUp(last_yielded)
+            await head.wait_past(cursor)
 
 
 async def stream_metadata(connections: Connections, stream: str) -> StreamMetadata:

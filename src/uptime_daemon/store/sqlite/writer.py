@@ -162,7 +162,11 @@ class Writer:
             self.appends += len(batch)
             self._scavenger.count_appends(len(batch))
             self._head.position = max(self._head.position, head)
-            self._head.tail.add(Commit(before, head, _recorded(batch, outcomes, recorded)))
+            tail = self._head.tail
+            if tail.followed:
+                tail.add(Commit(before, head, _recorded(batch, outcomes, recorded)))
+            else:
+                tail.clear()
         for request, outcome in zip(batch, outcomes, strict=True):
             if request.future.done():  # the caller gave up waiting; the write stands
                 continue
