@@ -42,8 +42,17 @@ def projector(store: Any, path: Path | None = None) -> Projector:
     )
 
 
-async def write_checks(store: SqliteEventStore, count: int, seed: int, start: datetime = T0) -> int:
-    """Append ``count`` realistic checks across three services; return the last position."""
+async def write_checks(
+    store: SqliteEventStore,
+    count: int,
+    seed: int,
+    start: datetime = T0,
+    every: timedelta = timedelta(seconds=10),
+) -> int:
+    """Append ``count`` realistic checks across three services, one per ``every``.
+
+    Returns the last position.
+    """
     rng = random.Random(seed)
     states = {name: ServiceState.initial() for name in ("a", "b", "c")}
     policy = CheckPolicy(interval_seconds=30, timeout_seconds=5, degraded_after_seconds=0.5)
@@ -52,7 +61,7 @@ async def write_checks(store: SqliteEventStore, count: int, seed: int, start: da
         name = rng.choice(sorted(states))
         ok = rng.random() > 0.3
         seconds = rng.uniform(0.01, 1.0)
-        at = start + timedelta(seconds=10 * i)
+        at = start + every * i
         outcome = step(states[name], ok=ok, response_seconds=seconds, at=at, policy=policy)
         states[name] = outcome.state
         probe = ProbeResult(

@@ -98,6 +98,7 @@ async def replay(settings: Settings, *, processes: int | None = None) -> Replaye
         projector, folded, processes = await _fold_for_replay(settings, processes)
         seconds = clock.monotonic() - started
         projector.save_snapshot()
+        projector.close()
     return Replayed(folded, len(projector.state.services), seconds, projector.position, processes)
 
 

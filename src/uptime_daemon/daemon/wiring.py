@@ -235,6 +235,7 @@ class Daemon:
         except (TimeoutError, EventStoreError) as exc:
             log.warning("projector_final_catch_up_incomplete", error=str(exc) or "timeout")
         projector.save_snapshot()
+        projector.close()
         log.info("projector_stopped", position=projector.position)
 
     async def _alerting(self, app: web.Application) -> AsyncIterator[None]:

@@ -14,6 +14,13 @@ a rollup's hours, a location split off), and the next ``pack`` closes it again. 
 open is not part of the record's value: two ``Hours`` are equal when they hold equal buckets for the
 same hours, however those are kept, and every figure read from them (``add_window``,
 ``response``) is summed hour by hour in ascending order, so it is the same either way.
+
+The daemon's projector also moves whole days older than the last two out of memory into a file
+beside its snapshot (``evict``, ``projector.cold``): 133 bytes an hour is still 2.7 GiB at 10,000
+services holding 90 days. A record then keeps which days are there (``_days``, ``_ids``, ``_rows``)
+and reads them when asked; a day written to again is read back first (``_reload``). Where a day is
+kept is not part of the value either. ``add_window`` remembers the sums of the cold hours a window
+took (``_memo``), so a window asked again reads nothing until its first hour or the cold days move.
 """
 
 from __future__ import annotations
@@ -28,7 +35,12 @@ import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from uptime_daemon.projector.cold import ColdDaysError
+
+if TYPE_CHECKING:
+    from uptime_daemon.projector.cold import ColdDays
 
 HOUR_CODE: Final = "i"
 """Hours since the epoch: 32-bit signed (year 1 to 9999 is −17 M to 70 M)."""
@@ -39,6 +51,8 @@ INDEX_CODE: Final = "B"
 _CHECK_KINDS: Final = 3
 _STATES: Final = 4
 _HEADER: Final = struct.Struct("<II")
+_COLD_HEADER: Final = struct.Struct("<I")
+"""``cold_index``: days, then their three columns, little-endian."""
 """``to_bytes``: rows, then histogram entries; the columns follow, little-endian, then zlib."""
 PACK_LEVEL: Final = 1
 """zlib's level for ``to_bytes``: snapshots 4 × smaller than the buckets as JSON, 5 × faster made."""
@@ -76,6 +90,30 @@ _ARRAYS: Final = (
 """The attributes of ``Hours`` that hold them, in the same order."""
 _NONE_PACKED: Final = tuple(array(code) for code in _COLUMNS)
 """The arrays of every ``Hours`` with no row packed yet, shared: never changed (``_own_arrays``)."""
+DAY_HOURS: Final = 24
+_COLD_CODES: Final = (HOUR_CODE, "q", "H")
+"""The cold days' arrays: the day (since the epoch), the blob's id, how many hours it holds."""
+_NO_COLD: Final = tuple(array(code) for code in _COLD_CODES)
+"""The cold arrays of every ``Hours`` with no day moved out: shared, never changed."""
+_MEMO_WINDOWS: Final = 4
+"""Windows whose cold sums a record remembers (the summary's and the status page's)."""
+_ANY_INDEX: Final = 256
+"""What a cold day's histogram indexes are checked against (``INDEX_CODE``'s range): our own
+bytes, read back."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ColdSums:
+    """What a window's cold hours add: checks, histogram, inconclusive, the response sum so far."""
+
+    newest: int
+    """The newest cold hour summed (hot hours after it continue ``response`` in order)."""
+    counts: tuple[int, int, int]
+    indexes: array[int]
+    """The histogram's indexes, ascending, and their ``counts`` (arrays: ~40 bytes a window)."""
+    histogram: array[int]
+    inconclusive: int
+    response: float
 
 
 class Hours:
@@ -89,12 +127,17 @@ class Hours:
     __slots__ = (
         "_base",
         "_checks",
+        "_cold",
         "_count",
+        "_days",
         "_ends",
         "_hours",
+        "_ids",
         "_inconclusive",
         "_index",
+        "_memo",
         "_response",
+        "_rows",
         "_seconds",
         "open",
     )
@@ -107,6 +150,10 @@ class Hours:
     _ends: array[int]
     _index: array[int]
     _count: array[int]
+    # The days moved to ``_cold``, ascending (``_COLD_CODES``).
+    _days: array[int]
+    _ids: array[int]
+    _rows: array[int]
 
     def __init__(self) -> None:
         """No hours: no packed row, and the shared empty arrays until the first is packed."""
@@ -114,6 +161,9 @@ class Hours:
         self._use(_NONE_PACKED)
         self._base = 0
         """The absolute position of ``_index[0]``: dropping the oldest rows moves it, not ``_ends``."""
+        self._cold: ColdDays | None = None
+        self._days, self._ids, self._rows = _NO_COLD
+        self._memo: dict[tuple[int, int], _ColdSums] | None = None
 
     def _use(self, arrays: Iterable[array[Any]]) -> None:
         """Keep the packed rows in ``arrays`` (``_COLUMNS`` order)."""
@@ -141,6 +191,8 @@ class Hours:
         """The hour's bucket to write to: open, reopened from the packed rows, or new."""
         bucket = self.open.get(hour)
         if bucket is None:
+            if self._days:
+                self._reload(hour // DAY_HOURS)
             row = self._row(hour)
             if row is None:
                 bucket = HourBucket()
@@ -161,6 +213,8 @@ class Hours:
 
     def prune(self, oldest: int) -> None:
         """Drop every hour older than ``oldest``."""
+        if self._days:
+            self._prune_cold(oldest)
         for hour in [h for h in self.open if h < oldest]:
             del self.open[hour]
         rows = bisect.bisect_left(self._hours, oldest)
@@ -169,10 +223,155 @@ class Hours:
 
     def __setitem__(self, hour: int, bucket: HourBucket) -> None:
         """Make ``bucket`` the hour's (open until the next ``pack``)."""
+        if self._days:
+            self._reload(hour // DAY_HOURS)
         row = self._row(hour)
         if row is not None:
             self._delete(row, row + 1)
         self.open[hour] = bucket
+
+    # --- the cold days -------------------------------------------------------------------------
+
+    def evict(self, cold: ColdDays, before_day: int) -> int:
+        """Move every hour of the days before ``before_day`` to ``cold``, a blob a day: days moved."""
+        self._cold = cold
+        before = before_day * DAY_HOURS
+        self.pack(before)  # an hour written late is open: the whole day goes, or none of it
+        hours = self._hours
+        if not hours or hours[0] >= before:
+            return 0
+        if not self._days:
+            self._days, self._ids, self._rows = (array(code) for code in _COLD_CODES)
+        end_row = bisect.bisect_left(hours, before)
+        row = moved = 0
+        while row < end_row:
+            day = hours[row] // DAY_HOURS
+            end = bisect.bisect_left(hours, (day + 1) * DAY_HOURS, row, end_row)
+            at = bisect.bisect_left(self._days, day)
+            self._days.insert(at, day)
+            self._ids.insert(at, cold.put(self._pack_rows(row, end)))
+            self._rows.insert(at, end - row)
+            row, moved = end, moved + 1
+        self._delete(0, end_row)
+        self._memo = None
+        return moved
+
+    def attach(self, cold: ColdDays) -> None:
+        """Read (and later write) the cold days through ``cold``."""
+        self._cold = cold
+
+    def cold_hours(self) -> int:
+        """How many of the hours held are in cold days."""
+        return sum(self._rows)
+
+    def cold_ids(self) -> array[int]:
+        """The ids of the blobs this record's cold days are in."""
+        return self._ids
+
+    def cold_index(self) -> bytes:
+        """Which days are cold, in which blob, how many hours each (``with_cold_index`` reads it)."""
+        columns = [self._days, self._ids, self._rows]
+        if sys.byteorder == "big":  # pragma: no cover - the format is little-endian everywhere
+            columns = [column[:] for column in columns]
+            for column in columns:
+                column.byteswap()
+        return _COLD_HEADER.pack(len(self._days)) + b"".join(c.tobytes() for c in columns)
+
+    def with_cold_index(self, data: bytes) -> None:
+        """Take ``cold_index``'s bytes (before any cold day is held); ``ValueError`` if not those."""
+        if len(data) < _COLD_HEADER.size:
+            raise ValueError("cold days: truncated")
+        (days,) = _COLD_HEADER.unpack_from(data)
+        columns = tuple(array(code) for code in _COLD_CODES)
+        offset = _COLD_HEADER.size
+        for column in columns:
+            end = offset + days * column.itemsize
+            if end > len(data):
+                raise ValueError("cold days: truncated")
+            column.frombytes(data[offset:end])
+            if sys.byteorder == "big":  # pragma: no cover
+                column.byteswap()
+            offset = end
+        if offset != len(data):
+            raise ValueError("cold days: trailing bytes")
+        day_column, id_column, row_column = columns
+        if any(later <= earlier for earlier, later in itertools.pairwise(day_column)):
+            raise ValueError("cold days: days not ascending")
+        if any(not 1 <= rows <= DAY_HOURS for rows in row_column) or any(i < 1 for i in id_column):
+            raise ValueError("cold days: out of range")
+        if days:
+            self._days, self._ids, self._rows = columns
+            self._memo = None
+
+    def _part(self, at: int) -> Hours:
+        """The cold day at index ``at``, read back (packed rows only)."""
+        if self._cold is None:
+            raise ColdDaysError("cold days held with no file to read them from")
+        return Hours.from_bytes(self._cold.get(self._ids[at]), indexes=_ANY_INDEX)
+
+    def _cold_items(self) -> list[tuple[int, HourBucket]]:
+        return [item for at in range(len(self._days)) for item in self._part(at).items()]
+
+    def _forget(self, lo: int, hi: int) -> None:
+        """Let go of the cold days at indexes ``lo`` to ``hi`` (exclusive)."""
+        if self._cold is None:
+            raise ColdDaysError("cold days held with no file to release them in")
+        for blob_id in self._ids[lo:hi]:
+            self._cold.release(blob_id)
+        del self._days[lo:hi]
+        del self._ids[lo:hi]
+        del self._rows[lo:hi]
+        self._memo = None
+
+    def _reload(self, day: int) -> None:
+        """Bring the cold day back into the packed rows, if it is cold (it is to be written)."""
+        at = bisect.bisect_left(self._days, day)
+        if at == len(self._days) or self._days[at] != day:
+            return
+        part = self._part(at)
+        self._forget(at, at + 1)
+        for hour, bucket in part.items():
+            self._insert(hour, bucket)
+
+    def _prune_cold(self, oldest: int) -> None:
+        """Let go of the cold days wholly older than ``oldest``; bring back the one it cuts into."""
+        whole = bisect.bisect_left(self._days, oldest // DAY_HOURS)
+        if whole:
+            self._forget(0, whole)
+        if self._days and self._days[0] * DAY_HOURS < oldest:
+            self._reload(self._days[0])
+
+    def _cold_sums(self, first: int, last: int) -> _ColdSums | None:
+        """What the cold hours from ``first`` to ``last`` add, remembered per window."""
+        last = min(last, (self._days[-1] + 1) * DAY_HOURS - 1)
+        first = max(first, self._days[0] * DAY_HOURS)
+        if first > last:
+            return None
+        key = (first, last)
+        if self._memo is not None and (sums := self._memo.get(key)) is not None:
+            return sums
+        counts = [0, 0, 0]
+        histogram: dict[int, int] = {}
+        responses: list[tuple[int, float]] = []
+        inconclusive = 0
+        lo = bisect.bisect_left(self._days, first // DAY_HOURS)
+        hi = bisect.bisect_right(self._days, last // DAY_HOURS)
+        for at in range(lo, hi):
+            inconclusive += self._part(at).add_packed(first, last, counts, histogram, responses)
+        sums = _ColdSums(
+            newest=responses[-1][0] if responses else first - 1,
+            counts=(counts[0], counts[1], counts[2]),
+            indexes=array(INDEX_CODE, sorted(histogram)),
+            histogram=array(COUNT_CODE, [histogram[index] for index in sorted(histogram)]),
+            inconclusive=inconclusive,
+            response=functools.reduce(operator.add, (r for _, r in responses), 0.0),
+        )
+        if self._memo is None:
+            self._memo = {}
+        elif len(self._memo) >= _MEMO_WINDOWS:
+            del self._memo[next(iter(self._memo))]
+        self._memo[key] = sums
+        return sums
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -182,13 +381,23 @@ class Hours:
         if bucket is not None:
             return bucket
         row = self._row(hour)
-        return None if row is None else self._read(row)
+        if row is not None:
+            return self._read(row)
+        return self._cold_get(hour) if self._days else None
+
+    def _cold_get(self, hour: int) -> HourBucket | None:
+        at = bisect.bisect_left(self._days, hour // DAY_HOURS)
+        if at == len(self._days) or self._days[at] != hour // DAY_HOURS:
+            return None
+        return self._part(at).get(hour)
 
     def items(self) -> list[tuple[int, HourBucket]]:
-        """Every hour and its bucket (packed ones as copies), in ascending hour order."""
+        """Every hour and its bucket (packed and cold ones as copies), in ascending hour order."""
         found = [(hour, self._read(row)) for row, hour in enumerate(self._hours)]
-        if self.open:
+        if self.open or self._days:
             found.extend(self.open.items())
+            if self._days:
+                found.extend(self._cold_items())
             found.sort(key=operator.itemgetter(0))
         return found
 
@@ -198,15 +407,20 @@ class Hours:
 
     def __iter__(self) -> Iterator[int]:
         """The hours, ascending."""
-        return iter(sorted([*self._hours, *self.open]))
+        cold = [hour for hour, _ in self._cold_items()] if self._days else []
+        return iter(sorted([*self._hours, *self.open, *cold]))
 
     def __len__(self) -> int:
         """How many hours are held."""
-        return len(self._hours) + len(self.open)
+        return len(self._hours) + len(self.open) + sum(self._rows)
 
     def __contains__(self, hour: object) -> bool:
         """Whether the hour is held."""
-        return isinstance(hour, int) and (hour in self.open or self._row(hour) is not None)
+        return isinstance(hour, int) and (
+            hour in self.open
+            or self._row(hour) is not None
+            or (bool(self._days) and self._cold_get(hour) is not None)
+        )
 
     def __eq__(self, other: object) -> bool:
         """The same hours with equal buckets, however each side keeps them."""
@@ -218,7 +432,7 @@ class Hours:
 
     def __repr__(self) -> str:
         """Hours held, open and packed."""
-        return f"Hours(open={sorted(self.open)}, packed={len(self._hours)})"
+        return f"Hours(open={sorted(self.open)}, packed={len(self._hours)}, cold={sum(self._rows)})"
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Hours:
         """An independent copy (its open buckets copied, its arrays copied)."""
@@ -234,9 +448,11 @@ class Hours:
             for hour, b in self.open.items()
         }
         copied._base = self._base
-        if not self._hours:  # nothing packed: the copy shares the empty arrays too
-            return copied
-        copied._use(tuple(column[:] for column in self._arrays()))
+        if self._hours:  # else nothing packed: the copy shares the empty arrays too
+            copied._use(tuple(column[:] for column in self._arrays()))
+        if self._days:  # the copy holds the cold days in memory: it never shares a blob
+            for hour, bucket in self._cold_items():
+                copied._insert(hour, bucket)
         return copied
 
     def add_window(
@@ -245,23 +461,12 @@ class Hours:
         """Add hours ``first`` to ``last`` (inclusive) to ``counts`` and ``histogram``.
 
         ``counts`` is up, degraded, down; ``histogram`` is dense (index → count). Returns the
-        hours' response-time sum and inconclusive count. The sum is taken hour by hour in ascending order, whichever hours are packed.
+        hours' response-time sum and inconclusive count. The sum is taken hour by hour in
+        ascending order, wherever the hours are kept.
         """
-        lo = bisect.bisect_left(self._hours, first)
-        hi = bisect.bisect_right(self._hours, last)
-        inconclusive = 0
         responses: list[tuple[int, float]] = []
-        if hi > lo:
-            checks = self._checks
-            for kind in range(_CHECK_KINDS):
-                counts[kind] += sum(
-                    checks[lo * _CHECK_KINDS + kind : hi * _CHECK_KINDS : _CHECK_KINDS]
-                )
-            inconclusive += sum(self._inconclusive[lo:hi])
-            start, end = self._start(lo) - self._base, self._ends[hi - 1] - self._base
-            for index, count in zip(self._index[start:end], self._count[start:end], strict=True):
-                histogram[index] += count
-            responses.extend(zip(self._hours[lo:hi], self._response[lo:hi], strict=True))
+        inconclusive = self.add_packed(first, last, counts, histogram, responses)
+        packed = bool(responses)
         opened = [(hour, b) for hour, b in self.open.items() if first <= hour <= last]
         for hour, b in opened:
             counts[0] += b.checks[0]
@@ -271,9 +476,56 @@ class Hours:
             for index, count in b.histogram.items():
                 histogram[index] += count
             responses.append((hour, b.response_sum_seconds))
-        if opened and hi > lo:
+        if opened and (packed or len(opened) > 1):  # open hours are in the order first written
             responses.sort(key=operator.itemgetter(0))
-        return functools.reduce(operator.add, (r for _, r in responses), 0.0), inconclusive
+        cold = self._cold_sums(first, last) if self._days else None
+        if cold is None:
+            return functools.reduce(operator.add, (r for _, r in responses), 0.0), inconclusive
+        for kind in range(_CHECK_KINDS):
+            counts[kind] += cold.counts[kind]
+        for index, count in zip(cold.indexes, cold.histogram, strict=True):
+            histogram[index] += count
+        inconclusive += cold.inconclusive
+        if responses and responses[0][0] < cold.newest:  # a day read back, not packed again yet
+            earlier: list[tuple[int, float]] = []
+            lo = bisect.bisect_left(self._days, first // DAY_HOURS)
+            hi = bisect.bisect_right(self._days, last // DAY_HOURS)
+            for at in range(lo, hi):
+                self._part(at).add_packed(first, last, [0, 0, 0], {}, earlier)
+            responses = sorted([*earlier, *responses], key=operator.itemgetter(0))
+            return functools.reduce(operator.add, (r for _, r in responses), 0.0), inconclusive
+        return functools.reduce(
+            operator.add, (r for _, r in responses), cold.response
+        ), inconclusive
+
+    def add_packed(
+        self,
+        first: int,
+        last: int,
+        counts: list[int],
+        histogram: list[int] | dict[int, int],
+        responses: list[tuple[int, float]],
+    ) -> int:
+        """Add the packed hours from ``first`` to ``last``; returns their inconclusive count.
+
+        Their (hour, response sum) pairs go to ``responses``, ascending.
+        """
+        lo = bisect.bisect_left(self._hours, first)
+        hi = bisect.bisect_right(self._hours, last)
+        if hi <= lo:
+            return 0
+        checks = self._checks
+        for kind in range(_CHECK_KINDS):
+            counts[kind] += sum(checks[lo * _CHECK_KINDS + kind : hi * _CHECK_KINDS : _CHECK_KINDS])
+        start, end = self._start(lo) - self._base, self._ends[hi - 1] - self._base
+        if isinstance(histogram, list):
+            for index, count in zip(self._index[start:end], self._count[start:end], strict=True):
+                histogram[index] += count
+        else:
+            for index, count in zip(self._index[start:end], self._count[start:end], strict=True):
+                histogram[index] = histogram.get(index, 0) + count
+        responses.extend(zip(self._hours[lo:hi], self._response[lo:hi], strict=True))
+        return sum(self._inconclusive[lo:hi])
 
     def response(self, hour: int) -> tuple[float, int] | None:
         """The hour's response-time sum and how many checks it is of, if the hour is held."""
@@ -282,29 +534,38 @@ class Hours:
             return bucket.response_sum_seconds, sum(bucket.histogram.values())
         row = self._row(hour)
         if row is None:
-            return None
+            cold = self._cold_get(hour) if self._days else None
+            return (
+                None if cold is None else (cold.response_sum_seconds, sum(cold.histogram.values()))
+            )
         start, end = self._start(row) - self._base, self._ends[row] - self._base
         return self._response[row], sum(self._count[start:end])
 
     def to_bytes(self) -> bytes:
-        """The packed hours as bytes (``from_bytes`` reads them); the open ones are not in them."""
-        rows, entries = len(self._hours), len(self._index)
-        sizes = array(COUNT_CODE, [self._ends[row] - self._start(row) for row in range(rows)])
+        """The packed hours as bytes (``from_bytes`` reads them); open and cold ones are not in them."""
+        return self._pack_rows(0, len(self._hours))
+
+    def _pack_rows(self, lo: int, hi: int) -> bytes:
+        """Packed rows ``lo`` to ``hi`` (exclusive) as ``to_bytes`` writes them."""
+        entries_from = self._start(lo) - self._base if hi > lo else 0
+        entries_to = self._ends[hi - 1] - self._base if hi > lo else 0
+        sizes = array(COUNT_CODE, [self._ends[row] - self._start(row) for row in range(lo, hi)])
         columns: list[array[Any]] = [
-            self._hours,
-            self._checks,
-            self._seconds,
-            self._response,
-            self._inconclusive,
+            self._hours[lo:hi],
+            self._checks[lo * _CHECK_KINDS : hi * _CHECK_KINDS],
+            self._seconds[lo * _STATES : hi * _STATES],
+            self._response[lo:hi],
+            self._inconclusive[lo:hi],
             sizes,
-            self._index,
-            self._count,
+            self._index[entries_from:entries_to],
+            self._count[entries_from:entries_to],
         ]
         if sys.byteorder == "big":  # pragma: no cover - the format is little-endian everywhere
-            columns = [column[:] for column in columns]
             for column in columns:
                 column.byteswap()
-        raw = _HEADER.pack(rows, entries) + b"".join(column.tobytes() for column in columns)
+        raw = _HEADER.pack(hi - lo, entries_to - entries_from) + b"".join(
+            column.tobytes() for column in columns
+        )
         return zlib.compress(raw, PACK_LEVEL)
 
     @classmethod

@@ -11,8 +11,10 @@ projection.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from uptime_daemon import events, maintenance
 from uptime_daemon.clock import Clock, to_micros
 from uptime_daemon.config.model import Settings
 from uptime_daemon.errors import EventStoreError, UptimeDaemonError
+from uptime_daemon.projector import cold as colds
 from uptime_daemon.projector import rollup as rollups
 from uptime_daemon.projector import snapshot as snapshots
 from uptime_daemon.projector.fold import (
@@ -35,6 +38,7 @@ from uptime_daemon.projector.fold import (
     apply,
     apply_inconclusive,
 )
+from uptime_daemon.projector.hours import DAY_HOURS
 from uptime_daemon.status import Status, credibility
 from uptime_daemon.store import (
     UPTIME_STREAM_PREFIX,
@@ -153,6 +157,19 @@ def snapshot_spacing(interval_seconds: float, busy_seconds: float) -> float:
     return max(interval_seconds, busy_seconds / SNAPSHOT_BUSY_SHARE)
 
 
+HOT_DAYS: Final = 1
+"""Whole days before a record's newest one that stay in memory; older ones go to the file beside
+the snapshot (``projector.cold``) when a snapshot is written. 24-hour windows and the status page's
+hourly bars read nothing from it; a record holds 24 to 48 hours."""
+
+
+def records(state: ProjectionState) -> Iterator[ServiceProjection]:
+    """Every record of ``state``: each service's, and each of its locations'."""
+    for record in state.services.values():
+        yield record
+        yield from record.locations.values()
+
+
 class Projector:
     """Owns the projection state, its checkpoint and its readiness."""
 
@@ -200,6 +217,11 @@ class Projector:
         counted in its hour)."""
         self._snapshot_position: int | None = None
         self._last_snapshot_monotonic = clock.monotonic()
+        self._cold: colds.ColdDays | None = None
+        """The file beside the snapshot holding the records' older days (opened when first used)."""
+        self._cold_written = False
+        """Whether this projector has written that file yet (its first write clears what no record
+        names: ``colds.Flush.keep``)."""
         self._digest_keys: dict[str, events.DigestKey] = {}
         """Digest keys met by ``_fold_rows``, decoded once each (one per service and location)."""
 
@@ -220,6 +242,23 @@ class Projector:
             return
         if stored is None:
             return
+        named = [blob for record in records(stored.state) for blob in record.buckets.cold_ids()]
+        if named:
+            try:
+                cold = self._cold_days()
+                missing = cold.missing(named)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("snapshot_ignored", path=str(self._snapshot_path), error=str(exc))
+                return
+            if missing:
+                log.warning(
+                    "snapshot_ignored",
+                    path=str(self._snapshot_path),
+                    error=f"{missing} of the {len(named)} days it names are not in {cold.path}",
+                )
+                return
+            for record in records(stored.state):
+                record.buckets.attach(cold)
         retention = self.state.retention_seconds
         self.state = stored.state
         self.state.retention_seconds = retention
@@ -227,18 +266,55 @@ class Projector:
         self._snapshot_position = stored.position
         log.info("snapshot_loaded", position=stored.position, services=len(stored.state.services))
 
+    def _cold_days(self) -> colds.ColdDays:
+        if self._cold is None:
+            if self._snapshot_path is None:
+                raise RuntimeError("only a projector that keeps a snapshot keeps cold days")
+            self._cold = colds.ColdDays(colds.path_beside(self._snapshot_path))
+        return self._cold
+
+    def _evict(
+        self, record: ServiceProjection, cold: colds.ColdDays, named: set[int] | None
+    ) -> None:
+        """Move the record's days older than ``HOT_DAYS`` to ``cold``; its blobs into ``named``."""
+        record.buckets.evict(cold, record.pruned_hour // DAY_HOURS - HOT_DAYS)
+        if named is not None:
+            named.update(record.buckets.cold_ids())
+
+    @staticmethod
+    def _write(path: Path, data: bytes, cold: colds.ColdDays, flush: colds.Flush) -> None:
+        """The cold days first, then the snapshot that names them (in a worker thread, or not)."""
+        cold.write(flush)
+        snapshots.write_atomically(path, data)
+
+    def _written(self, position: int | None, cold: colds.ColdDays, flush: colds.Flush) -> None:
+        cold.flushed(flush)
+        self._cold_written = True
+        self._snapshot_position = position
+        self._last_snapshot_monotonic = self._clock.monotonic()
+
+    def close(self) -> None:
+        """Close the file of cold days (the state stays readable until its next cold read)."""
+        if self._cold is not None:
+            self._cold.close()
+            self._cold = None
+
     def save_snapshot(self) -> None:
         """Write the state at the current position (no-op when nothing changed since the last one)."""
         if self._snapshot_path is None or self.position == self._snapshot_position:
             return
-        data = snapshots.encode(snapshots.Snapshot(self.position, self.state))
         try:
-            snapshots.write_atomically(self._snapshot_path, data)
-        except OSError as exc:
+            cold = self._cold_days()
+            named: set[int] | None = None if self._cold_written else set()
+            for record in records(self.state):
+                self._evict(record, cold, named)
+            flush = cold.flush(None if named is None else frozenset(named))
+            data = snapshots.encode(snapshots.Snapshot(self.position, self.state))
+            self._write(self._snapshot_path, data, cold, flush)
+        except (OSError, sqlite3.Error) as exc:
             log.error("snapshot_write_failed", path=str(self._snapshot_path), error=str(exc))  # noqa: TRY400
             return
-        self._snapshot_position = self.position
-        self._last_snapshot_monotonic = self._clock.monotonic()
+        self._written(self.position, cold, flush)
         log.debug("snapshot_saved", position=self.position, bytes=len(data))
 
     async def run(self) -> None:
@@ -496,28 +572,52 @@ class Projector:
     async def save_snapshot_sliced(self) -> None:
         """``save_snapshot`` from the projector's own task, never holding the event loop long.
 
-        The state is encoded a few records at a time (the projector folds nothing meanwhile: it is
-        this task that awaits) and the file is written and synced in a thread.
+        Older days go to the cold file and the state is encoded a few records at a time (the
+        projector folds nothing meanwhile: it is this task that awaits); the files are written and
+        synced in a thread.
         """
         path, position = self._snapshot_path, self.position
         if path is None or position == self._snapshot_position:
             return
-        data, busy = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
         try:
-            await asyncio.to_thread(snapshots.write_atomically, path, data)
-        except OSError as exc:
+            cold = self._cold_days()
+        except (OSError, sqlite3.Error) as exc:
             log.error("snapshot_write_failed", path=str(path), error=str(exc))  # noqa: TRY400
             return
-        self._snapshot_position = position
-        self._last_snapshot_monotonic = self._clock.monotonic()
-        self._snapshot_spacing = snapshot_spacing(self._snapshot_interval, busy)
+        named: set[int] | None = None if self._cold_written else set()
+        evicting = await self._evict_sliced(cold, named)
+        flush = cold.flush(None if named is None else frozenset(named))
+        data, busy = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
+        try:
+            await asyncio.to_thread(self._write, path, data, cold, flush)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("snapshot_write_failed", path=str(path), error=str(exc))  # noqa: TRY400
+            return
+        self._written(position, cold, flush)
+        self._snapshot_spacing = snapshot_spacing(self._snapshot_interval, busy + evicting)
         log.debug(
             "snapshot_saved",
             position=position,
             bytes=len(data),
-            busy_seconds=round(busy, 3),
+            cold_days_written=len(flush.added),
+            busy_seconds=round(busy + evicting, 3),
             next_in_seconds=round(self._snapshot_spacing, 1),
         )
+
+    async def _evict_sliced(self, cold: colds.ColdDays, named: set[int] | None) -> float:
+        """``_evict`` every record, giving the loop back as ``snapshots.encode_sliced`` does."""
+        began = time.perf_counter()
+        busy = 0.0
+        in_slice = 0
+        for record in list(records(self.state)):
+            self._evict(record, cold, named)
+            in_slice += 1
+            now = time.perf_counter()
+            if in_slice >= snapshots.SLICE_RECORDS or now - began >= snapshots.SLICE_SECONDS:
+                busy += now - began
+                await asyncio.sleep(0)
+                began, in_slice = time.perf_counter(), 0
+        return busy + time.perf_counter() - began
 
     # --- folding ----------------------------------------------------------------------------
 

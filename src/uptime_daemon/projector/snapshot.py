@@ -31,12 +31,13 @@ from uptime_daemon.projector.fold import (
 from uptime_daemon.projector.hours import HourBucket, Hours
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 6
-"""6 packs each record's closed hours (``Hours.to_bytes``, base64) beside its open ones (5 is still
+FORMAT_VERSION: Final = 7
+"""7 names the days of each record moved to the file beside the snapshot (``projector.cold``:
+``Hours.cold_index``, base64; a 6 or 5 is still read: it has none); 6 packs each record's closed hours (``Hours.to_bytes``, base64) beside its open ones (5 is still
 read: the same record, every hour listed); 5 added the hour retention is measured from and the time rollups are folded through; 4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
 per-location records, the quorum, the recent slots of each (service, location) and the
 repeated-check count. An older file is replayed from zero, which rebuilds what it lacks."""
-READ_VERSIONS: Final = (5, FORMAT_VERSION)
+READ_VERSIONS: Final = (5, 6, FORMAT_VERSION)
 _MICROSECOND: Final = timedelta(microseconds=1)
 SLICE_RECORDS: Final = 256
 """Records ``encode_sliced`` writes between turns of the event loop (~1 ms of work)..."""
@@ -69,7 +70,8 @@ def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, An
 
     Also the body of a rollup event (``projector.rollup``): stored for good, so a change here must
     keep reading what it wrote before. ``packed`` (snapshots only) lists the open hours and writes
-    the closed ones as ``Hours.to_bytes``, base64: the same record in a fifth of the bytes.
+    the closed ones as ``Hours.to_bytes``, base64: the same record in a fifth of the bytes; and
+    names its cold days (``Hours.cold_index``), whose hours are in the file beside the snapshot.
     """
     return {
         "status": s.status,
@@ -94,6 +96,11 @@ def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, An
             for hour, b in (sorted(s.buckets.open.items()) if packed else s.buckets.items())
         ],
         **({"packed": base64.b64encode(s.buckets.to_bytes()).decode()} if packed else {}),
+        **(
+            {"cold": base64.b64encode(s.buckets.cold_index()).decode()}
+            if packed and len(s.buckets.cold_ids())
+            else {}
+        ),
         "incidents": [
             [i.start.timestamp(), _ts(i.end), i.down // _MICROSECOND, i.unknown // _MICROSECOND]
             for i in s.incidents
@@ -243,6 +250,9 @@ def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
             inconclusive=_count(inconclusive),
         )
     pack(service)
+    cold = s.get("cold")
+    if cold is not None:
+        service.buckets.with_cold_index(base64.b64decode(cold, validate=True))
     return service
 
 
