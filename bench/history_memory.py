@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import tempfile
 import time
 import tracemalloc
@@ -35,32 +34,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from _common import emit, machine
+from _held import fold
 
 from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.cold import ColdDays
-from uptime_daemon.projector.fold import ProjectionState, apply_check
+from uptime_daemon.projector.fold import ProjectionState
 from uptime_daemon.projector.hours import DAY_HOURS
 from uptime_daemon.projector.runner import HOT_DAYS, records
 from uptime_daemon.projector.summary import summarize
-from uptime_daemon.status import Status
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 SCALE_TO_SERVICES = 10_000
 
 
 def _fold(services: int, hours: int, per_hour: int) -> ProjectionState:
-    state = ProjectionState()
-    rng = random.Random(7)  # noqa: S311 - figures, not secrets
-    step = timedelta(seconds=3600 / per_hour)
-    for n in range(services):
-        name = f"svc-{n:05d}"
-        at = START
-        for _ in range(hours * per_hour):
-            response = rng.lognormvariate(-3.2, 0.35)
-            status = Status.DOWN if rng.random() < 0.0005 else Status.UP
-            apply_check(state, name, at, status, response, 2 * step.total_seconds() + 5, slot=at)
-            at += step
-    return state
+    return fold([f"svc-{n:05d}" for n in range(services)], hours, per_hour, START)
 
 
 def _collection() -> float:

@@ -30,11 +30,15 @@ Jitter is the daemon's default, 1 s (the scheduler caps it at a tenth of the int
 0.1 s for B); ``max_concurrency`` is the default 256. Figures are printed, one JSON line a scenario,
 beside the targets (10,000 at 60 s: lateness p99 < 50 ms, ≤ 15 % of one core, RSS < 300 MB); nothing
 is asserted. ``--py-spy N`` profiles the daemon for N s after the window and prints its top frames.
+``--history-days D`` starts the daemon from a snapshot in which every service already holds D days
+(``_held.seed``: one folded record, a check a minute, one in 2,000 down, copied under every
+name), to measure a daemon that has run that long.
 
     python bench/scale.py                                              # both, full size (~7 min)
     python bench/scale.py --scenario 10k --services 2000 --window 60   # short checks
     python bench/scale.py --scenario 1k --services 300 --window 20
     python bench/scale.py --scenario 10k --scrape-every 15 --py-spy 20
+    python bench/scale.py --scenario 10k --scrape-every 15 --history-days 89
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -73,6 +77,7 @@ from _common import (
     start_daemon,
     start_nginx,
 )
+from _held import seed
 
 from uptime_daemon.store import UPTIME_STREAM_PREFIX, read_log
 from uptime_daemon.store.sqlite import SqliteEventStore
@@ -101,6 +106,7 @@ class Scenario:
     py_spy: int = 0
     scrape_every: float = 0
     scrape_gzip: bool = False
+    history_days: float = 0
 
     @property
     def effective_jitter(self) -> float:
@@ -484,6 +490,7 @@ class Window:
     profile: dict[str, Any] | None = None
     shutdown_seconds: float = math.nan
     exit_code: int | None = None
+    history: dict[str, float] | None = None
 
 
 def measure(scenario: Scenario, procs: Processes) -> Window:
@@ -498,6 +505,13 @@ def measure(scenario: Scenario, procs: Processes) -> Window:
         max_concurrency=scenario.max_concurrency,
     )
     db = procs.work / "events.db"
+    history = None
+    if scenario.history_days:
+        began = time.monotonic()
+        names = [f"s{i}" for i in range(scenario.services)]
+        end = datetime.now(UTC) - timedelta(minutes=1)
+        history = seed(procs.work / "snapshot.json", names, scenario.history_days, end)
+        history["seed_seconds"] = round(time.monotonic() - began, 1)
     launched = time.monotonic()
     daemon = start_daemon(procs, config, base)
     startup_seconds = round(time.monotonic() - launched, 1)
@@ -552,6 +566,7 @@ def measure(scenario: Scenario, procs: Processes) -> Window:
         rss_peak=rss_peak,
         open_fds=len(list(Path(f"/proc/{pid}/fd").iterdir())),
         stored=[],
+        history=history,
     )
     if scenario.py_spy:
         window.profile = py_spy(pid, scenario.py_spy, procs.work / "py-spy.txt")
@@ -615,6 +630,8 @@ def figures_of(scenario: Scenario, window: Window, work: Path) -> dict[str, Any]
         "rss_end_mib": window.rss_end,
         "rss_peak_warmup_mib": window.rss_peak_warmup,
         "rss_peak_mib": window.rss_peak,
+        "history_days": scenario.history_days,
+        "history_seeded": window.history,
         "events_per_s": round(delta("uptime_events_appended_total") / between, 2),
         "probes_per_s": round(probes / between, 2),
         "probes_failed_per_s": round(
@@ -718,6 +735,15 @@ def main() -> None:
         help="after the window, profile the daemon this long with py-spy and print its top functions"
         " (at 60 s intervals the load comes in bursts: profile a whole interval)",
     )
+    parser.add_argument(
+        "--history-days",
+        type=float,
+        default=0,
+        metavar="DAYS",
+        help="start the daemon from a snapshot in which every service already holds this many days"
+        " of a check a minute (its days before the last two in the file beside it), as a daemon"
+        " that has run that long (default: none; at most projector.retention_days, 90)",
+    )
     args = parser.parse_args()
 
     presets = {"10k": (10_000, 60.0, 180.0), "1k": (1_000, 1.0, 60.0)}
@@ -738,6 +764,7 @@ def main() -> None:
                 py_spy=args.py_spy,
                 scrape_every=args.scrape_every,
                 scrape_gzip=args.scrape_gzip,
+                history_days=args.history_days,
             )
         )
 
