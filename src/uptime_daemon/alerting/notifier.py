@@ -30,7 +30,6 @@ starts on old history pages nobody); one folded late after a store outage still 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable
@@ -701,10 +700,8 @@ class Notifier:
 def transitions(service: ServiceProjection, cursor: Cursor) -> list[Transition]:
     """The service's status changes after ``cursor`` (``unknown`` is no status: it is skipped)."""
     periods = service.periods
-    start = (
-        0 if cursor.at is None else bisect.bisect_right(periods, cursor.at, key=lambda p: p.start)
-    )
-    spans = [(p.state, p.start) for p in itertools.islice(periods, start, None)]
+    start = 0 if cursor.at is None else periods.starting_after(cursor.at)
+    spans = [(p.state, p.start) for p in periods.since(start)]
     opened = service.open_start
     if (
         service.open_state is not None

@@ -36,7 +36,7 @@ longer writes to are packed into arrays (``hours.Hours``) as the record's hour m
 from __future__ import annotations
 
 import bisect
-import itertools
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +46,7 @@ from typing import Final
 from uptime_daemon.clock import from_micros, to_micros
 from uptime_daemon.maintenance import Interval, Maintenance, outside
 from uptime_daemon.projector.hours import HourBucket, Hours
+from uptime_daemon.projector.periods import Incident, Incidents, Period, Periods
 from uptime_daemon.projector.quorum import verdict
 from uptime_daemon.status import Status
 
@@ -97,35 +98,6 @@ class Inconclusive:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Period:
-    """A closed span of one state."""
-
-    state: Status
-    start: datetime
-    end: datetime
-
-
-@dataclass(slots=True)
-class Incident:
-    """From the check that turned a service down to the check that brought it back.
-
-    Inside an incident the service is only ever down or unknown (any other verdict ends it), so the
-    fold splits its time as it credits the service's seconds: ``down`` observed down, ``unknown``
-    not looked at (a gap longer than the credibility window, the daemon stopped). Up to the last
-    check folded they add up to the time since ``start``; for a closed incident, to ``end - start``.
-    Kept on the incident rather than derived from the periods at query time, because periods older
-    than the retention are pruned while an incident still open is not.
-    """
-
-    start: datetime
-    end: datetime | None = None
-    down: timedelta = timedelta(0)
-    """Observed down time from ``start`` up to the last check folded (or ``end``)."""
-    unknown: timedelta = timedelta(0)
-    """Time without a credible verdict from ``start`` up to the last check folded (or ``end``)."""
-
-
 @dataclass(slots=True)
 class ServiceProjection:
     """Everything the projection keeps for one service."""
@@ -137,12 +109,14 @@ class ServiceProjection:
     last_check: datetime | None = None
     gap_seconds: float = 0.0
     first_check: datetime | None = None
-    periods: list[Period] = field(default_factory=list)
+    periods: Periods = field(default_factory=Periods)
+    """Closed periods, packed (``projector.periods``); a list given here is packed."""
     open_state: Status | None = None
     open_start: datetime | None = None
     buckets: Hours = field(default_factory=Hours)
     """Hourly buckets: the open hours as objects, older ones packed (``hours``)."""
-    incidents: list[Incident] = field(default_factory=list)
+    incidents: Incidents = field(default_factory=Incidents)
+    """Packed but the last (``projector.periods``); a list given here is packed."""
     last_response_seconds: float | None = None
     totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     """Seconds ever credited per state (up, degraded, down, unknown): never pruned, never
@@ -173,6 +147,13 @@ class ServiceProjection:
     )
     """``last_check`` and its Unix seconds, as the fold last set them: a cache, not state (never
     stored, not compared), used while its datetime *is* ``last_check`` (``_last_seconds``)."""
+
+    def __post_init__(self) -> None:
+        """Pack periods and incidents given as lists."""
+        if not isinstance(self.periods, Periods):
+            self.periods = Periods(self.periods)
+        if not isinstance(self.incidents, Incidents):
+            self.incidents = Incidents(self.incidents)
 
     @property
     def by_quorum(self) -> bool:
@@ -238,10 +219,6 @@ def histogram_value(index: int) -> float:
     if index == 0:
         return HISTOGRAM_BASE_SECONDS / 2
     return float(HISTOGRAM_BASE_SECONDS * HISTOGRAM_GROWTH ** (index - 0.5))
-
-
-def _period_end(period: Period) -> datetime:
-    return period.end
 
 
 def _hour(moment: datetime) -> int:
@@ -788,11 +765,11 @@ def split(service: ServiceProjection) -> None:
         last_check=service.last_check,
         gap_seconds=service.gap_seconds,
         first_check=service.first_check,
-        periods=list(service.periods),
+        periods=copy.deepcopy(service.periods),
         open_state=service.open_state,
         open_start=service.open_start,
         buckets=_without_inconclusive(service.buckets, service.pruned_hour),
-        incidents=[Incident(i.start, i.end, i.down, i.unknown) for i in service.incidents],
+        incidents=copy.deepcopy(service.incidents),
         last_response_seconds=service.last_response_seconds,
         totals=list(service.totals),
         location=location,
@@ -880,15 +857,9 @@ def pack(service: ServiceProjection) -> None:
 
 def _prune(service: ServiceProjection, horizon: datetime) -> None:
     """Drop what is entirely older than ``horizon`` (cheap: only when there is some)."""
-    while service.periods and service.periods[0].end < horizon:
-        service.periods.pop(0)
+    service.periods.drop_ended_before(horizon)
     service.buckets.prune(_hour(horizon))
-    while (
-        service.incidents
-        and service.incidents[0].end is not None
-        and service.incidents[0].end < horizon
-    ):
-        service.incidents.pop(0)
+    service.incidents.drop_ended_before(horizon)
 
 
 # --- queries -------------------------------------------------------------------------------------
@@ -906,8 +877,7 @@ def spans(
     are in time order), so a 24-hour query on a long-flapping service does not walk 90 days.
     """
     periods = service.periods
-    first = 0 if since is None else bisect.bisect_right(periods, since, key=_period_end)
-    yield from itertools.islice(periods, first, None)
+    yield from periods.since(0 if since is None else periods.ending_after(since))
     if service.open_state is None or service.open_start is None or service.last_check is None:
         return
     yield from _open_spans(service, now)
@@ -1099,7 +1069,7 @@ def last_verdict(service: ServiceProjection, at: datetime) -> Status | None:
             return service.open_state
         index = len(service.periods)
     else:
-        index = bisect.bisect_right(service.periods, at, key=lambda p: p.start)
+        index = service.periods.starting_after(at)
     periods = service.periods
     for back in range(index - 1, -1, -1):
         if periods[back].state is not Status.UNKNOWN:

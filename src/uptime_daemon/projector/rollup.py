@@ -48,6 +48,7 @@ from uptime_daemon.projector.fold import (
     prune,
     split,
 )
+from uptime_daemon.projector.periods import Incidents, Periods
 
 ROLLUP_STREAM_PREFIX: Final = "system-uptime-rollup-"
 EVENT_TYPE_ROLLUP: Final = "ServiceUptimeRolledUp"
@@ -186,7 +187,7 @@ def changes(before: ServiceProjection | None, after: ServiceProjection) -> Servi
             tail_hour is not None and hour >= tail_hour
         ):
             found.buckets[hour] = copy.deepcopy(bucket)
-    found.periods = list(after.periods)
+    found.periods = copy.deepcopy(after.periods)
     found.incidents = copy.deepcopy(after.incidents)
     for where, record in after.locations.items():
         found.locations[where] = changes(_location_before(before, where), record)
@@ -206,7 +207,7 @@ def tail(record: ServiceProjection) -> ServiceProjection:
         for hour, bucket in record.buckets.items():
             if hour >= tail_hour:
                 light.buckets[hour] = copy.deepcopy(bucket)
-    light.incidents = [copy.deepcopy(i) for i in record.incidents if i.end is None]
+    light.incidents = Incidents(copy.deepcopy(i) for i in record.incidents if i.end is None)
     light.locations = {where: tail(each) for where, each in record.locations.items()}
     return light
 
@@ -276,11 +277,12 @@ def _merge(record: ServiceProjection, changed: ServiceProjection, horizon_second
         record.buckets[hour] = copy.deepcopy(bucket)
     if changed.periods:
         first = changed.periods[0].start
-        record.periods = [p for p in record.periods if p.start < first] + list(changed.periods)
+        kept_periods = [p for p in record.periods if p.start < first]
+        record.periods = Periods([*kept_periods, *changed.periods])
     if changed.incidents:
         first = min(incident.start for incident in changed.incidents)
         kept = [incident for incident in record.incidents if incident.start < first]
-        record.incidents = kept + copy.deepcopy(changed.incidents)
+        record.incidents = Incidents([*kept, *copy.deepcopy(changed.incidents)])
     for where, each in changed.locations.items():
         target = record.locations.get(where)
         if target is None:

@@ -21,14 +21,13 @@ import orjson
 from uptime_daemon import maintenance
 from uptime_daemon.projector.fold import (
     HISTOGRAM_BUCKETS,
-    Incident,
-    Period,
     ProjectionState,
     ServiceProjection,
     epoch,
     pack,
 )
 from uptime_daemon.projector.hours import HourBucket, Hours
+from uptime_daemon.projector.periods import Incident, Incidents, Period, Periods
 from uptime_daemon.status import Status
 
 FORMAT_VERSION: Final = 7
@@ -83,7 +82,7 @@ def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, An
         "openStart": _ts(s.open_start),
         "lastResponse": s.last_response_seconds,
         "totals": s.totals,
-        "periods": [[p.state, p.start.timestamp(), p.end.timestamp()] for p in s.periods],
+        "periods": s.periods.encoded(),
         "buckets": [
             [
                 hour,
@@ -222,11 +221,11 @@ def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
         open_start=_dt(s["openStart"]),
         last_response_seconds=s["lastResponse"],
         totals=[float(x) for x in s["totals"]],
-        periods=[Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]],
-        incidents=[
+        periods=Periods(Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]),
+        incidents=Incidents(
             Incident(epoch(i[0]), _dt(i[1]), int(i[2]) * _MICROSECOND, int(i[3]) * _MICROSECOND)
             for i in s["incidents"]
-        ],
+        ),
         recent_slots={
             str(where): [int(k) for k in keys] for where, keys in s["recentSlots"].items()
         },

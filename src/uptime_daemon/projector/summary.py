@@ -26,7 +26,6 @@ from uptime_daemon.projector.fold import (
     HISTOGRAM_BUCKETS,
     HISTOGRAM_RELATIVE_ERROR,
     HOUR_SECONDS,
-    Period,
     ServiceProjection,
     histogram_value,
     incident_time,
@@ -35,6 +34,7 @@ from uptime_daemon.projector.fold import (
     status_at,
     timeline,
 )
+from uptime_daemon.projector.periods import Period
 from uptime_daemon.status import Status
 
 
