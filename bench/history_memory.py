@@ -101,7 +101,7 @@ def main() -> None:
         began = time.perf_counter()
         for record in records(state):
             record.buckets.evict(cold, record.pruned_hour // DAY_HOURS - HOT_DAYS)
-        flush = cold.flush(frozenset())
+        flush = cold.flush([])
         cold.write(flush)
         cold.flushed(flush)
         evict_seconds = time.perf_counter() - began

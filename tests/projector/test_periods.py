@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import bisect
 import copy
+import struct
+import zlib
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,6 +53,7 @@ def test_periods_read_as_the_list(
         assert index == bisect.bisect_right(model, moment, key=lambda p: p.start)
         assert list(packed.since(index)) == model[index:]
     assert packed.encoded() == [[p.state, p.start.timestamp(), p.end.timestamp()] for p in model]
+    assert Periods.from_bytes(packed.to_bytes()) == model
     copied = copy.deepcopy(packed)
     horizon = T0 + timedelta(microseconds=cut)
     packed.drop_ended_before(horizon)
@@ -95,6 +99,10 @@ def test_incidents_read_as_the_list_and_the_last_is_written_to(
         model[-1].down += timedelta(seconds=1)
         assert packed[-1] is last
         assert packed == model
+    read = Incidents.from_bytes(packed.to_bytes())
+    assert read == model
+    if model:
+        assert read[-1] is read[-1]  # the last one is an object again, for the fold to write to
     copied, before = copy.deepcopy(packed), copy.deepcopy(model)
     horizon = T0 + timedelta(microseconds=cut)
     packed.drop_ended_before(horizon)
@@ -105,3 +113,33 @@ def test_incidents_read_as_the_list_and_the_last_is_written_to(
         packed.append(Incident(T0 + timedelta(days=1000)))
         assert packed == [*model, Incident(T0 + timedelta(days=1000))]
     assert copied == before  # the copy is its own
+
+
+@given(steps=STEPS, start=st.integers(-(10**9), 10**11), length=st.integers(0, 10**11))
+def test_credit_adds_what_the_periods_made_would(
+    steps: list[tuple[Status, int]], start: int, length: int
+) -> None:
+    """The same float sums, in the same order, as adding each period's clipped seconds."""
+    model = _periods(steps)
+    lo = T0 + timedelta(microseconds=start)
+    hi = lo + timedelta(microseconds=length)
+    expected = dict.fromkeys(Status, 0.0)
+    for period in model:
+        begin, end = max(period.start, lo), min(period.end, hi)
+        if period.state is not Status.UNKNOWN and end > begin:
+            expected[period.state] += (end - begin).total_seconds()
+    found = dict.fromkeys(Status, 0.0)
+    Periods(model).credit(found, lo, hi)
+    assert found == expected
+
+
+def test_bytes_that_are_not_packed_rows_are_refused() -> None:
+    """A damaged snapshot is not used: ``ValueError``, which the snapshot reader reports."""
+    whole = Periods(_periods([(Status.UP, 5), (Status.DOWN, 7)])).to_bytes()
+    for bad in (b"", b"not zlib", whole[:-3], zlib.compress(b"\x02\x00\x00\x00\x09")):
+        with pytest.raises(ValueError, match="packed"):
+            Periods.from_bytes(bad)
+    with pytest.raises(ValueError, match="unknown state"):
+        Periods.from_bytes(zlib.compress(struct.pack("<IBqq", 1, 9, 0, 1)))
+    with pytest.raises(ValueError, match="packed"):
+        Incidents.from_bytes(whole)

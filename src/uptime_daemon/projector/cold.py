@@ -28,6 +28,7 @@ The file is a cache of the log like the snapshot: losing it costs a replay, neve
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +54,9 @@ class Flush:
 
     added: dict[int, bytes]
     deleted: tuple[int, ...]
-    keep: frozenset[int] | None = None
-    """On a projector's first write: every blob not in it is deleted (left by a crash, or by the
-    projection this one replaced)."""
+    keep: tuple[array[int], ...] | None = None
+    """On a projector's first write: every blob not in these is deleted (left by a crash, or by
+    the projection this one replaced)."""
 
 
 class ColdDays:
@@ -108,14 +109,13 @@ class ColdDays:
         """Blobs not written yet."""
         return len(self._pending)
 
-    def flush(self, keep: frozenset[int] | None = None) -> Flush:
+    def flush(self, keep: Iterable[array[int]] | None = None) -> Flush:
         """What the next snapshot's write must do to the file first (``write``, then ``flushed``).
 
         ``keep``: on a projector's first flush, the ids its projection names (pending ones too).
         """
-        return Flush(
-            dict(self._pending), self._carried, None if keep is None else keep | set(self._freed)
-        )
+        kept = None if keep is None else (*keep, array("q", self._freed))
+        return Flush(dict(self._pending), self._carried, kept)
 
     def write(self, flush: Flush) -> None:
         """Add and delete in one durable transaction (in a worker thread)."""
@@ -124,12 +124,12 @@ class ColdDays:
         if self._writer is None:
             self._writer = _connect(self.path)
         with self._writer:
-            deleted = list(flush.deleted)
             if flush.keep is not None:
-                held = (row[0] for row in self._writer.execute("SELECT id FROM days"))
-                deleted.extend(blob_id for blob_id in held if blob_id not in flush.keep)
+                _fill(self._writer, (blob for ids in flush.keep for blob in ids))
+                self._writer.execute("DELETE FROM days WHERE id NOT IN (SELECT id FROM temp.ids)")
+                self._writer.execute("DELETE FROM temp.ids")
             self._writer.executemany(
-                "DELETE FROM days WHERE id = ?", [(blob_id,) for blob_id in deleted]
+                "DELETE FROM days WHERE id = ?", [(blob_id,) for blob_id in flush.deleted]
             )
             self._writer.executemany(
                 "INSERT OR REPLACE INTO days (id, data) VALUES (?, ?)", flush.added.items()
@@ -143,9 +143,18 @@ class ColdDays:
         self._freed = []
 
     def missing(self, named: Iterable[int]) -> int:
-        """How many of the ids ``named`` (a snapshot's) the file does not hold."""
-        held = {row[0] for row in self._reader.execute("SELECT id FROM days")}
-        return sum(1 for blob_id in named if blob_id not in held)
+        """How many of the ids ``named`` (a snapshot's) the file does not hold.
+
+        The ids go through a temporary table rather than a set: ~880,000 of them at 10,000
+        services holding 90 days, which as Python ints in a set are ~60 MB for a moment.
+        """
+        with self._reader:
+            _fill(self._reader, named)
+            (count,) = self._reader.execute(
+                "SELECT count(*) FROM temp.ids WHERE id NOT IN (SELECT id FROM days)"
+            ).fetchone()
+            self._reader.execute("DELETE FROM temp.ids")
+        return int(count)
 
     def bytes_on_disk(self) -> int:
         """The file's size with its write-ahead log."""
@@ -158,6 +167,13 @@ class ColdDays:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _fill(connection: sqlite3.Connection, ids: Iterable[int]) -> None:
+    """``ids`` into the connection's temporary table ``ids`` (emptied first)."""
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS ids (id INTEGER PRIMARY KEY)")
+    connection.execute("DELETE FROM temp.ids")
+    connection.executemany("INSERT OR IGNORE INTO temp.ids (id) VALUES (?)", ((i,) for i in ids))
 
 
 def _connect(path: Path) -> sqlite3.Connection:

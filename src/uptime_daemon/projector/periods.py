@@ -17,6 +17,9 @@ the last closed one, whose end the fold may still set) and packs the closed ones
 from __future__ import annotations
 
 import bisect
+import struct
+import sys
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,9 +36,46 @@ _NO_ROWS: Final = (array("B"), array("q"), array("q"))
 """The arrays of every ``Periods`` with none packed: shared, never changed."""
 _NO_INCIDENTS: Final = (array("q"), array("q"), array("q"), array("q"))
 """The arrays of every ``Incidents`` with none packed: shared, never changed."""
+_COUNT: Final = struct.Struct("<I")
+"""``to_bytes``: how many rows; the columns follow, little-endian, then zlib (level 1)."""
 _STILL_OPEN: Final = -(2**63)
 """A packed incident's end while it has none (one left open before another: not made by the fold,
 kept as it came)."""
+
+
+def _pack(columns: Sequence[array[int]]) -> bytes:
+    """Rows in ``columns`` (equal lengths) as ``to_bytes`` writes them."""
+    if sys.byteorder == "big":  # pragma: no cover - the format is little-endian everywhere
+        columns = [column[:] for column in columns]
+        for column in columns:
+            column.byteswap()
+    rows = len(columns[0])
+    return zlib.compress(_COUNT.pack(rows) + b"".join(c.tobytes() for c in columns), 1)
+
+
+def _unpack(data: bytes, codes: str) -> list[array[int]]:
+    """``_pack``'s columns (``ValueError`` for anything else)."""
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error as exc:
+        raise ValueError(f"packed rows: {exc}") from exc
+    if len(raw) < _COUNT.size:
+        raise ValueError("packed rows: truncated")
+    (rows,) = _COUNT.unpack_from(raw)
+    columns, offset = [], _COUNT.size
+    for code in codes:
+        column = array(code)
+        end = offset + rows * column.itemsize
+        if end > len(raw):
+            raise ValueError("packed rows: truncated")
+        column.frombytes(raw[offset:end])
+        if sys.byteorder == "big":  # pragma: no cover
+            column.byteswap()
+        columns.append(column)
+        offset = end
+    if offset != len(raw):
+        raise ValueError("packed rows: trailing bytes")
+    return columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +154,38 @@ class Periods(Sequence[Period]):
             [_STATES[state], start / 1_000_000, end / 1_000_000]
             for state, start, end in zip(self._states, self._starts, self._ends, strict=True)
         ]
+
+    def to_bytes(self) -> bytes:
+        """The periods as bytes (``from_bytes`` reads them)."""
+        return _pack([self._states, self._starts, self._ends])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Periods:
+        """What ``to_bytes`` wrote; ``ValueError`` for anything else."""
+        states, starts, ends = _unpack(data, "Bqq")
+        if any(state >= len(_STATES) for state in states):
+            raise ValueError("packed periods: unknown state")
+        periods = cls()
+        if states:
+            periods._states, periods._starts, periods._ends = states, starts, ends
+        return periods
+
+    def credit(self, totals: dict[Status, float], start: datetime, end: datetime) -> None:
+        """Add each known state's seconds within ``[start, end)`` to ``totals``, in order.
+
+        Exactly what summing ``(min(p.end, end) - max(p.start, start)).total_seconds()`` over the
+        periods gives (both divide whole microseconds by 10**6), without making them.
+        """
+        lo_limit, hi_limit = to_micros(start), to_micros(end)
+        unknown = _STATE_INDEX[Status.UNKNOWN]
+        states, starts, ends = self._states, self._starts, self._ends
+        for at in range(bisect.bisect_right(ends, lo_limit), len(states)):
+            state = states[at]
+            if state == unknown:
+                continue
+            lo, hi = max(starts[at], lo_limit), min(ends[at], hi_limit)
+            if hi > lo:
+                totals[_STATES[state]] += (hi - lo) / 1_000_000
 
     def since(self, index: int) -> Iterator[Period]:
         """The periods from ``index`` on."""
@@ -211,6 +283,37 @@ class Incidents(Sequence[Incident]):
             self._downs.append(last.down // _MICROSECOND)
             self._unknowns.append(last.unknown // _MICROSECOND)
         self._last = incident
+
+    def to_bytes(self) -> bytes:
+        """The incidents as bytes (``from_bytes`` reads them), the last one too."""
+        columns = [column[:] for column in (self._starts, self._ends, self._downs, self._unknowns)]
+        last = self._last
+        if last is not None:
+            columns[0].append(to_micros(last.start))
+            columns[1].append(_STILL_OPEN if last.end is None else to_micros(last.end))
+            columns[2].append(last.down // _MICROSECOND)
+            columns[3].append(last.unknown // _MICROSECOND)
+        return _pack(columns)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Incidents:
+        """What ``to_bytes`` wrote (the last incident an object again); ``ValueError`` otherwise."""
+        starts, ends, downs, unknowns = _unpack(data, "qqqq")
+        incidents = cls()
+        if not starts:
+            return incidents
+        end = ends.pop()
+        last = Incident(
+            from_micros(starts.pop()),
+            None if end == _STILL_OPEN else from_micros(end),
+            timedelta(0, 0, downs.pop()),
+            timedelta(0, 0, unknowns.pop()),
+        )
+        if starts:
+            incidents._starts, incidents._ends = starts, ends
+            incidents._downs, incidents._unknowns = downs, unknowns
+        incidents._last = last
+        return incidents
 
     def drop_ended_before(self, horizon: datetime) -> None:
         """Drop the leading closed incidents that ended before ``horizon``."""

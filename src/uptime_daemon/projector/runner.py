@@ -14,6 +14,7 @@ import asyncio
 import sqlite3
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -242,11 +243,13 @@ class Projector:
             return
         if stored is None:
             return
-        named = [blob for record in records(stored.state) for blob in record.buckets.cold_ids()]
+        named = sum(len(record.buckets.cold_ids()) for record in records(stored.state))
         if named:
             try:
                 cold = self._cold_days()
-                missing = cold.missing(named)
+                missing = cold.missing(
+                    blob for record in records(stored.state) for blob in record.buckets.cold_ids()
+                )
             except (sqlite3.Error, OSError) as exc:
                 log.warning("snapshot_ignored", path=str(self._snapshot_path), error=str(exc))
                 return
@@ -254,7 +257,7 @@ class Projector:
                 log.warning(
                     "snapshot_ignored",
                     path=str(self._snapshot_path),
-                    error=f"{missing} of the {len(named)} days it names are not in {cold.path}",
+                    error=f"{missing} of the {named} days it names are not in {cold.path}",
                 )
                 return
             for record in records(stored.state):
@@ -274,12 +277,12 @@ class Projector:
         return self._cold
 
     def _evict(
-        self, record: ServiceProjection, cold: colds.ColdDays, named: set[int] | None
+        self, record: ServiceProjection, cold: colds.ColdDays, named: list[array[int]] | None
     ) -> None:
-        """Move the record's days older than ``HOT_DAYS`` to ``cold``; its blobs into ``named``."""
+        """Move the record's days older than ``HOT_DAYS`` to ``cold``; its blobs' ids to ``named``."""
         record.buckets.evict(cold, record.pruned_hour // DAY_HOURS - HOT_DAYS)
-        if named is not None:
-            named.update(record.buckets.cold_ids())
+        if named is not None and record.buckets.cold_ids():
+            named.append(record.buckets.cold_ids()[:])
 
     @staticmethod
     def _write(path: Path, data: bytes, cold: colds.ColdDays, flush: colds.Flush) -> None:
@@ -305,10 +308,10 @@ class Projector:
             return
         try:
             cold = self._cold_days()
-            named: set[int] | None = None if self._cold_written else set()
+            named: list[array[int]] | None = None if self._cold_written else []
             for record in records(self.state):
                 self._evict(record, cold, named)
-            flush = cold.flush(None if named is None else frozenset(named))
+            flush = cold.flush(named)
             data = snapshots.encode(snapshots.Snapshot(self.position, self.state))
             self._write(self._snapshot_path, data, cold, flush)
         except (OSError, sqlite3.Error) as exc:
@@ -584,9 +587,9 @@ class Projector:
         except (OSError, sqlite3.Error) as exc:
             log.error("snapshot_write_failed", path=str(path), error=str(exc))  # noqa: TRY400
             return
-        named: set[int] | None = None if self._cold_written else set()
+        named: list[array[int]] | None = None if self._cold_written else []
         evicting = await self._evict_sliced(cold, named)
-        flush = cold.flush(None if named is None else frozenset(named))
+        flush = cold.flush(named)
         data, busy = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
         try:
             await asyncio.to_thread(self._write, path, data, cold, flush)
@@ -604,7 +607,7 @@ class Projector:
             next_in_seconds=round(self._snapshot_spacing, 1),
         )
 
-    async def _evict_sliced(self, cold: colds.ColdDays, named: set[int] | None) -> float:
+    async def _evict_sliced(self, cold: colds.ColdDays, named: list[array[int]] | None) -> float:
         """``_evict`` every record, giving the loop back as ``snapshots.encode_sliced`` does."""
         began = time.perf_counter()
         busy = 0.0

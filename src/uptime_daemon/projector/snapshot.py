@@ -30,13 +30,15 @@ from uptime_daemon.projector.hours import HourBucket, Hours
 from uptime_daemon.projector.periods import Incident, Incidents, Period, Periods
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 7
-"""7 names the days of each record moved to the file beside the snapshot (``projector.cold``:
+FORMAT_VERSION: Final = 8
+"""8 writes each record's periods and incidents packed (``Periods.to_bytes``,
+``Incidents.to_bytes``, base64) instead of as lists: at 90 days the lists were most of a snapshot's
+decoding (a 10,000-service one held ~2 GB while it was read); 7 names the days of each record moved to the file beside the snapshot (``projector.cold``:
 ``Hours.cold_index``, base64; a 6 or 5 is still read: it has none); 6 packs each record's closed hours (``Hours.to_bytes``, base64) beside its open ones (5 is still
 read: the same record, every hour listed); 5 added the hour retention is measured from and the time rollups are folded through; 4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
 per-location records, the quorum, the recent slots of each (service, location) and the
 repeated-check count. An older file is replayed from zero, which rebuilds what it lacks."""
-READ_VERSIONS: Final = (5, 6, FORMAT_VERSION)
+READ_VERSIONS: Final = (5, 6, 7, FORMAT_VERSION)
 _MICROSECOND: Final = timedelta(microseconds=1)
 SLICE_RECORDS: Final = 256
 """Records ``encode_sliced`` writes between turns of the event loop (~1 ms of work)..."""
@@ -69,8 +71,9 @@ def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, An
 
     Also the body of a rollup event (``projector.rollup``): stored for good, so a change here must
     keep reading what it wrote before. ``packed`` (snapshots only) lists the open hours and writes
-    the closed ones as ``Hours.to_bytes``, base64: the same record in a fifth of the bytes; and
-    names its cold days (``Hours.cold_index``), whose hours are in the file beside the snapshot.
+    the closed ones as ``Hours.to_bytes``, base64: the same record in a fifth of the bytes; names
+    its cold days (``Hours.cold_index``), whose hours are in the file beside the snapshot; and
+    writes its periods and incidents packed too.
     """
     return {
         "status": s.status,
@@ -82,7 +85,11 @@ def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, An
         "openStart": _ts(s.open_start),
         "lastResponse": s.last_response_seconds,
         "totals": s.totals,
-        "periods": s.periods.encoded(),
+        **(
+            {"periodsPacked": base64.b64encode(s.periods.to_bytes()).decode()}
+            if packed
+            else {"periods": s.periods.encoded()}
+        ),
         "buckets": [
             [
                 hour,
@@ -100,10 +107,21 @@ def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, An
             if packed and len(s.buckets.cold_ids())
             else {}
         ),
-        "incidents": [
-            [i.start.timestamp(), _ts(i.end), i.down // _MICROSECOND, i.unknown // _MICROSECOND]
-            for i in s.incidents
-        ],
+        **(
+            {"incidentsPacked": base64.b64encode(s.incidents.to_bytes()).decode()}
+            if packed
+            else {
+                "incidents": [
+                    [
+                        i.start.timestamp(),
+                        _ts(i.end),
+                        i.down // _MICROSECOND,
+                        i.unknown // _MICROSECOND,
+                    ]
+                    for i in s.incidents
+                ]
+            }
+        ),
         "recentSlots": {where: s.recent_slots[where] for where in sorted(s.recent_slots)},
         "repeatedChecks": s.repeated_checks,
         "location": s.location,
@@ -204,6 +222,23 @@ def _histogram_index(value: float | str) -> int:
     return index
 
 
+def _periods(s: dict[str, Any]) -> Periods:
+    packed = s.get("periodsPacked")
+    if packed is not None:
+        return Periods.from_bytes(base64.b64decode(packed, validate=True))
+    return Periods(Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"])
+
+
+def _incidents(s: dict[str, Any]) -> Incidents:
+    packed = s.get("incidentsPacked")
+    if packed is not None:
+        return Incidents.from_bytes(base64.b64decode(packed, validate=True))
+    return Incidents(
+        Incident(epoch(i[0]), _dt(i[1]), int(i[2]) * _MICROSECOND, int(i[3]) * _MICROSECOND)
+        for i in s["incidents"]
+    )
+
+
 def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
     """The record ``encode_record`` wrote (``KeyError``/``TypeError``/``ValueError`` when corrupt)."""
     packed = s.get("packed")
@@ -221,11 +256,8 @@ def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
         open_start=_dt(s["openStart"]),
         last_response_seconds=s["lastResponse"],
         totals=[float(x) for x in s["totals"]],
-        periods=Periods(Period(Status(p[0]), epoch(p[1]), epoch(p[2])) for p in s["periods"]),
-        incidents=Incidents(
-            Incident(epoch(i[0]), _dt(i[1]), int(i[2]) * _MICROSECOND, int(i[3]) * _MICROSECOND)
-            for i in s["incidents"]
-        ),
+        periods=_periods(s),
+        incidents=_incidents(s),
         recent_slots={
             str(where): [int(k) for k in keys] for where, keys in s["recentSlots"].items()
         },
