@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.projector.test_hours import _copy
 from tests.projector.test_runner import T0, projector, write_checks
 from uptime_daemon.projector import cold as colds
 from uptime_daemon.projector.cold import ColdDays, ColdDaysError
@@ -47,16 +48,6 @@ OPERATIONS = st.lists(
     max_size=50,
 )
 WINDOWS = st.lists(st.tuples(HOURS, HOURS).map(sorted), min_size=1, max_size=6)
-
-
-def _copy(bucket: HourBucket) -> HourBucket:
-    return HourBucket(
-        list(bucket.checks),
-        list(bucket.seconds),
-        bucket.response_sum_seconds,
-        dict(bucket.histogram),
-        bucket.inconclusive,
-    )
 
 
 def _write(hours: Hours, hour: int, kind: int, seconds: float) -> None:

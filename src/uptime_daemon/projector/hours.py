@@ -30,13 +30,13 @@ import functools
 import itertools
 import operator
 import struct
-import sys
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from uptime_daemon.projector import columns as columns_io
 from uptime_daemon.projector.cold import ColdDaysError
 
 if TYPE_CHECKING:
@@ -270,12 +270,9 @@ class Hours:
 
     def cold_index(self) -> bytes:
         """Which days are cold, in which blob, how many hours each (``with_cold_index`` reads it)."""
-        columns = [self._days, self._ids, self._rows]
-        if sys.byteorder == "big":  # pragma: no cover - the format is little-endian everywhere
-            columns = [column[:] for column in columns]
-            for column in columns:
-                column.byteswap()
-        return _COLD_HEADER.pack(len(self._days)) + b"".join(c.tobytes() for c in columns)
+        return _COLD_HEADER.pack(len(self._days)) + columns_io.join(
+            [self._days, self._ids, self._rows]
+        )
 
     def with_cold_index(self, data: bytes) -> None:
         """Take ``cold_index``'s bytes (before any cold day is held); ``ValueError`` if not those."""
@@ -283,17 +280,7 @@ class Hours:
             raise ValueError("cold days: truncated")
         (days,) = _COLD_HEADER.unpack_from(data)
         columns = tuple(array(code) for code in _COLD_CODES)
-        offset = _COLD_HEADER.size
-        for column in columns:
-            end = offset + days * column.itemsize
-            if end > len(data):
-                raise ValueError("cold days: truncated")
-            column.frombytes(data[offset:end])
-            if sys.byteorder == "big":  # pragma: no cover
-                column.byteswap()
-            offset = end
-        if offset != len(data):
-            raise ValueError("cold days: trailing bytes")
+        columns_io.read(data, _COLD_HEADER.size, [(c, days) for c in columns], "cold days")
         day_column, id_column, row_column = columns
         if any(later <= earlier for earlier, later in itertools.pairwise(day_column)):
             raise ValueError("cold days: days not ascending")
@@ -560,24 +547,13 @@ class Hours:
             self._index[entries_from:entries_to],
             self._count[entries_from:entries_to],
         ]
-        if sys.byteorder == "big":  # pragma: no cover - the format is little-endian everywhere
-            for column in columns:
-                column.byteswap()
-        raw = _HEADER.pack(hi - lo, entries_to - entries_from) + b"".join(
-            column.tobytes() for column in columns
-        )
+        raw = _HEADER.pack(hi - lo, entries_to - entries_from) + columns_io.join(columns)
         return zlib.compress(raw, PACK_LEVEL)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, indexes: int) -> Hours:
         """What ``to_bytes`` wrote; ``ValueError`` for anything else (histogram indexes below ``indexes``)."""
-        try:
-            raw = zlib.decompress(data)
-        except zlib.error as exc:
-            raise ValueError(f"packed hours: {exc}") from exc
-        if len(raw) < _HEADER.size:
-            raise ValueError("packed hours: truncated")
-        rows, entries = _HEADER.unpack_from(raw)
+        raw, (rows, entries) = columns_io.unzip(data, _HEADER, "packed hours")
         hours = cls()
         if rows or entries:
             hours._own_arrays()
@@ -592,17 +568,7 @@ class Hours:
             (hours._index, entries),
             (hours._count, entries),
         ]
-        offset = _HEADER.size
-        for column, items in columns:
-            end = offset + items * column.itemsize
-            if end > len(raw):
-                raise ValueError("packed hours: truncated")
-            column.frombytes(raw[offset:end])
-            if sys.byteorder == "big":  # pragma: no cover
-                column.byteswap()
-            offset = end
-        if offset != len(raw):
-            raise ValueError("packed hours: trailing bytes")
+        columns_io.read(raw, _HEADER.size, columns, "packed hours")
         if any(later <= earlier for earlier, later in itertools.pairwise(hours._hours)):
             raise ValueError("packed hours: hours not ascending")
         if sum(sizes) != entries or (entries and max(hours._index) >= indexes):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import struct
-import sys
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, overload
 
 from uptime_daemon.clock import from_micros, to_micros
+from uptime_daemon.projector import columns as columns_io
 from uptime_daemon.status import Status
 
 _STATES: Final = tuple(Status)
@@ -45,36 +45,14 @@ kept as it came)."""
 
 def _pack(columns: Sequence[array[int]]) -> bytes:
     """Rows in ``columns`` (equal lengths) as ``to_bytes`` writes them."""
-    if sys.byteorder == "big":  # pragma: no cover - the format is little-endian everywhere
-        columns = [column[:] for column in columns]
-        for column in columns:
-            column.byteswap()
-    rows = len(columns[0])
-    return zlib.compress(_COUNT.pack(rows) + b"".join(c.tobytes() for c in columns), 1)
+    return zlib.compress(_COUNT.pack(len(columns[0])) + columns_io.join(columns), 1)
 
 
 def _unpack(data: bytes, codes: str) -> list[array[int]]:
     """``_pack``'s columns (``ValueError`` for anything else)."""
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error as exc:
-        raise ValueError(f"packed rows: {exc}") from exc
-    if len(raw) < _COUNT.size:
-        raise ValueError("packed rows: truncated")
-    (rows,) = _COUNT.unpack_from(raw)
-    columns, offset = [], _COUNT.size
-    for code in codes:
-        column = array(code)
-        end = offset + rows * column.itemsize
-        if end > len(raw):
-            raise ValueError("packed rows: truncated")
-        column.frombytes(raw[offset:end])
-        if sys.byteorder == "big":  # pragma: no cover
-            column.byteswap()
-        columns.append(column)
-        offset = end
-    if offset != len(raw):
-        raise ValueError("packed rows: trailing bytes")
+    raw, (rows,) = columns_io.unzip(data, _COUNT, "packed rows")
+    columns = [array(code) for code in codes]
+    columns_io.read(raw, _COUNT.size, [(column, rows) for column in columns], "packed rows")
     return columns
 
 
