@@ -297,7 +297,7 @@ class Projector:
         self._last_snapshot_monotonic = self._clock.monotonic()
 
     def close(self) -> None:
-        """Close the file of cold days (the state stays readable until its next cold read)."""
+        """Close the file of cold days: last, once nothing reads the state (its cold days with it)."""
         if self._cold is not None:
             self._cold.close()
             self._cold = None
