@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from tests.projector.test_hours import _copy
 from tests.projector.test_runner import T0, projector, write_checks
@@ -265,3 +266,26 @@ async def test_a_snapshot_with_cold_days_restarts_into_the_same_projection(
     assert again.position == full.position
     assert again.state.services == full.state.services
     again.close()
+
+
+def test_a_day_the_file_lost_is_dropped_and_logged_when_written_to(tmp_path: Path) -> None:
+    """The fold goes on: a late check into a lost day, or the retention cutting into one."""
+    cold = ColdDays(tmp_path / "h.db")
+    hours = Hours()
+    for day in range(4):
+        for hour, bucket in _day(day).items():
+            hours[hour] = bucket
+    hours.evict(cold, 3)
+    Flusher(cold, hours)()
+    with sqlite3.connect(cold.path) as connection:
+        connection.execute("DELETE FROM days")
+    with capture_logs() as logs:
+        _write(hours, 30, 2, 0.5)  # day 1
+        hours.prune(5)  # cuts into day 0
+    assert [(e["event"], e["day"]) for e in logs] == [("cold_day_lost", 1), ("cold_day_lost", 0)]
+    assert hours.get(30) == HourBucket([0, 0, 1], [0.0, 0.0, 0.5, 0.0], 0.5, {10: 1}, 2)
+    assert hours.get(80) == _day(3).get(80)
+    assert len(hours.cold_ids()) == 1  # day 2, written to by nothing: a reader is told
+    with pytest.raises(ColdDaysError, match="missing"):
+        hours.get(50)
+    cold.close()

@@ -40,7 +40,10 @@ _SCHEMA: Final = "CREATE TABLE IF NOT EXISTS days (id INTEGER PRIMARY KEY, data 
 
 
 class ColdDaysError(RuntimeError):
-    """A day the projection names is not in the file (deleted or damaged under the daemon)."""
+    """A day the projection names cannot be read from the file.
+
+    Deleted or damaged under the daemon: ``uptime-daemon replay`` rebuilds both from the log.
+    """
 
 
 def path_beside(snapshot: Path) -> Path:
@@ -94,7 +97,10 @@ class ColdDays:
         data = self._pending.get(blob_id)
         if data is not None:
             return data
-        row = self._reader.execute("SELECT data FROM days WHERE id = ?", (blob_id,)).fetchone()
+        try:
+            row = self._reader.execute("SELECT data FROM days WHERE id = ?", (blob_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise ColdDaysError(f"{self.path}: day {blob_id} unreadable: {exc}") from exc
         if row is None:
             raise ColdDaysError(f"{self.path}: day {blob_id} is missing")
         return bytes(row[0])

@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+import structlog
+
 from uptime_daemon.projector import columns as columns_io
 from uptime_daemon.projector.cold import ColdDaysError
 
@@ -90,7 +92,10 @@ _ARRAYS: Final = (
 """The attributes of ``Hours`` that hold them, in the same order."""
 _NONE_PACKED: Final = tuple(array(code) for code in _COLUMNS)
 """The arrays of every ``Hours`` with no row packed yet, shared: never changed (``_own_arrays``)."""
+log = structlog.get_logger(__name__)
+
 DAY_HOURS: Final = 24
+_REPLAY: Final = "stop the daemon and run `uptime-daemon replay` to rebuild the projection"
 _COLD_CODES: Final = (HOUR_CODE, "q", "H")
 """The cold days' arrays: the day (since the epoch), the blob's id, how many hours it holds."""
 _NO_COLD: Final = tuple(array(code) for code in _COLD_CODES)
@@ -311,11 +316,22 @@ class Hours:
         self._memo = None
 
     def _reload(self, day: int) -> None:
-        """Bring the cold day back into the packed rows, if it is cold (it is to be written)."""
+        """Bring the cold day back into the packed rows, if it is cold (it is to be written).
+
+        A day the file cannot give back is dropped and logged rather than stopping the fold: the
+        file is a cache of the log, and ``uptime-daemon replay`` rebuilds the lost hours.
+        """
         at = bisect.bisect_left(self._days, day)
         if at == len(self._days) or self._days[at] != day:
             return
-        part = self._part(at)
+        try:
+            part = self._part(at)
+        except (ColdDaysError, ValueError) as exc:
+            log.error(  # noqa: TRY400 - the message says it all; no traceback wanted
+                "cold_day_lost", day=day, hours=self._rows[at], error=str(exc), fix=_REPLAY
+            )
+            self._forget(at, at + 1)
+            return
         self._forget(at, at + 1)
         for hour, bucket in part.items():
             self._insert(hour, bucket)
