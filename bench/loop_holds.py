@@ -59,7 +59,7 @@ async def sliced(whole: snapshot.Snapshot) -> tuple[bytes, float, float]:
 
     tick = asyncio.create_task(ticker())
     started = time.perf_counter()
-    data, _ = await snapshot.encode_sliced(whole)
+    data = (await snapshot.encode_sliced(whole)).joined()
     total = time.perf_counter() - started
     done = True
     await tick

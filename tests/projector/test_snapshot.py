@@ -78,9 +78,11 @@ def test_the_sliced_encoding_is_the_same_bytes(
     state = ProjectionState()
     _fold(steps, state, T0)
     whole = snapshot.Snapshot(position, state)
-    sliced, busy = asyncio.run(snapshot.encode_sliced(whole, records_per_slice=per_slice))
-    assert busy >= 0
+    encoded = asyncio.run(snapshot.encode_sliced(whole, records_per_slice=per_slice))
+    assert encoded.busy_seconds >= 0
+    sliced = encoded.joined()
     assert sliced == snapshot.encode(whole)
+    assert encoded.size == len(sliced)
     assert snapshot.decode(sliced).position == position
 
 

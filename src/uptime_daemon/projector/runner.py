@@ -285,7 +285,9 @@ class Projector:
             named.append(record.buckets.cold_ids()[:])
 
     @staticmethod
-    def _write(path: Path, data: bytes, cold: colds.ColdDays, flush: colds.Flush) -> None:
+    def _write(
+        path: Path, data: bytes | list[bytes], cold: colds.ColdDays, flush: colds.Flush
+    ) -> None:
         """The cold days first, then the snapshot that names them (in a worker thread, or not)."""
         cold.write(flush)
         snapshots.write_atomically(path, data)
@@ -590,9 +592,10 @@ class Projector:
         named: list[array[int]] | None = None if self._cold_written else []
         evicting = await self._evict_sliced(cold, named)
         flush = cold.flush(named)
-        data, busy = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
+        encoded = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
+        busy = encoded.busy_seconds
         try:
-            await asyncio.to_thread(self._write, path, data, cold, flush)
+            await asyncio.to_thread(self._write, path, encoded.pieces, cold, flush)
         except (OSError, sqlite3.Error) as exc:
             log.error("snapshot_write_failed", path=str(path), error=str(exc))  # noqa: TRY400
             return
@@ -601,7 +604,7 @@ class Projector:
         log.debug(
             "snapshot_saved",
             position=position,
-            bytes=len(data),
+            bytes=encoded.size,
             cold_days_written=len(flush.added),
             busy_seconds=round(busy + evicting, 3),
             next_in_seconds=round(self._snapshot_spacing, 1),

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -154,10 +155,23 @@ def encode(snapshot: Snapshot) -> bytes:
 
 
 class Encoded(NamedTuple):
-    """A snapshot's bytes, and the seconds spent making them (the turns given back left out)."""
+    """A snapshot's bytes in pieces, and the seconds spent making them (turns given back left out).
 
-    data: bytes
+    The pieces are written one after the other (``write_atomically``), never joined: at 10,000
+    services holding 90 days a joined copy was 58 MB more at the peak.
+    """
+
+    pieces: list[bytes]
     busy_seconds: float
+
+    @property
+    def size(self) -> int:
+        """The snapshot's length in bytes."""
+        return sum(len(piece) for piece in self.pieces)
+
+    def joined(self) -> bytes:
+        """The snapshot's bytes in one piece (what ``encode`` gives)."""
+        return b"".join(self.pieces)
 
 
 async def encode_sliced(
@@ -189,7 +203,8 @@ async def encode_sliced(
     in_slice = 0
     for name in sorted(state.services):
         parts.append(
-            orjson.dumps(name)
+            (b"," if parts else b"")
+            + orjson.dumps(name)
             + b":"
             + orjson.dumps(encode_record(state.services[name], packed=True))
         )
@@ -200,8 +215,8 @@ async def encode_sliced(
             await asyncio.sleep(0)
             began, in_slice = time.perf_counter(), 0
     tail = orjson.dumps(maintenance.encode_windows(state.maintenance))
-    data = head[:-1] + b',"services":{' + b",".join(parts) + b'},"maintenance":' + tail + b"}"
-    return Encoded(data, busy + time.perf_counter() - began)
+    pieces = [head[:-1] + b',"services":{', *parts, b'},"maintenance":' + tail + b"}"]
+    return Encoded(pieces, busy + time.perf_counter() - began)
 
 
 _MOST_COUNTED: Final = 2**32 - 1
@@ -314,12 +329,18 @@ def decode(data: bytes) -> Snapshot:
         raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old file or the new one."""
+def write_atomically(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves either the old file or the new one.
+
+    ``data`` is the bytes, or their pieces in order.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as handle:
-        handle.write(data)
+        if isinstance(data, bytes):
+            handle.write(data)
+        else:
+            handle.writelines(data)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
