@@ -110,11 +110,6 @@ class ColdDays:
         if self._pending.pop(blob_id, None) is None:
             self._freed.append(blob_id)
 
-    @property
-    def pending(self) -> int:
-        """Blobs not written yet."""
-        return len(self._pending)
-
     def flush(self, keep: Iterable[array[int]] | None = None) -> Flush:
         """What the next snapshot's write must do to the file first (``write``, then ``flushed``).
 

@@ -32,6 +32,7 @@ import operator
 import struct
 import zlib
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -53,9 +54,9 @@ INDEX_CODE: Final = "B"
 _CHECK_KINDS: Final = 3
 _STATES: Final = 4
 _HEADER: Final = struct.Struct("<II")
+"""``to_bytes``: rows, then histogram entries; the columns follow, little-endian, then zlib."""
 _COLD_HEADER: Final = struct.Struct("<I")
 """``cold_index``: days, then their three columns, little-endian."""
-"""``to_bytes``: rows, then histogram entries; the columns follow, little-endian, then zlib."""
 PACK_LEVEL: Final = 1
 """zlib's level for ``to_bytes``: snapshots 4 × smaller than the buckets as JSON, 5 × faster made."""
 
@@ -325,15 +326,14 @@ class Hours:
         if at == len(self._days) or self._days[at] != day:
             return
         try:
-            part = self._part(at)
+            held = self._part(at).items()
         except (ColdDaysError, ValueError) as exc:
             log.error(  # noqa: TRY400 - the message says it all; no traceback wanted
                 "cold_day_lost", day=day, hours=self._rows[at], error=str(exc), fix=_REPLAY
             )
-            self._forget(at, at + 1)
-            return
+            held = []
         self._forget(at, at + 1)
-        for hour, bucket in part.items():
+        for hour, bucket in held:
             self._insert(hour, bucket)
 
     def _prune_cold(self, oldest: int) -> None:
@@ -354,7 +354,7 @@ class Hours:
         if self._memo is not None and (sums := self._memo.get(key)) is not None:
             return sums
         counts = [0, 0, 0]
-        histogram: dict[int, int] = {}
+        histogram: Counter[int] = Counter()
         responses: list[tuple[int, float]] = []
         inconclusive = 0
         lo = bisect.bisect_left(self._days, first // DAY_HOURS)
@@ -494,7 +494,7 @@ class Hours:
             lo = bisect.bisect_left(self._days, first // DAY_HOURS)
             hi = bisect.bisect_right(self._days, last // DAY_HOURS)
             for at in range(lo, hi):
-                self._part(at).add_packed(first, last, [0, 0, 0], {}, earlier)
+                self._part(at).add_packed(first, last, [0, 0, 0], Counter(), earlier)
             responses = sorted([*earlier, *responses], key=operator.itemgetter(0))
             return functools.reduce(operator.add, (r for _, r in responses), 0.0), inconclusive
         return functools.reduce(
@@ -506,7 +506,7 @@ class Hours:
         first: int,
         last: int,
         counts: list[int],
-        histogram: list[int] | dict[int, int],
+        histogram: list[int] | Counter[int],
         responses: list[tuple[int, float]],
     ) -> int:
         """Add the packed hours from ``first`` to ``last``; returns their inconclusive count.
@@ -521,12 +521,8 @@ class Hours:
         for kind in range(_CHECK_KINDS):
             counts[kind] += sum(checks[lo * _CHECK_KINDS + kind : hi * _CHECK_KINDS : _CHECK_KINDS])
         start, end = self._start(lo) - self._base, self._ends[hi - 1] - self._base
-        if isinstance(histogram, list):
-            for index, count in zip(self._index[start:end], self._count[start:end], strict=True):
-                histogram[index] += count
-        else:
-            for index, count in zip(self._index[start:end], self._count[start:end], strict=True):
-                histogram[index] = histogram.get(index, 0) + count
+        for index, count in zip(self._index[start:end], self._count[start:end], strict=True):
+            histogram[index] += count
         responses.extend(zip(self._hours[lo:hi], self._response[lo:hi], strict=True))
         return sum(self._inconclusive[lo:hi])
 

@@ -105,11 +105,8 @@ class Periods(Sequence[Period]):
         self._ends.append(to_micros(period.end))
 
     def drop_ended_before(self, horizon: datetime) -> None:
-        """Drop the leading periods that ended before ``horizon``."""
-        cut = 0
-        limit = to_micros(horizon)
-        while cut < len(self._ends) and self._ends[cut] < limit:
-            cut += 1
+        """Drop the leading periods that ended before ``horizon`` (ends ascend: a bisection)."""
+        cut = bisect.bisect_left(self._ends, to_micros(horizon))
         if cut:
             del self._states[:cut]
             del self._starts[:cut]
@@ -124,7 +121,7 @@ class Periods(Sequence[Period]):
         return bisect.bisect_right(self._starts, to_micros(moment))
 
     def encoded(self) -> list[list[Any]]:
-        """Each period as ``[state, start, end]``, times in Unix seconds (the snapshot's form).
+        """Each period as ``[state, start, end]``, times in Unix seconds (a rollup event's form).
 
         ``micros / 10**6`` is the float ``datetime.timestamp()`` gives, without making the datetime.
         """
@@ -294,7 +291,10 @@ class Incidents(Sequence[Incident]):
         return incidents
 
     def drop_ended_before(self, horizon: datetime) -> None:
-        """Drop the leading closed incidents that ended before ``horizon``."""
+        """Drop the leading closed incidents that ended before ``horizon``.
+
+        A walk, not a bisection: an incident packed while still open (``_STILL_OPEN``) stops it.
+        """
         cut = 0
         limit = to_micros(horizon)
         ends = self._ends
