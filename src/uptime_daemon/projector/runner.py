@@ -23,7 +23,7 @@ from typing import Final
 
 import structlog
 
-from uptime_daemon import events, maintenance
+from uptime_daemon import events, maintenance, malloc
 from uptime_daemon.clock import Clock, to_micros
 from uptime_daemon.config.model import Settings
 from uptime_daemon.errors import EventStoreError, UptimeDaemonError
@@ -268,6 +268,7 @@ class Projector:
         self.position = stored.position
         self._snapshot_position = stored.position
         log.info("snapshot_loaded", position=stored.position, services=len(stored.state.services))
+        malloc.give_back()  # the decoding's transient was the size of the state again (``malloc``)
 
     def _cold_days(self) -> colds.ColdDays:
         if self._cold is None:
@@ -593,18 +594,20 @@ class Projector:
         evicting = await self._evict_sliced(cold, named)
         flush = cold.flush(named)
         encoded = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
-        busy = encoded.busy_seconds
+        busy, size = encoded.busy_seconds, encoded.size
         try:
             await asyncio.to_thread(self._write, path, encoded.pieces, cold, flush)
         except (OSError, sqlite3.Error) as exc:
             log.error("snapshot_write_failed", path=str(path), error=str(exc))  # noqa: TRY400
             return
         self._written(position, cold, flush)
+        del encoded  # its pieces, then the heap's free pages go back to the system (``malloc``)
+        await asyncio.to_thread(malloc.give_back)
         self._snapshot_spacing = snapshot_spacing(self._snapshot_interval, busy + evicting)
         log.debug(
             "snapshot_saved",
             position=position,
-            bytes=encoded.size,
+            bytes=size,
             cold_days_written=len(flush.added),
             busy_seconds=round(busy + evicting, 3),
             next_in_seconds=round(self._snapshot_spacing, 1),
