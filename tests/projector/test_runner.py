@@ -19,7 +19,7 @@ from uptime_daemon import events
 from uptime_daemon.clock import SystemClock
 from uptime_daemon.config.model import CheckPolicy
 from uptime_daemon.errors import EventStoreUnavailable
-from uptime_daemon.projector import snapshot
+from uptime_daemon.projector import runner, snapshot
 from uptime_daemon.projector.runner import SNAPSHOT_BUSY_SHARE, Projector, snapshot_spacing
 from uptime_daemon.results import CheckKind, FailureReason, ProbeResult
 from uptime_daemon.status import ServiceState, step
@@ -92,10 +92,15 @@ def _snapshot_position(path: Path) -> int:
     return -1 if stored is None or stored.position is None else stored.position
 
 
+@pytest.mark.parametrize("write_bytes", [runner.WRITE_BYTES, 1])
 async def test_a_running_projectors_periodic_snapshot_is_the_state_at_its_position(
-    store: SqliteEventStore, tmp_path: Path
+    store: SqliteEventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_bytes: int
 ) -> None:
-    """Saved while it follows the store (sliced, written in a thread): what a replay to there gives."""
+    """Saved while it follows the store (sliced, written in a thread): what a replay to there gives.
+
+    Written as it is encoded: in one write, or in one per slice.
+    """
+    monkeypatch.setattr(runner, "WRITE_BYTES", write_bytes)
     path = tmp_path / "snapshot.json"
     await write_checks(store, 60, seed=3)
     live = Projector(

@@ -139,6 +139,21 @@ def test_atomic_write_and_read(tmp_path: Path) -> None:
     assert not (tmp_path / "deep" / "projection.json.tmp").exists()
 
 
+def test_a_file_left_uncommitted_leaves_the_old_one(tmp_path: Path) -> None:
+    """Pieces written, then no commit (an error went past it): the old file, nothing beside it."""
+    path = tmp_path / "projection.json"
+    snapshot.write_atomically(path, [b"old ", b"bytes"])
+    with snapshot.AtomicFile(path) as file:
+        file.write([b"new"])
+    assert path.read_bytes() == b"old bytes"
+    assert list(tmp_path.iterdir()) == [path]
+    with snapshot.AtomicFile(path) as file:
+        file.write([b"new ", b"bytes"])
+        file.commit()
+    assert path.read_bytes() == b"new bytes"
+    assert list(tmp_path.iterdir()) == [path]
+
+
 def test_incidents_keep_their_down_and_unknown_time() -> None:
     """An incident's split between down and unknown survives the snapshot to the microsecond."""
     state = ProjectionState()

@@ -158,6 +158,8 @@ def snapshot_spacing(interval_seconds: float, busy_seconds: float) -> float:
     return max(interval_seconds, busy_seconds / SNAPSHOT_BUSY_SHARE)
 
 
+WRITE_BYTES: Final = 1 << 20
+"""A periodic snapshot's pieces are written to the file once about this many are made."""
 HOT_DAYS: Final = 1
 """Whole days before a record's newest one that stay in memory; older ones go to the file beside
 the snapshot (``projector.cold``) when a snapshot is written. 24-hour windows and the status page's
@@ -292,6 +294,39 @@ class Projector:
         """The cold days first, then the snapshot that names them (in a worker thread, or not)."""
         cold.write(flush)
         snapshots.write_atomically(path, data)
+
+    async def _write_streamed(
+        self,
+        path: Path,
+        encoding: snapshots.Encoding,
+        cold: colds.ColdDays,
+        flush: colds.Flush,
+    ) -> None:
+        """``_write`` while the snapshot is encoded: never all of it in memory.
+
+        Its pieces go to the file ``WRITE_BYTES`` at a time, in a thread; the cold days, then the
+        rename, last.
+        """
+        file = await asyncio.to_thread(snapshots.AtomicFile, path)
+        with file:
+            pending: list[bytes] = []
+            written = 0
+            async for pieces in encoding:
+                pending += pieces
+                if encoding.size - written >= WRITE_BYTES:
+                    await asyncio.to_thread(file.write, pending)
+                    pending, written = [], encoding.size
+                else:
+                    await asyncio.sleep(0)
+            await asyncio.to_thread(self._commit, file, pending, cold, flush)
+
+    @staticmethod
+    def _commit(
+        file: snapshots.AtomicFile, pieces: list[bytes], cold: colds.ColdDays, flush: colds.Flush
+    ) -> None:
+        file.write(pieces)
+        cold.write(flush)
+        file.commit()
 
     def _written(self, position: int | None, cold: colds.ColdDays, flush: colds.Flush) -> None:
         cold.flushed(flush)
@@ -593,16 +628,15 @@ class Projector:
         named: list[array[int]] | None = None if self._cold_written else []
         evicting = await self._evict_sliced(cold, named)
         flush = cold.flush(named)
-        encoded = await snapshots.encode_sliced(snapshots.Snapshot(position, self.state))
-        busy, size = encoded.busy_seconds, encoded.size
+        encoding = snapshots.Encoding(snapshots.Snapshot(position, self.state))
         try:
-            await asyncio.to_thread(self._write, path, encoded.pieces, cold, flush)
+            await self._write_streamed(path, encoding, cold, flush)
         except (OSError, sqlite3.Error) as exc:
             log.error("snapshot_write_failed", path=str(path), error=str(exc))  # noqa: TRY400
             return
         self._written(position, cold, flush)
-        del encoded  # its pieces, then the heap's free pages go back to the system (``malloc``)
-        await asyncio.to_thread(malloc.give_back)
+        await asyncio.to_thread(malloc.give_back)  # the encoding's transient (``malloc``)
+        busy, size = encoding.busy_seconds, encoding.size
         self._snapshot_spacing = snapshot_spacing(self._snapshot_interval, busy + evicting)
         log.debug(
             "snapshot_saved",

@@ -11,11 +11,11 @@ import asyncio
 import base64
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Self
 
 import orjson
 
@@ -155,11 +155,7 @@ def encode(snapshot: Snapshot) -> bytes:
 
 
 class Encoded(NamedTuple):
-    """A snapshot's bytes in pieces, and the seconds spent making them (turns given back left out).
-
-    The pieces are written one after the other (``write_atomically``), never joined: at 10,000
-    services holding 90 days a joined copy was 58 MB more at the peak.
-    """
+    """A snapshot's bytes in pieces, and the seconds spent making them (turns given back left out)."""
 
     pieces: list[bytes]
     busy_seconds: float
@@ -174,49 +170,85 @@ class Encoded(NamedTuple):
         return b"".join(self.pieces)
 
 
+class Encoding:
+    """``encode``'s very bytes, made a few records at a time: ``async for`` gives each slice's pieces.
+
+    At 10,000 services with an hour of checks each ``encode`` held the loop 256-310 ms (6.6 MB);
+    slices hold it at most 12-17 ms at a time (``bench/loop_holds.py``, AMD EPYC). A record with 90
+    days of hours takes ~2.4 ms (``bench/history_memory.py``), so a slice also ends once
+    ``slice_seconds`` have gone on records. The consumer gives the loop back between slices (the
+    projector writes each to the file in a thread, so a snapshot is never whole in memory: at
+    10,000 services holding 89 days it is 58 MB), and keeps the state still until the last one
+    (the projector awaits it in its own task, the only one that folds): the bytes are the state at
+    ``snapshot.position``, as ``encode`` would have written them.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        records_per_slice: int = SLICE_RECORDS,
+        slice_seconds: float = SLICE_SECONDS,
+    ) -> None:
+        self._snapshot = snapshot
+        self._records_per_slice = records_per_slice
+        self._slice_seconds = slice_seconds
+        self.busy_seconds = 0.0
+        """Seconds spent encoding so far, the consumer's turns between slices left out."""
+        self.size = 0
+        """Bytes given so far."""
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        """The slices' pieces, in order (once: the iteration is the encoding)."""
+        return self._slices()
+
+    async def _slices(self) -> AsyncIterator[list[bytes]]:
+        began = time.perf_counter()
+        state = self._snapshot.state
+        head = orjson.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "position": self._snapshot.position,
+                "retentionSeconds": float(state.retention_seconds),
+            }
+        )
+        pieces = [head[:-1] + b',"services":{']
+        first = True
+        for name in sorted(state.services):
+            pieces.append(
+                (b"" if first else b",")
+                + orjson.dumps(name)
+                + b":"
+                + orjson.dumps(encode_record(state.services[name], packed=True))
+            )
+            first = False
+            now = time.perf_counter()
+            if len(pieces) >= self._records_per_slice or now - began >= self._slice_seconds:
+                yield self._given(pieces, now - began)
+                pieces, began = [], time.perf_counter()
+        tail = orjson.dumps(maintenance.encode_windows(state.maintenance))
+        pieces.append(b'},"maintenance":' + tail + b"}")
+        yield self._given(pieces, time.perf_counter() - began)
+
+    def _given(self, pieces: list[bytes], busy_seconds: float) -> list[bytes]:
+        self.busy_seconds += busy_seconds
+        self.size += sum(len(piece) for piece in pieces)
+        return pieces
+
+
 async def encode_sliced(
     snapshot: Snapshot,
     *,
     records_per_slice: int = SLICE_RECORDS,
     slice_seconds: float = SLICE_SECONDS,
 ) -> Encoded:
-    """``encode``'s very bytes, giving the event loop back every few records or milliseconds.
-
-    At 10,000 services with an hour of checks each ``encode`` held the loop 256-310 ms (6.6 MB);
-    this holds it at most 12-17 ms at a time (``bench/loop_holds.py``, AMD EPYC). A record with 90
-    days of hours takes ~2.4 ms (``bench/history_memory.py``), so the loop is also given back once
-    ``slice_seconds`` have gone on records. The caller keeps the state still until this
-    returns (the projector awaits it in its own task, the only one that folds): the result is the
-    state at ``snapshot.position``, as ``encode`` would have written it.
-    """
-    began = time.perf_counter()
-    busy = 0.0
-    state = snapshot.state
-    head = orjson.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "position": snapshot.position,
-            "retentionSeconds": float(state.retention_seconds),
-        }
-    )
-    parts: list[bytes] = []
-    in_slice = 0
-    for name in sorted(state.services):
-        parts.append(
-            (b"," if parts else b"")
-            + orjson.dumps(name)
-            + b":"
-            + orjson.dumps(encode_record(state.services[name], packed=True))
-        )
-        in_slice += 1
-        now = time.perf_counter()
-        if in_slice >= records_per_slice or now - began >= slice_seconds:
-            busy += now - began
-            await asyncio.sleep(0)
-            began, in_slice = time.perf_counter(), 0
-    tail = orjson.dumps(maintenance.encode_windows(state.maintenance))
-    pieces = [head[:-1] + b',"services":{', *parts, b'},"maintenance":' + tail + b"}"]
-    return Encoded(pieces, busy + time.perf_counter() - began)
+    """``Encoding``'s pieces kept together, the loop given back between slices."""
+    encoding = Encoding(snapshot, records_per_slice=records_per_slice, slice_seconds=slice_seconds)
+    pieces: list[bytes] = []
+    async for piece in encoding:
+        pieces.extend(piece)
+        await asyncio.sleep(0)
+    return Encoded(pieces, encoding.busy_seconds)
 
 
 _MOST_COUNTED: Final = 2**32 - 1
@@ -329,21 +361,53 @@ def decode(data: bytes) -> Snapshot:
         raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
 
 
+class AtomicFile:
+    """A file replaced whole or not at all: written beside it (``.tmp``), synced, then renamed.
+
+    ``write`` as often as needed, then ``commit``; ``abort`` (or leaving the ``with`` block without
+    a commit) removes what was written, and the file is as it was.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._tmp = path.with_name(path.name + ".tmp")
+        self._handle = self._tmp.open("wb")
+
+    def write(self, pieces: Iterable[bytes]) -> None:
+        """Append ``pieces``, in order."""
+        self._handle.writelines(pieces)
+
+    def commit(self) -> None:
+        """Sync what was written and put it in the file's place."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        """Drop what was written (nothing once committed)."""
+        if not self._handle.closed:
+            self._handle.close()
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        """The file itself."""
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """``abort``: nothing is left of an uncommitted file."""
+        self.abort()
+
+
 def write_atomically(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Replace ``path`` with ``data`` so a crash leaves either the old file or the new one.
 
     ``data`` is the bytes, or their pieces in order.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        if isinstance(data, bytes):
-            handle.write(data)
-        else:
-            handle.writelines(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    with AtomicFile(path) as file:
+        file.write([data] if isinstance(data, bytes) else data)
+        file.commit()
 
 
 def read(path: Path) -> Snapshot | None:
