@@ -9,13 +9,15 @@ import shutil
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from uptime_daemon.exposition import exposition
+from uptime_daemon.exposition import escape, exposition, series, template
 from uptime_daemon.metrics import PROBE_BUCKETS, Metrics
 from uptime_daemon.results import FailureReason, ProbeResult
 
@@ -82,6 +84,31 @@ def test_per_service_histograms_give_each_service_its_buckets() -> None:
     api = (("kind", "http"), ("service", "api"))
     assert found[("uptime_probe_duration_seconds_sum", api)] == 3.0
     assert found[("uptime_service_probe_duration_seconds_count", api)] == 1  # kept: dashboards
+
+
+NAMES = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(NAMES, st.dictionaries(st.sampled_from(["kind", "le", "to", "window"]), NAMES, max_size=3))
+def test_a_template_filled_in_is_the_series_prefix(service: str, labels: dict[str, str]) -> None:
+    """What a service's lines are made of: its escaped name in the shared template."""
+    made = template("uptime_x", **labels).prefix(escape(service))
+    assert made == series("uptime_x", service=service, **labels)
+
+
+@settings(max_examples=30, deadline=None)
+@given(NAMES)
+def test_any_service_name_reads_back_from_the_scrape(service: str) -> None:
+    """Quotes, backslashes, line breaks: each series carries the name, as the parser reads it."""
+    metrics = Metrics(CollectorRegistry(), version="test", per_service_histograms=True)
+    probe(metrics, service, 0.2, ok=False)
+    mine = [dict(labels) for _, labels in samples(metrics) if "service" in dict(labels)]
+    histogram = len(PROBE_BUCKETS) + 1 + 2  # its buckets, +Inf, _sum and _count
+    assert len(mine) == 1 + 2 + histogram + 1  # probes, the summary, the histogram, the change
+    assert {labels["service"] for labels in mine} == {service}
 
 
 def test_each_scrape_shows_the_probes_since_the_last_and_no_counter_goes_backwards() -> None:

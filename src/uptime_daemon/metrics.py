@@ -27,7 +27,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from uptime_daemon.exposition import Block, Family, FamilyType, number, render, series
+from uptime_daemon.exposition import (
+    Block,
+    Family,
+    FamilyType,
+    escape,
+    number,
+    render,
+    template,
+)
 from uptime_daemon.results import InconclusiveReason, ProbeResult
 
 PROBE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -90,43 +98,39 @@ class _Tally:
     """Kind → [seconds, probes, probes per bucket of ``PROBE_BUCKETS`` and +Inf (histograms on)]."""
     changes: dict[str, int] = field(default_factory=dict)
     """New status → transitions."""
-    prefixes: dict[tuple[str, ...], str] = field(default_factory=dict)
-    """Line prefixes formatted so far (name and labels): a series' are formatted once."""
+    name: str = ""
+    """The service's name as a label value (``escape``)."""
 
     def prefix(self, name: str, **labels: str) -> str:
-        """``series(name, **labels)``, remembered."""
-        key = (name, *labels.values())
-        found = self.prefixes.get(key)
-        if found is None:
-            found = self.prefixes[key] = series(name, **labels)
-        return found
+        """``series(name, service=<the service>, **labels)``, from the shared templates."""
+        return template(name, **labels).prefix(self.name)
 
-    def lines(self, service: str, *, histograms: bool) -> Block:
+    def lines(self, *, histograms: bool) -> Block:
         """This service's lines of each family, in ``ServiceSeries.families`` order."""
         probes = "".join(
-            f"{self.prefix(PROBES.sample, service=service, kind=kind, result=result)}{number(n)}\n"
+            f"{self.prefix(PROBES.sample, kind=kind, result=result)}{number(n)}\n"
             for (kind, result), n in self.probes.items()
         )
         summary, buckets = [], []
         for kind, (total, count, *per_bucket) in self.durations.items():
             total_text, count_text = number(total), number(count)
             summary.append(
-                f"{self.prefix(f'{PROBE_TIME.name}_sum', service=service, kind=kind)}{total_text}\n"
-                f"{self.prefix(f'{PROBE_TIME.name}_count', service=service, kind=kind)}{count_text}\n"
+                f"{self.prefix(f'{PROBE_TIME.name}_sum', kind=kind)}{total_text}\n"
+                f"{self.prefix(f'{PROBE_TIME.name}_count', kind=kind)}{count_text}\n"
             )
             if histograms:
                 cumulative = 0.0
                 for bound, n in zip(_BUCKET_BOUNDS, per_bucket, strict=True):
                     cumulative += n
                     bucket = f"{PROBE_DURATION.name}_bucket"
-                    prefix = self.prefix(bucket, service=service, kind=kind, le=bound)
+                    prefix = self.prefix(bucket, kind=kind, le=bound)
                     buckets.append(f"{prefix}{number(cumulative)}\n")
                 buckets.append(
-                    f"{self.prefix(f'{PROBE_DURATION.name}_sum', service=service, kind=kind)}{total_text}\n"
-                    f"{self.prefix(f'{PROBE_DURATION.name}_count', service=service, kind=kind)}{count_text}\n"
+                    f"{self.prefix(f'{PROBE_DURATION.name}_sum', kind=kind)}{total_text}\n"
+                    f"{self.prefix(f'{PROBE_DURATION.name}_count', kind=kind)}{count_text}\n"
                 )
         changes = "".join(
-            f"{self.prefix(STATUS_CHANGES.sample, service=service, to=to)}{number(n)}\n"
+            f"{self.prefix(STATUS_CHANGES.sample, to=to)}{number(n)}\n"
             for to, n in self.changes.items()
         )
         block = [probes.encode(), "".join(summary).encode(), changes.encode()]
@@ -166,7 +170,7 @@ class ServiceSeries:
         with self._lock:
             tally = self._tallies.get(service)
             if tally is None:
-                tally = self._tallies[service] = _Tally()
+                tally = self._tallies[service] = _Tally(name=escape(service))
             key = (kind, result)
             tally.probes[key] = tally.probes.get(key, 0) + 1
             duration = tally.durations.get(kind)
@@ -193,7 +197,7 @@ class ServiceSeries:
             for service in dirty:
                 with self._lock:
                     self._blocks[service] = self._tallies[service].lines(
-                        service, histograms=self._histograms
+                        histograms=self._histograms
                     )
             return render(self.families, self._blocks.values(), openmetrics=openmetrics)
 

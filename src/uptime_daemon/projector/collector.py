@@ -38,7 +38,16 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from uptime_daemon.clock import Clock
-from uptime_daemon.exposition import Block, Family, FamilyType, number, render, series
+from uptime_daemon.exposition import (
+    Block,
+    Family,
+    FamilyType,
+    escape,
+    number,
+    render,
+    series,
+    template,
+)
 from uptime_daemon.maintenance import Interval, Maintenance
 from uptime_daemon.projector.fold import (
     STATE_ORDER,
@@ -107,16 +116,20 @@ LAG: Final = Family(
 )
 
 
+_UP: Final = template(UP.sample)
+_STATUS: Final = tuple(template(STATUS.sample, status=s.value) for s in STATE_ORDER)
+_AVAILABILITY: Final = tuple(template(AVAILABILITY.sample, window=w) for w, _ in WINDOWS)
+_UPTIME: Final = tuple(template(UPTIME.sample, window=w) for w, _ in WINDOWS)
+_SECONDS: Final = tuple(template(STATE_SECONDS.sample, state=s.value) for s in STATE_ORDER)
+_IN_MAINTENANCE: Final = template(IN_MAINTENANCE.sample)
+
+
 @dataclass(frozen=True, slots=True)
 class _Prefixes:
-    """One service's line prefixes (metric name and labels), formatted once."""
+    """One service's line prefixes (metric name and labels), made from the shared templates."""
 
-    up: str
-    status: tuple[str, ...]
-    availability: tuple[str, ...]
-    uptime: tuple[str, ...]
-    seconds: tuple[str, ...]
-    in_maintenance: str
+    name: str
+    """The service's name as a label value (``escape``)."""
     refresh: timedelta
     """Between half and all of ``REFRESH_SECONDS``, by name: services rendered together (at the
     first scrape, after a reload) are refreshed apart, never all in one scrape again."""
@@ -124,19 +137,31 @@ class _Prefixes:
     @classmethod
     def of(cls, name: str) -> _Prefixes:
         share = zlib.crc32(name.encode()) % _SPREAD / _SPREAD
-        return cls(
-            refresh=_REFRESH * (1 - share / 2),
-            up=series(UP.sample, service=name),
-            status=tuple(series(STATUS.sample, service=name, status=s.value) for s in STATE_ORDER),
-            availability=tuple(
-                series(AVAILABILITY.sample, service=name, window=w) for w, _ in WINDOWS
-            ),
-            uptime=tuple(series(UPTIME.sample, service=name, window=w) for w, _ in WINDOWS),
-            seconds=tuple(
-                series(STATE_SECONDS.sample, service=name, state=s.value) for s in STATE_ORDER
-            ),
-            in_maintenance=series(IN_MAINTENANCE.sample, service=name),
-        )
+        return cls(escape(name), _REFRESH * (1 - share / 2))
+
+    @property
+    def up(self) -> str:
+        return _UP.prefix(self.name)
+
+    @property
+    def status(self) -> tuple[str, ...]:
+        return tuple(t.prefix(self.name) for t in _STATUS)
+
+    @property
+    def availability(self) -> tuple[str, ...]:
+        return tuple(t.prefix(self.name) for t in _AVAILABILITY)
+
+    @property
+    def uptime(self) -> tuple[str, ...]:
+        return tuple(t.prefix(self.name) for t in _UPTIME)
+
+    @property
+    def seconds(self) -> tuple[str, ...]:
+        return tuple(t.prefix(self.name) for t in _SECONDS)
+
+    @property
+    def in_maintenance(self) -> str:
+        return _IN_MAINTENANCE.prefix(self.name)
 
 
 @dataclass(slots=True)
@@ -294,6 +319,7 @@ def _ratios(
 ) -> tuple[bytes, bytes]:
     """Availability and uptime lines over every window (none for a window with no known time)."""
     availability, uptime = [], []
+    availability_prefixes, uptime_prefixes = prefixes.availability, prefixes.uptime
     for index, (_, hours) in enumerate(WINDOWS):
         start = now - timedelta(hours=hours)
         clipped = [(max(lo, start), hi) for lo, hi in excluded if hi > start]
@@ -301,8 +327,8 @@ def _ratios(
         known = window[Status.UP] + window[Status.DEGRADED] + window[Status.DOWN]
         if known > 0:
             reachable = window[Status.UP] + window[Status.DEGRADED]
-            availability.append(f"{prefixes.availability[index]}{number(reachable / known)}\n")
-            uptime.append(f"{prefixes.uptime[index]}{number(window[Status.UP] / known)}\n")
+            availability.append(f"{availability_prefixes[index]}{number(reachable / known)}\n")
+            uptime.append(f"{uptime_prefixes[index]}{number(window[Status.UP] / known)}\n")
     return "".join(availability).encode(), "".join(uptime).encode()
 
 
