@@ -23,6 +23,7 @@ from prometheus_client.openmetrics.parser import (
 
 from tests.conftest import ROOT, DaemonProcess, free_port
 from tests.polling import wait_until
+from uptime_daemon.projector import snapshot
 
 PROMETHEUS = shutil.which("prometheus") or ""
 PROMTOOL = shutil.which("promtool") or ""
@@ -203,8 +204,9 @@ def test_sigterm_lets_the_in_flight_probe_finish_and_checkpoints(
         e.get("event") == "scheduler_stopped" and e.get("cancelled_checks") == 0
         for e in daemon.lines
     )
-    snapshot = orjson.loads((tmp_path / "events.db.projection.json").read_bytes())
-    assert "slow" in snapshot["services"]
+    stored = snapshot.read(tmp_path / "events.db.projection.json")
+    assert stored is not None
+    assert "slow" in stored.state.services
     assert [e for e in daemon.lines if e.get("level") in {"error", "critical"}] == []
 
 

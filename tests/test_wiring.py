@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
@@ -14,6 +13,7 @@ from uptime_daemon.api.keys import RUN_CHECKS
 from uptime_daemon.config.load import settings_from_mapping
 from uptime_daemon.daemon import Daemon
 from uptime_daemon.daemon.build import snapshot_path, spool_path
+from uptime_daemon.projector import snapshot
 from uptime_daemon.store.sqlite import SqliteEventStore
 
 START_ORDER = ["store_opened", "spool_opened", "projector_started", "connection_test"]
@@ -68,6 +68,7 @@ async def test_start_up_and_cleanup_order(
         newest = (await reopened.read_all())[-1].position
     finally:
         await reopened.close()
-    checkpoint = orjson.loads(snapshot_path(settings).read_bytes())["position"]
+    stored = snapshot.read(snapshot_path(settings))
+    checkpoint = None if stored is None else stored.position
     assert checkpoint == newest, "the shutdown checkpoint covers everything written"
     assert spool_path(settings).exists()

@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -174,6 +175,33 @@ def test_incidents_keep_their_down_and_unknown_time() -> None:
     assert back.state.services["a"].incidents == [incident]
 
 
+def _as_object(data: bytes) -> dict[str, Any]:
+    """Format 9's lines as the one JSON object format 8 was (``services`` a mapping)."""
+    head, *lines = data.splitlines()
+    raw: dict[str, Any] = orjson.loads(head)
+    raw["format"] = 8
+    raw["services"] = dict(orjson.loads(line) for line in lines)
+    return raw
+
+
+def test_a_snapshot_is_a_line_per_service_and_format_8_still_reads() -> None:
+    """Read a record at a time; the one-object files written before read as the same state."""
+    state = ProjectionState()
+    _fold([(name, 60, Status.UP, 0.05) for name in "abc" for _ in range(3)], state, T0)
+    data = snapshot.encode(snapshot.Snapshot(4, state))
+    head, *lines = data.splitlines()
+    assert orjson.loads(head)["services"] == len(lines) == 3
+    assert snapshot.decode(data).state == state
+    assert snapshot.decode(orjson.dumps(_as_object(data))).state == state
+    for damaged in (
+        b"\n".join([head, *lines[:-1]]),  # a service short
+        b"\n".join([head, *lines, lines[0]]),  # one more than it says
+        b"\n".join([head, lines[0][:-3], *lines[1:]]),  # a broken record
+    ):
+        with pytest.raises(snapshot.SnapshotError):
+            snapshot.decode(damaged)
+
+
 def test_a_snapshot_packs_closed_hours_and_reads_the_previous_format() -> None:
     """Format 6 packs the closed hours; a format 5 file (every hour listed) reads as the same state."""
     state = ProjectionState()
@@ -181,10 +209,10 @@ def test_a_snapshot_packs_closed_hours_and_reads_the_previous_format() -> None:
     service = state.services["a"]
     assert len(service.buckets) > len(service.buckets.open)  # hours were packed
     data = snapshot.encode(snapshot.Snapshot(9, state))
-    record = orjson.loads(data)["services"]["a"]
+    record = _as_object(data)["services"]["a"]
     assert len(record["buckets"]) == len(service.buckets.open)
     assert snapshot.decode(data).state == state
-    old = orjson.loads(data)
+    old = _as_object(data)
     old["format"] = 5
     old["services"]["a"] = snapshot.encode_record(service)  # every hour as a list, no "packed"
     assert "packed" not in old["services"]["a"]
@@ -202,7 +230,7 @@ def test_a_snapshot_packs_closed_hours_and_reads_the_previous_format() -> None:
 def test_damaged_packed_hours_are_a_snapshot_error(damage: Callable[[str], str]) -> None:
     state = ProjectionState()
     _fold([("a", 600, Status.UP, 0.05) for _ in range(60)], state, T0)
-    raw = orjson.loads(snapshot.encode(snapshot.Snapshot(9, state)))
+    raw = _as_object(snapshot.encode(snapshot.Snapshot(9, state)))
     raw["services"]["a"]["packed"] = damage(raw["services"]["a"]["packed"])
     with pytest.raises(snapshot.SnapshotError):
         snapshot.decode(orjson.dumps(raw))

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import os
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,15 +31,21 @@ from uptime_daemon.projector.hours import HourBucket, Hours
 from uptime_daemon.projector.periods import Incident, Incidents, Period, Periods
 from uptime_daemon.status import Status
 
-FORMAT_VERSION: Final = 8
-"""8 writes each record's periods and incidents packed (``Periods.to_bytes``,
+FORMAT_VERSION: Final = 9
+"""9 writes a line of JSON for the header (with how many services follow), then one per service,
+``[name, record]``, so that reading holds one record's JSON at a time: decoding the whole object at
+once doubled a 10,000-service, 89-day daemon's memory at start for a moment (the peak of
+``bench/scale.py --history-days 89``); 8 writes each record's periods and incidents packed (``Periods.to_bytes``,
 ``Incidents.to_bytes``, base64) instead of as lists: at 90 days the lists were most of a snapshot's
 decoding (a 10,000-service one held ~2 GB while it was read); 7 names the days of each record moved to the file beside the snapshot (``projector.cold``:
 ``Hours.cold_index``, base64; a 6 or 5 is still read: it has none); 6 packs each record's closed hours (``Hours.to_bytes``, base64) beside its open ones (5 is still
 read: the same record, every hour listed); 5 added the hour retention is measured from and the time rollups are folded through; 4 added each incident's down and unknown time (microseconds); 3 the maintenance windows; 2
 per-location records, the quorum, the recent slots of each (service, location) and the
-repeated-check count. An older file is replayed from zero, which rebuilds what it lacks."""
-READ_VERSIONS: Final = (5, 6, 7, FORMAT_VERSION)
+repeated-check count. Formats 5 to 8 are one JSON object. An older file is replayed from zero,
+which rebuilds what it lacks."""
+_OBJECT_VERSIONS: Final = (5, 6, 7, 8)
+"""The formats written as one JSON object (``services`` a mapping), still read."""
+READ_VERSIONS: Final = (*_OBJECT_VERSIONS, FORMAT_VERSION)
 _MICROSECOND: Final = timedelta(microseconds=1)
 SLICE_RECORDS: Final = 256
 """Records ``encode_sliced`` writes between turns of the event loop (~1 ms of work)..."""
@@ -137,21 +143,30 @@ def encode_record(s: ServiceProjection, *, packed: bool = False) -> dict[str, An
     }
 
 
-def encode(snapshot: Snapshot) -> bytes:
-    """Serialize to JSON bytes (deterministic: services and locations in name order)."""
-    services = {
-        name: encode_record(snapshot.state.services[name], packed=True)
-        for name in sorted(snapshot.state.services)
-    }
-    return orjson.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "position": snapshot.position,
-            "retentionSeconds": float(snapshot.state.retention_seconds),
-            "services": services,
-            "maintenance": maintenance.encode_windows(snapshot.state.maintenance),
-        }
+def _header(snapshot: Snapshot) -> bytes:
+    state = snapshot.state
+    return (
+        orjson.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "position": snapshot.position,
+                "retentionSeconds": float(state.retention_seconds),
+                "services": len(state.services),
+                "maintenance": maintenance.encode_windows(state.maintenance),
+            }
+        )
+        + b"\n"
     )
+
+
+def _line(name: str, record: ServiceProjection) -> bytes:
+    return orjson.dumps([name, encode_record(record, packed=True)]) + b"\n"
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    """Serialize (deterministic: services in name order, locations too)."""
+    services = snapshot.state.services
+    return _header(snapshot) + b"".join(_line(name, services[name]) for name in sorted(services))
 
 
 class Encoded(NamedTuple):
@@ -204,30 +219,14 @@ class Encoding:
 
     async def _slices(self) -> AsyncIterator[list[bytes]]:
         began = time.perf_counter()
-        state = self._snapshot.state
-        head = orjson.dumps(
-            {
-                "format": FORMAT_VERSION,
-                "position": self._snapshot.position,
-                "retentionSeconds": float(state.retention_seconds),
-            }
-        )
-        pieces = [head[:-1] + b',"services":{']
-        first = True
-        for name in sorted(state.services):
-            pieces.append(
-                (b"" if first else b",")
-                + orjson.dumps(name)
-                + b":"
-                + orjson.dumps(encode_record(state.services[name], packed=True))
-            )
-            first = False
+        services = self._snapshot.state.services
+        pieces = [_header(self._snapshot)]
+        for name in sorted(services):
+            pieces.append(_line(name, services[name]))
             now = time.perf_counter()
             if len(pieces) >= self._records_per_slice or now - began >= self._slice_seconds:
                 yield self._given(pieces, now - began)
                 pieces, began = [], time.perf_counter()
-        tail = orjson.dumps(maintenance.encode_windows(state.maintenance))
-        pieces.append(b'},"maintenance":' + tail + b"}")
         yield self._given(pieces, time.perf_counter() - began)
 
     def _given(self, pieces: list[bytes], busy_seconds: float) -> list[bytes]:
@@ -336,8 +335,13 @@ def decode_record(name: str, s: dict[str, Any]) -> ServiceProjection:
 
 def decode(data: bytes) -> Snapshot:
     """Parse bytes written by ``encode``; raise ``SnapshotError`` if they cannot be trusted."""
+    return _decode_lines(iter(data.splitlines()))
+
+
+def _decode_lines(lines: Iterator[bytes]) -> Snapshot:
+    """The snapshot in ``lines`` (format 9: a header, then a line per service; 5-8: one line)."""
     try:
-        raw = orjson.loads(data)
+        raw = orjson.loads(next(lines, b""))
         version = raw.get("format")
     except (orjson.JSONDecodeError, AttributeError) as exc:
         raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
@@ -345,13 +349,18 @@ def decode(data: bytes) -> Snapshot:
         raise SnapshotError(f"snapshot format {version!r}, expected one of {READ_VERSIONS}")
     try:
         state = ProjectionState(retention_seconds=float(raw["retentionSeconds"]))
-        for name, s in raw["services"].items():
-            state.services[name] = decode_record(name, s)
+        if version in _OBJECT_VERSIONS:
+            for name, s in raw["services"].items():
+                state.services[name] = decode_record(name, s)
+        else:
+            for _ in range(int(raw["services"])):
+                name, s = orjson.loads(next(lines))
+                state.services[str(name)] = decode_record(str(name), s)
         state.maintenance = maintenance.decode_windows(raw["maintenance"])
-        position = raw["position"]
-        return Snapshot(position=None if position is None else int(position), state=state)
+        position = None if raw["position"] is None else int(raw["position"])
     except (
         orjson.JSONDecodeError,
+        StopIteration,
         KeyError,
         IndexError,
         TypeError,
@@ -359,6 +368,9 @@ def decode(data: bytes) -> Snapshot:
         AttributeError,
     ) as exc:  # MaintenanceDecodeError is a ValueError
         raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from exc
+    if any(line.strip() for line in lines):
+        raise SnapshotError("corrupt snapshot: more services than its header says")
+    return Snapshot(position=position, state=state)
 
 
 class AtomicFile:
@@ -411,9 +423,10 @@ def write_atomically(path: Path, data: bytes | Iterable[bytes]) -> None:
 
 
 def read(path: Path) -> Snapshot | None:
-    """The stored snapshot, or ``None`` when there is no file."""
+    """The stored snapshot, or ``None`` when there is no file (read a record at a time)."""
     try:
-        data = path.read_bytes()
+        handle = path.open("rb")
     except FileNotFoundError:
         return None
-    return decode(data)
+    with handle:
+        return _decode_lines(iter(handle))
