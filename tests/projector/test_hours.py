@@ -16,7 +16,8 @@ from uptime_daemon.projector.fold import HISTOGRAM_BUCKETS
 from uptime_daemon.projector.hours import HourBucket, Hours
 
 HOURS = st.integers(min_value=-5, max_value=40)
-COUNTS = st.integers(min_value=0, max_value=2**32 - 1)
+COUNTS = st.integers(min_value=0, max_value=2**32 - 1 - 60)
+"""Up to what an hour can count (``hours.COUNT_CODE``), less the writes a run may add to it."""
 
 
 def _copy(bucket: HourBucket) -> HourBucket:
