@@ -19,7 +19,7 @@ from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.cold import ColdDays, path_beside
 from uptime_daemon.projector.fold import ProjectionState, apply_check
 from uptime_daemon.projector.hours import DAY_HOURS
-from uptime_daemon.projector.runner import HOT_DAYS, records
+from uptime_daemon.projector.runner import cold_before_day, records
 from uptime_daemon.status import Status
 
 DOWN_SHARE: Final = 0.0005
@@ -54,7 +54,7 @@ def seed(snapshot_path: Path, names: list[str], days: float, end: datetime) -> d
     template = fold(["template"], hours, 60, end - timedelta(hours=hours))
     record = next(records(template))
     cold = ColdDays(path_beside(snapshot_path))
-    record.buckets.evict(cold, record.pruned_hour // DAY_HOURS - HOT_DAYS)
+    record.buckets.evict(cold, cold_before_day(record))
     blobs = [cold.get(blob_id) for blob_id in record.buckets.cold_ids()]
     for blob_id in record.buckets.cold_ids():  # the template's own: only its copies are named
         cold.release(blob_id)

@@ -3,7 +3,7 @@
 Folds ``--services`` services checked ``--checks-per-hour`` times an hour for ``--hours`` hours (90
 days by default: a daemon that has run as long as ``projector.retention_days``), response times
 spread over the histogram as a real service's are (log-normal around 40 ms, a fixed seed). Then
-moves every record's days older than ``runner.HOT_DAYS`` to the file beside the snapshot, as the
+moves every record's days before its last ``runner.HOT_HOURS`` to the file beside the snapshot, as the
 daemon's projector does when it writes one (``projector.cold``), and measures:
 
 * ``bytes_per_service_hour_all_held``: ``tracemalloc``'s growth over the fold, per service-hour
@@ -39,8 +39,7 @@ from _held import fold
 from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.cold import ColdDays
 from uptime_daemon.projector.fold import ProjectionState
-from uptime_daemon.projector.hours import DAY_HOURS
-from uptime_daemon.projector.runner import HOT_DAYS, records
+from uptime_daemon.projector.runner import HOT_HOURS, cold_before_day, records
 from uptime_daemon.projector.summary import summarize
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -100,7 +99,7 @@ def main() -> None:
         cold = ColdDays(Path(directory) / "projection.hours.db")
         began = time.perf_counter()
         for record in records(state):
-            record.buckets.evict(cold, record.pruned_hour // DAY_HOURS - HOT_DAYS)
+            record.buckets.evict(cold, cold_before_day(record))
         flush = cold.flush([])
         cold.write(flush)
         cold.flushed(flush)
@@ -138,7 +137,7 @@ def main() -> None:
         gib_at_10k_services_all_held=round(
             per_service_hour * args.hours * SCALE_TO_SERVICES / 2**30, 2
         ),
-        hot_days=HOT_DAYS,
+        hot_hours=HOT_HOURS,
         bytes_per_service_held=round(held / args.services),
         mib_at_10k_services=round(held / args.services * SCALE_TO_SERVICES / 2**20, 1),
         cold_bytes_per_service_hour=round(cold_bytes / max(cold_hours, 1), 1),

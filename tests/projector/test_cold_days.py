@@ -20,7 +20,7 @@ from uptime_daemon.projector import cold as colds
 from uptime_daemon.projector.cold import ColdDays, ColdDaysError
 from uptime_daemon.projector.fold import HISTOGRAM_BUCKETS
 from uptime_daemon.projector.hours import DAY_HOURS, HourBucket, Hours
-from uptime_daemon.projector.runner import HOT_DAYS, records
+from uptime_daemon.projector.runner import HOT_HOURS, cold_before_day, records
 from uptime_daemon.projector.summary import summarize
 from uptime_daemon.store.sqlite import SqliteEventStore
 
@@ -218,7 +218,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
 async def test_a_snapshot_with_cold_days_restarts_into_the_same_projection(
     store: SqliteEventStore, tmp_path: Path
 ) -> None:
-    """Six days of checks: memory keeps a record's last two days, the file the rest.
+    """Six days of checks: memory keeps a record's last hours and their day, the file the rest.
 
     A restart from them equals a replay from zero, over 90 days too; a file that lost a day is not
     trusted.
@@ -231,9 +231,11 @@ async def test_a_snapshot_with_cold_days_restarts_into_the_same_projection(
     first.save_snapshot()
     assert colds.path_beside(path).exists()
     for record in records(first.state):
-        newest = record.pruned_hour // DAY_HOURS
         assert len(record.buckets.cold_ids()) > 0
-        assert all(hour // DAY_HOURS >= newest - HOT_DAYS for hour in record.buckets.open)
+        in_memory = len(record.buckets) - record.buckets.cold_hours()
+        first_day = cold_before_day(record)
+        assert in_memory == sum(1 for hour in record.buckets if hour // DAY_HOURS >= first_day)
+        assert HOT_HOURS <= in_memory <= HOT_HOURS + DAY_HOURS - 1
         assert record.buckets.get(record.pruned_hour - 100) is not None
     await write_checks(store, 300, seed=6, start=T0 + every * 1200, every=every)
     await first.catch_up()
