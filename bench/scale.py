@@ -57,6 +57,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,6 +105,7 @@ class Scenario:
     jitter: float
     max_concurrency: int
     py_spy: int = 0
+    py_spy_during: bool = False
     scrape_every: float = 0
     scrape_gzip: bool = False
     history_days: float = 0
@@ -488,6 +490,9 @@ class Window:
     open_fds: int
     stored: list[Run]
     profile: dict[str, Any] | None = None
+    """``--py-spy``: the minute after the window."""
+    window_profile: dict[str, Any] | None = None
+    """``--py-spy-window``: the window itself."""
     shutdown_seconds: float = math.nan
     exit_code: int | None = None
     history: dict[str, float] | None = None
@@ -533,13 +538,20 @@ def measure(scenario: Scenario, procs: Processes) -> Window:
     load_before = round(os.getloadavg()[0], 2)
     host_before = host_cpu()
     cpu_before, wall_before, mono_before = cpu_seconds(pid), time.time(), time.monotonic()
-    cpu_samples, scrapes = sample_cpu(
-        pid,
-        scenario.window,
-        base=base,
-        scrape_every=scenario.scrape_every,
-        gzip=scenario.scrape_gzip,
-    )
+    with ThreadPoolExecutor(1) as profiler:
+        profiling = (
+            profiler.submit(py_spy, pid, round(scenario.window), procs.work / "py-spy-window.txt")
+            if scenario.py_spy_during
+            else None
+        )
+        cpu_samples, scrapes = sample_cpu(
+            pid,
+            scenario.window,
+            base=base,
+            scrape_every=scenario.scrape_every,
+            gzip=scenario.scrape_gzip,
+        )
+        window_profile = None if profiling is None else profiling.result()
     cpu_after, wall_after, mono_after = cpu_seconds(pid), time.time(), time.monotonic()
     host_after = host_cpu()
     rss_end, rss_peak = rss_mib(pid), rss_mib(pid, peak=True)
@@ -568,6 +580,7 @@ def measure(scenario: Scenario, procs: Processes) -> Window:
         stored=[],
         history=history,
     )
+    window.window_profile = window_profile
     if scenario.py_spy:
         window.profile = py_spy(pid, scenario.py_spy, procs.work / "py-spy.txt")
 
@@ -698,6 +711,12 @@ def run(scenario: Scenario) -> None:
     emit(f"scale_{scenario.name}", **figures)
     if window.profile is not None:
         emit(f"scale_{scenario.name}_profile", seconds=scenario.py_spy, **window.profile)
+    if window.window_profile is not None:
+        emit(
+            f"scale_{scenario.name}_window_profile",
+            seconds=round(scenario.window),
+            **window.window_profile,
+        )
 
 
 def main() -> None:
@@ -736,12 +755,18 @@ def main() -> None:
         " (at 60 s intervals the load comes in bursts: profile a whole interval)",
     )
     parser.add_argument(
+        "--py-spy-window",
+        action="store_true",
+        help="profile the window itself with py-spy (its scrapes and snapshots too; py-spy's own"
+        " CPU is on the machine beside the daemon's, so judge that run's CPU figure apart)",
+    )
+    parser.add_argument(
         "--history-days",
         type=float,
         default=0,
         metavar="DAYS",
         help="start the daemon from a snapshot in which every service already holds this many days"
-        " of a check a minute (its days before the last two in the file beside it), as a daemon"
+        " of a check a minute (its days before its last hours' in the file beside it), as a daemon"
         " that has run that long (default: none; at most projector.retention_days, 90)",
     )
     args = parser.parse_args()
@@ -762,6 +787,7 @@ def main() -> None:
                 jitter=args.jitter,
                 max_concurrency=args.max_concurrency,
                 py_spy=args.py_spy,
+                py_spy_during=args.py_spy_window,
                 scrape_every=args.scrape_every,
                 scrape_gzip=args.scrape_gzip,
                 history_days=args.history_days,
