@@ -1,10 +1,10 @@
 """Closed days of hourly buckets on disk, beside the snapshot, so memory holds only the recent ones.
 
 At 10,000 services the projection's hours held for ``projector.retention_days`` (90: 2,160 an
-hour each) were 133 bytes a service-hour packed: 2.7 GiB. Only the last day or two are read often
-(24-hour windows, the status page's hourly bars); longer windows read their older hours once and
-keep what they summed (``Hours.add_window``). So the projector moves every record's whole days
-older than that into this file (``Hours.evict``), one blob a day (``Hours.to_bytes``'s format), and
+hour each) were 133 bytes a service-hour packed: 2.7 GiB. Only the last hours are written to (the
+current one and the one before); windows read their older hours once and keep what they summed
+(``Hours.add_window``). So the projector moves every record's whole days before its last three
+hours into this file (``runner.cold_before_day``, ``Hours.evict``), one blob a day (``Hours.to_bytes``'s format), and
 a record keeps only which days are here and under which id.
 
 A blob is never changed: a day written to again (a late check, a rollup, the retention cutting

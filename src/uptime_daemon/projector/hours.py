@@ -15,8 +15,8 @@ open is not part of the record's value: two ``Hours`` are equal when they hold e
 same hours, however those are kept, and every figure read from them (``add_window``,
 ``response``) is summed hour by hour in ascending order, so it is the same either way.
 
-The daemon's projector also moves whole days older than the last two out of memory into a file
-beside its snapshot (``evict``, ``projector.cold``): 133 bytes an hour is still 2.7 GiB at 10,000
+The daemon's projector also moves whole days before a record's last three hours out of memory into
+a file beside its snapshot (``evict``, ``projector.cold``): 133 bytes an hour is still 2.7 GiB at 10,000
 services holding 90 days. A record then keeps which days are there (``_days``, ``_ids``, ``_rows``)
 and reads them when asked; a day written to again is read back first (``_reload``). Where a day is
 kept is not part of the value either. ``add_window`` remembers the sums of the cold hours a window
