@@ -42,6 +42,7 @@ from uptime_daemon.exposition import (
     Block,
     Family,
     FamilyType,
+    Template,
     escape,
     number,
     render,
@@ -144,24 +145,12 @@ class _Prefixes:
         return _UP.prefix(self.name)
 
     @property
-    def status(self) -> tuple[str, ...]:
-        return tuple(t.prefix(self.name) for t in _STATUS)
-
-    @property
-    def availability(self) -> tuple[str, ...]:
-        return tuple(t.prefix(self.name) for t in _AVAILABILITY)
-
-    @property
-    def uptime(self) -> tuple[str, ...]:
-        return tuple(t.prefix(self.name) for t in _UPTIME)
-
-    @property
-    def seconds(self) -> tuple[str, ...]:
-        return tuple(t.prefix(self.name) for t in _SECONDS)
-
-    @property
     def in_maintenance(self) -> str:
         return _IN_MAINTENANCE.prefix(self.name)
+
+    def each(self, templates: tuple[Template, ...]) -> tuple[str, ...]:
+        """The prefixes of a family's series (``_STATUS``, ``_AVAILABILITY``, …) for this service."""
+        return tuple(t.prefix(self.name) for t in templates)
 
 
 @dataclass(slots=True)
@@ -270,7 +259,7 @@ class ProjectionCollector:
         )
         status = "".join(
             f"{prefix}{number(float(state is current))}\n"
-            for prefix, state in zip(prefixes.status, STATE_ORDER, strict=True)
+            for prefix, state in zip(prefixes.each(_STATUS), STATE_ORDER, strict=True)
         )
         excluded: list[Interval] = []
         in_maintenance = False
@@ -297,7 +286,7 @@ class ProjectionCollector:
         )
         seconds = "".join(
             f"{prefix}{number(value)}\n"
-            for prefix, value in zip(prefixes.seconds, reported, strict=True)
+            for prefix, value in zip(prefixes.each(_SECONDS), reported, strict=True)
         )
         entry.block = (
             f"{prefixes.up}{number(_up(current))}\n".encode(),
@@ -319,7 +308,7 @@ def _ratios(
 ) -> tuple[bytes, bytes]:
     """Availability and uptime lines over every window (none for a window with no known time)."""
     availability, uptime = [], []
-    availability_prefixes, uptime_prefixes = prefixes.availability, prefixes.uptime
+    availability_prefixes, uptime_prefixes = prefixes.each(_AVAILABILITY), prefixes.each(_UPTIME)
     for index, (_, hours) in enumerate(WINDOWS):
         start = now - timedelta(hours=hours)
         clipped = [(max(lo, start), hi) for lo, hi in excluded if hi > start]
