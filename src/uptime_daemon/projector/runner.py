@@ -315,8 +315,7 @@ class Projector:
         Its pieces go to the file ``WRITE_BYTES`` at a time, in a thread; the cold days, then the
         rename, last.
         """
-        file = await asyncio.to_thread(snapshots.AtomicFile, path)
-        with file:
+        with snapshots.AtomicFile(path) as file:  # opened here: a cancellation cannot leak it
             pending: list[bytes] = []
             written = 0
             async for pieces in encoding:
