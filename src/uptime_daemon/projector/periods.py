@@ -43,6 +43,27 @@ _STILL_OPEN: Final = -(2**63)
 kept as it came)."""
 
 
+def _row(incident: Incident) -> tuple[int, int, int, int]:
+    """An incident as its packed row: start, end (or ``_STILL_OPEN``), down and unknown, in µs."""
+    end = _STILL_OPEN if incident.end is None else to_micros(incident.end)
+    return (
+        to_micros(incident.start),
+        end,
+        incident.down // _MICROSECOND,
+        incident.unknown // _MICROSECOND,
+    )
+
+
+def _incident(start: int, end: int, down: int, unknown: int) -> Incident:
+    """The incident a packed row holds."""
+    return Incident(
+        from_micros(start),
+        None if end == _STILL_OPEN else from_micros(end),
+        timedelta(0, 0, down),
+        timedelta(0, 0, unknown),
+    )
+
+
 def _pack(columns: Sequence[array[int]]) -> bytes:
     """Rows in ``columns`` (equal lengths) as ``to_bytes`` writes them."""
     return zlib.compress(_COUNT.pack(len(columns[0])) + columns_io.join(columns), 1)
@@ -253,21 +274,19 @@ class Incidents(Sequence[Incident]):
                     array("q"),
                     array("q"),
                 )
-            self._starts.append(to_micros(last.start))
-            self._ends.append(_STILL_OPEN if last.end is None else to_micros(last.end))
-            self._downs.append(last.down // _MICROSECOND)
-            self._unknowns.append(last.unknown // _MICROSECOND)
+            for column, value in zip(self._columns(), _row(last), strict=True):
+                column.append(value)
         self._last = incident
+
+    def _columns(self) -> tuple[array[int], array[int], array[int], array[int]]:
+        return self._starts, self._ends, self._downs, self._unknowns
 
     def to_bytes(self) -> bytes:
         """The incidents as bytes (``from_bytes`` reads them), the last one too."""
-        columns = [column[:] for column in (self._starts, self._ends, self._downs, self._unknowns)]
-        last = self._last
-        if last is not None:
-            columns[0].append(to_micros(last.start))
-            columns[1].append(_STILL_OPEN if last.end is None else to_micros(last.end))
-            columns[2].append(last.down // _MICROSECOND)
-            columns[3].append(last.unknown // _MICROSECOND)
+        columns = [column[:] for column in self._columns()]
+        if self._last is not None:
+            for column, value in zip(columns, _row(self._last), strict=True):
+                column.append(value)
         return _pack(columns)
 
     @classmethod
@@ -277,13 +296,7 @@ class Incidents(Sequence[Incident]):
         incidents = cls()
         if not starts:
             return incidents
-        end = ends.pop()
-        last = Incident(
-            from_micros(starts.pop()),
-            None if end == _STILL_OPEN else from_micros(end),
-            timedelta(0, 0, downs.pop()),
-            timedelta(0, 0, unknowns.pop()),
-        )
+        last = _incident(starts.pop(), ends.pop(), downs.pop(), unknowns.pop())
         if starts:
             incidents._starts, incidents._ends = starts, ends
             incidents._downs, incidents._unknowns = downs, unknowns
@@ -310,13 +323,7 @@ class Incidents(Sequence[Incident]):
             self._last = None
 
     def _incident(self, at: int) -> Incident:
-        end = self._ends[at]
-        return Incident(
-            from_micros(self._starts[at]),
-            None if end == _STILL_OPEN else from_micros(end),
-            timedelta(0, 0, self._downs[at]),
-            timedelta(0, 0, self._unknowns[at]),
-        )
+        return _incident(self._starts[at], self._ends[at], self._downs[at], self._unknowns[at])
 
     def __len__(self) -> int:
         """How many incidents."""
@@ -365,10 +372,7 @@ class Incidents(Sequence[Incident]):
         copied = Incidents()
         if self._starts:
             copied._starts, copied._ends, copied._downs, copied._unknowns = (
-                self._starts[:],
-                self._ends[:],
-                self._downs[:],
-                self._unknowns[:],
+                column[:] for column in self._columns()
             )
         last = self._last
         if last is not None:
