@@ -2,7 +2,7 @@
 
 * ``snapshot_encode``: the projector's snapshot of ``--services`` services with an hour of minute
   checks each: ``snapshot.encode`` in one go (what the loop used to wait for) against
-  ``snapshot.encode_sliced`` beside a task that measures every turn of the loop (the longest hold).
+  ``snapshot.Encoding`` (the loop given back between slices) beside a task that measures every turn of the loop (the longest hold).
   The two must give the same bytes.
 * ``skip_logging``: what one skipped run cost in logging: our line and APScheduler's own, against
   the scheduler's ``Tally`` with APScheduler's line filtered (``--skips`` of them, JSON to memory).
@@ -59,7 +59,11 @@ async def sliced(whole: snapshot.Snapshot) -> tuple[bytes, float, float]:
 
     tick = asyncio.create_task(ticker())
     started = time.perf_counter()
-    data = (await snapshot.encode_sliced(whole)).joined()
+    pieces: list[bytes] = []
+    async for given in snapshot.Encoding(whole):
+        pieces += given
+        await asyncio.sleep(0)
+    data = b"".join(pieces)
     total = time.perf_counter() - started
     done = True
     await tick

@@ -655,7 +655,7 @@ class Projector:
         )
 
     async def _evict_sliced(self, cold: colds.ColdDays, named: list[array[int]] | None) -> float:
-        """``_evict`` every record, giving the loop back as ``snapshots.encode_sliced`` does."""
+        """``_evict`` every record, giving the loop back as ``snapshots.Encoding`` does."""
         began = time.perf_counter()
         busy = 0.0
         in_slice = 0

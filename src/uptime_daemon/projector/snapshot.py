@@ -7,7 +7,6 @@ projector logs it and replays from zero, which gives the same state.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import time
@@ -15,7 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, NamedTuple, Self
+from typing import Any, Final, Self
 
 import orjson
 
@@ -48,7 +47,7 @@ _OBJECT_VERSIONS: Final = (5, 6, 7, 8)
 READ_VERSIONS: Final = (*_OBJECT_VERSIONS, FORMAT_VERSION)
 _MICROSECOND: Final = timedelta(microseconds=1)
 SLICE_RECORDS: Final = 256
-"""Records ``encode_sliced`` writes between turns of the event loop (~1 ms of work)..."""
+"""Records ``Encoding`` gives in a slice, between turns of the event loop (~1 ms of work)..."""
 SLICE_SECONDS: Final = 0.005
 """... or fewer, once this long has gone on them (records holding months of hours)."""
 
@@ -169,22 +168,6 @@ def encode(snapshot: Snapshot) -> bytes:
     return _header(snapshot) + b"".join(_line(name, services[name]) for name in sorted(services))
 
 
-class Encoded(NamedTuple):
-    """A snapshot's bytes in pieces, and the seconds spent making them (turns given back left out)."""
-
-    pieces: list[bytes]
-    busy_seconds: float
-
-    @property
-    def size(self) -> int:
-        """The snapshot's length in bytes."""
-        return sum(len(piece) for piece in self.pieces)
-
-    def joined(self) -> bytes:
-        """The snapshot's bytes in one piece (what ``encode`` gives)."""
-        return b"".join(self.pieces)
-
-
 class Encoding:
     """``encode``'s very bytes, made a few records at a time: ``async for`` gives each slice's pieces.
 
@@ -233,21 +216,6 @@ class Encoding:
         self.busy_seconds += busy_seconds
         self.size += sum(len(piece) for piece in pieces)
         return pieces
-
-
-async def encode_sliced(
-    snapshot: Snapshot,
-    *,
-    records_per_slice: int = SLICE_RECORDS,
-    slice_seconds: float = SLICE_SECONDS,
-) -> Encoded:
-    """``Encoding``'s pieces kept together, the loop given back between slices."""
-    encoding = Encoding(snapshot, records_per_slice=records_per_slice, slice_seconds=slice_seconds)
-    pieces: list[bytes] = []
-    async for piece in encoding:
-        pieces.extend(piece)
-        await asyncio.sleep(0)
-    return Encoded(pieces, encoding.busy_seconds)
 
 
 _MOST_COUNTED: Final = 2**32 - 1
