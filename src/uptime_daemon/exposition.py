@@ -94,6 +94,10 @@ class Template:
         """The prefix of the service whose name ``escape`` gave ``escaped``."""
         return f"{self.head}{escaped}{self.tail}"
 
+    def line(self, escaped: str, value: str) -> str:
+        """That service's sample line with ``value`` (``number``'s text), its prefix not kept."""
+        return f"{self.head}{escaped}{self.tail}{value}\n"
+
 
 @functools.lru_cache(maxsize=4096)
 def template(name: str, **labels: str) -> Template:

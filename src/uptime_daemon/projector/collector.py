@@ -42,7 +42,6 @@ from uptime_daemon.exposition import (
     Block,
     Family,
     FamilyType,
-    Template,
     escape,
     number,
     render,
@@ -127,7 +126,7 @@ _IN_MAINTENANCE: Final = template(IN_MAINTENANCE.sample)
 
 @dataclass(frozen=True, slots=True)
 class _Prefixes:
-    """One service's line prefixes (metric name and labels), made from the shared templates."""
+    """What one service's lines are made of besides the shared templates (``_STATUS``, …)."""
 
     name: str
     """The service's name as a label value (``escape``)."""
@@ -139,18 +138,6 @@ class _Prefixes:
     def of(cls, name: str) -> _Prefixes:
         share = zlib.crc32(name.encode()) % _SPREAD / _SPREAD
         return cls(escape(name), _REFRESH * (1 - share / 2))
-
-    @property
-    def up(self) -> str:
-        return _UP.prefix(self.name)
-
-    @property
-    def in_maintenance(self) -> str:
-        return _IN_MAINTENANCE.prefix(self.name)
-
-    def each(self, templates: tuple[Template, ...]) -> tuple[str, ...]:
-        """The prefixes of a family's series (``_STATUS``, ``_AVAILABILITY``, …) for this service."""
-        return tuple(t.prefix(self.name) for t in templates)
 
 
 @dataclass(slots=True)
@@ -258,8 +245,8 @@ class ProjectionCollector:
             for location, prefix in entry.locations.items()
         )
         status = "".join(
-            f"{prefix}{number(float(state is current))}\n"
-            for prefix, state in zip(prefixes.each(_STATUS), STATE_ORDER, strict=True)
+            t.line(prefixes.name, number(float(state is current)))
+            for t, state in zip(_STATUS, STATE_ORDER, strict=True)
         )
         excluded: list[Interval] = []
         in_maintenance = False
@@ -285,17 +272,17 @@ class ProjectionCollector:
             for total, last in zip(state_totals(service, now), entry.reported, strict=True)
         )
         seconds = "".join(
-            f"{prefix}{number(value)}\n"
-            for prefix, value in zip(prefixes.each(_SECONDS), reported, strict=True)
+            t.line(prefixes.name, number(value))
+            for t, value in zip(_SECONDS, reported, strict=True)
         )
         entry.block = (
-            f"{prefixes.up}{number(_up(current))}\n".encode(),
+            _UP.line(prefixes.name, number(_up(current))).encode(),
             location_up.encode(),
             status.encode(),
             availability,
             uptime,
             seconds.encode(),
-            f"{prefixes.in_maintenance}{number(float(in_maintenance))}\n".encode(),
+            _IN_MAINTENANCE.line(prefixes.name, number(float(in_maintenance))).encode(),
         )
         entry.signature = signature
         entry.revision = revision
@@ -308,7 +295,6 @@ def _ratios(
 ) -> tuple[bytes, bytes]:
     """Availability and uptime lines over every window (none for a window with no known time)."""
     availability, uptime = [], []
-    availability_prefixes, uptime_prefixes = prefixes.each(_AVAILABILITY), prefixes.each(_UPTIME)
     for index, (_, hours) in enumerate(WINDOWS):
         start = now - timedelta(hours=hours)
         clipped = [(max(lo, start), hi) for lo, hi in excluded if hi > start]
@@ -316,8 +302,8 @@ def _ratios(
         known = window[Status.UP] + window[Status.DEGRADED] + window[Status.DOWN]
         if known > 0:
             reachable = window[Status.UP] + window[Status.DEGRADED]
-            availability.append(f"{availability_prefixes[index]}{number(reachable / known)}\n")
-            uptime.append(f"{uptime_prefixes[index]}{number(window[Status.UP] / known)}\n")
+            availability.append(_AVAILABILITY[index].line(prefixes.name, number(reachable / known)))
+            uptime.append(_UPTIME[index].line(prefixes.name, number(window[Status.UP] / known)))
     return "".join(availability).encode(), "".join(uptime).encode()
 
 
