@@ -38,7 +38,7 @@ format: $(VENV)/.test-deps
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-# Figures, not tests: each script prints one JSON line per figure, kept in var/bench/ (about 75 min
+# Figures, not tests: each script prints one JSON line per figure, kept in var/bench/ (about 80 min
 # in all; docs/performance.md and docs/reliability.md quote them). One at a time: they measure CPU.
 BENCH_OUT := var/bench
 bench: $(VENV)/.test-deps system-deps
@@ -47,6 +47,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/probes.py --seconds 30 --warmup 10 | tee $(BENCH_OUT)/probes.jsonl
 	$(BIN)/python bench/scale.py --scrape-every 15 | tee $(BENCH_OUT)/scale.jsonl
 	$(BIN)/python bench/scale.py --scenario 10k --scrape-every 15 --scrape-gzip | tee $(BENCH_OUT)/scale_gzip.jsonl
+	$(BIN)/python bench/scale.py --scenario 10k --scrape-every 15 --history-days 89 | tee $(BENCH_OUT)/scale_held.jsonl
 	$(BIN)/python bench/replay.py | tee $(BENCH_OUT)/replay.jsonl
 	$(BIN)/python bench/api.py | tee $(BENCH_OUT)/api.jsonl
 	$(BIN)/python bench/soak.py --services 1000 --minutes 10 --interval 10 | tee $(BENCH_OUT)/soak.jsonl
@@ -60,6 +61,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python bench/retention.py | tee $(BENCH_OUT)/retention.jsonl
 	$(BIN)/python bench/fold.py | tee $(BENCH_OUT)/fold.jsonl
 	$(BIN)/python bench/loop_holds.py | tee $(BENCH_OUT)/loop_holds.jsonl
+	$(BIN)/python bench/scrape_render.py | tee $(BENCH_OUT)/scrape_render.jsonl
 	$(BIN)/python bench/history_memory.py | tee $(BENCH_OUT)/history_memory.jsonl
 
 clean:
