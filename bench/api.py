@@ -15,6 +15,9 @@ b) an open loop at a fixed ``--rate`` (a separate process, ``--open-loop-client`
    ``plain`` (``Accept-Encoding: identity``, the whole JSON), ``gzip`` (``Accept-Encoding: gzip``,
    the body left compressed as a proxy would pass it on) and ``conditional`` (gzip, plus
    ``If-None-Match`` with the last ``ETag`` seen, as a polling client sends it: mostly 304s).
+   The client is ``_lean_get`` by default (bodies counted, never kept: ~0.16 of a core at 500
+   identity answers/s of 1.26 MB); ``--client aiohttp`` reads each body whole through aiohttp's
+   client, which needed a whole core at that rate and put its own lag in the figures.
    Each phase starts with ``--warmup`` seconds of the same load, reported apart (``warmup_*``):
    the first request after an idle spell waits while the whole answer is computed again, and the
    percentiles are of the steady state that follows.
@@ -39,10 +42,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 from _common import (
@@ -61,14 +64,12 @@ from _common import (
 )
 from _history import SERVICE_PREFIX, History, workspace, write_history
 
-if TYPE_CHECKING:
-    import aiohttp
-
 TIMEOUT_SECONDS: Final = 5.0
 P99_TARGET_MS: Final = 20.0
 READY_DEADLINE_SECONDS: Final = 900.0
 CLIENT_CONNECTIONS: Final = 64
 MODES: Final = ("plain", "gzip", "conditional")
+CLIENTS: Final = ("lean", "aiohttp")
 
 
 # --- the open-loop client (runs in its own process) -----------------------------------------------
@@ -110,16 +111,55 @@ async def _pace(
         task.add_done_callback(tasks.discard)
 
 
-async def _warm(session: aiohttp.ClientSession, url: str, *, encoding: str, deadline: float) -> str:
-    """One warm-up request (unconditional); its ``ETag``, or "" when it failed."""
-    import aiohttp  # noqa: PLC0415 - only the client process needs it (the module is imported above only for typing)
+Fetch = Callable[[dict[str, str]], Coroutine[Any, Any, tuple[int, int, str]]]
+"""One GET with these headers: its status, the body's length and its ``ETag`` (or "")."""
 
-    with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+
+async def _warm(fetch: Fetch, *, encoding: str, deadline: float) -> str:
+    """One warm-up request (unconditional); its ``ETag``, or "" when it failed."""
+    with contextlib.suppress(TimeoutError, ConnectionError, OSError):
         async with asyncio.timeout_at(deadline):
-            async with session.get(url, headers={"Accept-Encoding": encoding}) as response:
-                await response.read()
-                return response.headers.get("ETag", "") if response.status == 200 else ""
+            status, _, tag = await fetch({"Accept-Encoding": encoding})
+            return tag if status == 200 else ""
     return ""
+
+
+@contextlib.asynccontextmanager
+async def _client(url: str, kind: str) -> AsyncIterator[Fetch]:
+    """``kind``'s GET of ``url``.
+
+    ``lean`` is ``_lean_get`` (bodies counted, never kept); ``aiohttp`` its client (bodies read
+    whole, never decompressed).
+    """
+    if kind == "lean":
+        from _lean_get import LeanGet  # noqa: PLC0415 - only the client process needs it
+
+        lean = LeanGet(url, connections=CLIENT_CONNECTIONS)
+
+        async def lean_fetch(headers: dict[str, str]) -> tuple[int, int, str]:
+            answer = await lean.get(headers)
+            return answer.status, answer.length, answer.etag
+
+        try:
+            yield lean_fetch
+        finally:
+            lean.close()
+        return
+    import aiohttp  # noqa: PLC0415 - only the client process needs it
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS), auto_decompress=False
+    ) as session:
+
+        async def aiohttp_fetch(headers: dict[str, str]) -> tuple[int, int, str]:
+            try:
+                async with session.get(url, headers=headers) as response:
+                    body = await response.read()
+                    return response.status, len(body), response.headers.get("ETag", "")
+            except aiohttp.ClientError as error:
+                raise ConnectionError(str(error)) from error
+
+        yield aiohttp_fetch
 
 
 async def open_loop(
@@ -130,6 +170,7 @@ async def open_loop(
     request_timeout: float,
     mode: str = "plain",
     warmup: float = 0.0,
+    client: str = "lean",
 ) -> dict[str, Any]:
     """Send ``rate × (warmup + seconds)`` GETs, request ``i`` due at ``start + i / rate``.
 
@@ -137,10 +178,9 @@ async def open_loop(
     (``warmup_*``): the steady state is what the percentiles describe, and the cold start (an
     answer not asked for since the last phase is rebuilt whole) is shown beside them.
     ``mode`` is what the client accepts (see the module docstring); bodies are never decompressed,
-    so the figures are the daemon's and the wire's, not the client's inflate.
+    so the figures are the daemon's and the wire's, not the client's inflate. ``client`` is
+    whose HTTP client sends them (``_client``).
     """
-    import aiohttp  # noqa: PLC0415 - only the client process needs it
-
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     timed_out = errors = 0
@@ -150,53 +190,48 @@ async def open_loop(
     body_bytes: dict[str, int] = {}
     encoding = "identity" if mode == "plain" else "gzip"
 
-    async def one(session: aiohttp.ClientSession, due: float) -> None:
+    async def one(fetch: Fetch, due: float) -> None:
         nonlocal timed_out, errors, last_done, etag
         condition = {"If-None-Match": etag} if mode == "conditional" and etag else {}
-        headers = {"Accept-Encoding": encoding, **condition}
         try:
             async with asyncio.timeout_at(due + request_timeout):
-                async with session.get(url, headers=headers) as response:
-                    body = await response.read()
-                    status = response.status
-                    tag = response.headers.get("ETag", "")
+                status, length, tag = await fetch({"Accept-Encoding": encoding, **condition})
         except TimeoutError:
             timed_out += 1
             latencies.append(request_timeout)
             return
-        except (aiohttp.ClientError, OSError):
+        except (ConnectionError, OSError):
             errors += 1
             return
         done = loop.time()
         last_done = max(last_done, done)
         latencies.append(done - due)
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-        body_bytes[str(status)] = len(body)  # the last of each status
+        body_bytes[str(status)] = length  # the last of each status
         if status == 200 and tag:
             etag = tag
 
     total = round(rate * seconds)
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS), auto_decompress=False
-    ) as session:
+    async with _client(url, client) as fetch:
         tasks: set[asyncio.Task[None]] = set()
         cold: list[float] = []
 
         async def warm(due: float) -> None:
             nonlocal etag
-            tag = await _warm(session, url, encoding=encoding, deadline=due + request_timeout)
+            tag = await _warm(fetch, encoding=encoding, deadline=due + request_timeout)
             cold.append(loop.time() - due)
             etag = tag if mode == "conditional" and tag else etag
 
         start = loop.time() + 0.2 + warmup
         await _pace(tasks, warm, rate=rate, start=start - warmup, count=round(rate * warmup))
-        await _pace(tasks, partial(one, session), rate=rate, start=start, count=total, lag=send_lag)
+        await _pace(tasks, partial(one, fetch), rate=rate, start=start, count=total, lag=send_lag)
         sent = loop.time()
         if tasks:  # every task ends by its own deadline; this bound is only a backstop
             await asyncio.wait(tasks, timeout=request_timeout + 5)
     answered = len(latencies) - timed_out
     return {
         "mode": mode,
+        "client": client,
         "requests": total,
         "answered": answered,
         "timed_out": timed_out,
@@ -229,6 +264,7 @@ def client_main(args: argparse.Namespace) -> None:
                 request_timeout=args.request_timeout,
                 mode=args.mode,
                 warmup=args.warmup,
+                client=args.client,
             )
         )
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -311,6 +347,7 @@ def run_client(url: str, args: argparse.Namespace, mode: str) -> dict[str, Any]:
         *("--rate", str(args.rate), "--seconds", str(args.seconds)),
         *("--request-timeout", str(args.request_timeout)),
         *("--warmup", str(args.warmup)),
+        *("--client", args.client),
     ]
     done = subprocess.run(
         command,
@@ -445,6 +482,13 @@ def main() -> None:
         choices=MODES,
         default=list(MODES),
         help="open-loop phases, in order: what the client accepts (module docstring)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="lean",
+        help="the open loop's HTTP client: lean (bench/_lean_get.py, bodies counted, never kept; "
+        "the default) or aiohttp's (reads each body whole: at 1.26 MB × 500/s a core of its own)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--mode", choices=MODES, default="plain", help=argparse.SUPPRESS)
