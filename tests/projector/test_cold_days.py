@@ -16,11 +16,12 @@ from structlog.testing import capture_logs
 
 from tests.projector.test_hours import _copy
 from tests.projector.test_runner import T0, projector, write_checks
+from uptime_daemon.clock import from_micros
 from uptime_daemon.projector import cold as colds
 from uptime_daemon.projector.cold import ColdDays, ColdDaysError
 from uptime_daemon.projector.fold import HISTOGRAM_BUCKETS
 from uptime_daemon.projector.hours import DAY_HOURS, HourBucket, Hours
-from uptime_daemon.projector.runner import HOT_HOURS, cold_before_day, records
+from uptime_daemon.projector.runner import HOT_HOURS, WARM_HOURS, cold_before_day, records
 from uptime_daemon.projector.summary import summarize
 from uptime_daemon.store.sqlite import SqliteEventStore
 
@@ -291,3 +292,45 @@ def test_a_day_the_file_lost_is_dropped_and_logged_when_written_to(tmp_path: Pat
     with pytest.raises(ColdDaysError, match="missing"):
         hours.get(50)
     cold.close()
+
+
+async def test_older_transitions_are_frozen_and_read_as_a_replay_does(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    """45 days of flapping: what ended ``WARM_HOURS`` before is frozen by a snapshot's write and read.
+
+    The state, every window's summary and the next snapshot equal a replay's from zero.
+    """
+    path = tmp_path / "projection.json"
+    every = timedelta(minutes=40)
+    await write_checks(store, 1620, seed=8, every=every)
+    first = projector(store, path)
+    await first.catch_up()
+    first.save_snapshot()
+    restarted = projector(store, path)
+    restarted.load_snapshot()
+    full = projector(store)
+    await full.catch_up()
+    for live in (first, restarted):
+        for record in records(live.state):
+            assert record.periods.frozen > 0
+            assert record.incidents.frozen > 0
+            before = from_micros((record.pruned_hour - WARM_HOURS) * 3_600_000_000)
+            assert all(p.end >= before for p in record.periods[record.periods.frozen :])
+        assert live.state.services == full.state.services
+    await write_checks(store, 200, seed=9, start=T0 + every * 1620, every=every)
+    for live in (restarted, full):
+        await live.catch_up()
+    now = T0 + every * 1820
+    for name, record in full.state.services.items():
+        for hours in (24, 720, 2160):
+            assert summarize(restarted.state.services[name], now=now, hours=hours) == summarize(
+                record, now=now, hours=hours
+            )
+    restarted.save_snapshot()
+    again = projector(store, path)
+    again.load_snapshot()
+    assert again.position == full.position
+    assert again.state.services == full.state.services
+    for projection in (first, restarted, again):
+        projection.close()

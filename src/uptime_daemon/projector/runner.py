@@ -24,7 +24,7 @@ from typing import Final
 import structlog
 
 from uptime_daemon import events, maintenance, malloc
-from uptime_daemon.clock import Clock, to_micros
+from uptime_daemon.clock import Clock, from_micros, to_micros
 from uptime_daemon.config.model import Settings
 from uptime_daemon.errors import EventStoreError, UptimeDaemonError
 from uptime_daemon.projector import cold as colds
@@ -174,6 +174,21 @@ def cold_before_day(record: ServiceProjection) -> int:
     return (record.pruned_hour - HOT_HOURS + 1) // DAY_HOURS
 
 
+WARM_HOURS: Final = 31 * DAY_HOURS
+"""A record's transitions and incidents that ended this long before its newest hour are frozen
+(``Periods.freeze``: compressed, about a fifth of the size) when a snapshot is read or written. The
+longest window the scrapes read is 30 days (``collector.WINDOWS``), so they never thaw them while
+the service is checked; longer windows decompress them for the query. At 90 days held, an outage
+every ~33 hours, 3.0 KB a service less."""
+
+
+def freeze(record: ServiceProjection) -> None:
+    """Freeze ``record``'s transitions and incidents older than ``WARM_HOURS``."""
+    before = from_micros((record.pruned_hour - WARM_HOURS) * 3_600_000_000)
+    record.periods.freeze(before)
+    record.incidents.freeze(before)
+
+
 def records(state: ProjectionState) -> Iterator[ServiceProjection]:
     """Every record of ``state``: each service's, and each of its locations'."""
     for record in state.services.values():
@@ -247,7 +262,7 @@ class Projector:
         if self._snapshot_path is None:
             return
         try:
-            stored = snapshots.read(self._snapshot_path)
+            stored = snapshots.read(self._snapshot_path, freeze)
         except (snapshots.SnapshotError, OSError) as exc:
             log.warning("snapshot_ignored", path=str(self._snapshot_path), error=str(exc))
             return
@@ -290,8 +305,12 @@ class Projector:
     def _evict(
         self, record: ServiceProjection, cold: colds.ColdDays, named: list[array[int]] | None
     ) -> None:
-        """Move the record's days before ``cold_before_day`` to ``cold``; its blobs' ids to ``named``."""
+        """Move the record's days before ``cold_before_day`` to ``cold``; its blobs' ids to ``named``.
+
+        Its older transitions and incidents are frozen (``freeze``).
+        """
         record.buckets.evict(cold, cold_before_day(record))
+        freeze(record)
         if named is not None and record.buckets.cold_ids():
             named.append(record.buckets.cold_ids()[:])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -306,8 +306,26 @@ def decode(data: bytes) -> Snapshot:
     return _decode_lines(iter(data.splitlines()))
 
 
-def _decode_lines(lines: Iterator[bytes]) -> Snapshot:
-    """The snapshot in ``lines`` (format 9: a header, then a line per service; 5-8: one line)."""
+def _give(
+    services: dict[str, ServiceProjection],
+    record: ServiceProjection,
+    each: Callable[[ServiceProjection], None] | None,
+) -> None:
+    """Keep ``record`` under its name; ``each`` is given it, then its locations'."""
+    services[record.name] = record
+    if each is not None:
+        each(record)
+        for location in record.locations.values():
+            each(location)
+
+
+def _decode_lines(
+    lines: Iterator[bytes], each: Callable[[ServiceProjection], None] | None = None
+) -> Snapshot:
+    """The snapshot in ``lines`` (format 9: a header, then a line per service; 5-8: one line).
+
+    ``each`` is given every record as it is decoded (a service's, then its locations').
+    """
     try:
         raw = orjson.loads(next(lines, b""))
         version = raw.get("format")
@@ -319,11 +337,11 @@ def _decode_lines(lines: Iterator[bytes]) -> Snapshot:
         state = ProjectionState(retention_seconds=float(raw["retentionSeconds"]))
         if version in _OBJECT_VERSIONS:
             for name, s in raw["services"].items():
-                state.services[name] = decode_record(name, s)
+                _give(state.services, decode_record(name, s), each)
         else:
             for _ in range(int(raw["services"])):
                 name, s = orjson.loads(next(lines))
-                state.services[str(name)] = decode_record(str(name), s)
+                _give(state.services, decode_record(str(name), s), each)
         state.maintenance = maintenance.decode_windows(raw["maintenance"])
         position = None if raw["position"] is None else int(raw["position"])
     except (
@@ -390,11 +408,16 @@ def write_atomically(path: Path, data: bytes | Iterable[bytes]) -> None:
         file.commit()
 
 
-def read(path: Path) -> Snapshot | None:
-    """The stored snapshot, or ``None`` when there is no file (read a record at a time)."""
+def read(path: Path, each: Callable[[ServiceProjection], None] | None = None) -> Snapshot | None:
+    """The stored snapshot, or ``None`` when there is no file (read a record at a time).
+
+    ``each`` is given every record as it is read, before the next is (what it lets go of, the next
+    record's decoding reuses: ``runner.freeze`` after all of them left the heap 8 MiB larger at
+    10,000 services).
+    """
     try:
         handle = path.open("rb")
     except FileNotFoundError:
         return None
     with handle:
-        return _decode_lines(iter(handle))
+        return _decode_lines(iter(handle), each)

@@ -190,7 +190,7 @@ def _incidents(
     views = []
     down = _down_pieces(service, start, now, maintenance)
     cursor = 0
-    for incident in service.incidents:
+    for incident in service.incidents.ending_after(start):  # the frozen left alone
         if incident.start >= now or (incident.end is not None and incident.end <= start):
             continue
         time = incident_time(service, incident, now)
