@@ -173,6 +173,44 @@ def test_replay_over_rollups_equals_the_raw_replay(log: Log) -> None:
     assert record_bytes(fold(left_after(log, rolled), state)) == expected
 
 
+def test_an_outage_across_a_quorum_change_at_one_instant_is_one_incident() -> None:
+    """An outage across a quorum change at one instant: found by the property above.
+
+    A down check, then at the same instant one that makes the service a two-location quorum (the
+    outage ends there and then), then up. The raw replay had made a zero-length incident and a second one from the same instant; the
+    replay over rollups, one. There is one outage: an incident that ended at the instant another
+    begins goes on.
+    """
+    later = T0 + timedelta(seconds=0.4)
+    down = Observation("api", T0, Status.DOWN, 0.0004, 90.0, "eu", T0, 1, ())
+    log = Log(
+        [
+            down,
+            Observation(
+                "api",
+                T0,
+                Status.DOWN,
+                0.0004,
+                90.0,
+                "eu",
+                T0 - timedelta(seconds=0.25),
+                2,
+                ("eu", "us"),
+            ),
+            Observation("api", later, Status.UP, 0.0004, 90.0, "eu", later, 1, ()),
+            Inconclusive("api", later),
+        ],
+        {"api": [1, 3]},
+    )
+    state = fold(log.checks)
+    assert [(i.start, i.end) for i in state.services["api"].incidents] == [(T0, later)]
+    written, rolled = compact(log)
+    rolled_state = ProjectionState(retention_seconds=RETENTION)
+    for each in written:
+        apply_rollup(rolled_state, each)
+    assert record_bytes(fold(left_after(log, rolled), rolled_state)) == record_bytes(state)
+
+
 @settings(max_examples=200, deadline=None)
 @given(logs(), st.data())
 def test_raw_checks_not_yet_removed_are_skipped(log: Log, data: st.DataObject) -> None:

@@ -713,7 +713,11 @@ def _transition(service: ServiceProjection, status: Status, at: datetime) -> Non
     if status is not previous:
         service.since = at
         if status is Status.DOWN:
-            service.incidents.append(Incident(start=at))
+            incidents = service.incidents
+            if incidents and incidents[-1].end == at:  # it ended this instant: still the same one
+                incidents[-1].end = None
+            else:
+                incidents.append(Incident(start=at))
         elif previous is Status.DOWN and service.incidents:
             service.incidents[-1].end = at
     service.status = status
