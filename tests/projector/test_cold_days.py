@@ -315,6 +315,9 @@ async def test_older_transitions_are_frozen_and_read_as_a_replay_does(
         for record in records(live.state):
             assert record.periods.frozen > 0
             assert record.incidents.frozen > 0
+            days = len(record.buckets.cold_ids())
+            assert days > 40
+            assert len(record.buckets._cold_packed) < 4 * days  # 14 bytes a day as arrays
             before = from_micros((record.pruned_hour - WARM_HOURS) * 3_600_000_000)
             assert all(p.end >= before for p in record.periods[record.periods.frozen :])
         assert live.state.services == full.state.services

@@ -17,8 +17,9 @@ same hours, however those are kept, and every figure read from them (``add_windo
 
 The daemon's projector also moves whole days before a record's last three hours out of memory into
 a file beside its snapshot (``evict``, ``projector.cold``): 133 bytes an hour is still 2.7 GiB at 10,000
-services holding 90 days. A record then keeps which days are there (``_days``, ``_ids``, ``_rows``)
-and reads them when asked; a day written to again is read back first (``_reload``). Where a day is
+services holding 90 days. A record then keeps which days are there, compressed (``_cold_packed``: the
+days, their blobs' ids and how many hours each, ~1.3 KB at 89 days as arrays, ~0.1 KB so), and
+reads them when asked; a day written to again is read back first (``_reload``). Where a day is
 kept is not part of the value either. ``add_window`` remembers the sums of the cold hours a window
 took (``_memo``), so a window asked again reads nothing until its first hour or the cold days move.
 """
@@ -99,8 +100,9 @@ DAY_HOURS: Final = 24
 _REPLAY: Final = "stop the daemon and run `uptime-daemon replay` to rebuild the projection"
 _COLD_CODES: Final = (HOUR_CODE, "q", "H")
 """The cold days' arrays: the day (since the epoch), the blob's id, how many hours it holds."""
-_NO_COLD: Final = tuple(array(code) for code in _COLD_CODES)
-"""The cold arrays of every ``Hours`` with no day moved out: shared, never changed."""
+_COLD_LEVEL: Final = 9
+"""zlib's level for ``_cold_packed`` (days and ids as differences: a record's days follow one another
+and its blobs were put a pass of the projector apart; made once a day a record)."""
 _MEMO_WINDOWS: Final = 4
 """Windows whose cold sums a record remembers (the summary's and the status page's)."""
 _ANY_INDEX: Final = 256
@@ -134,16 +136,14 @@ class Hours:
         "_base",
         "_checks",
         "_cold",
+        "_cold_packed",
         "_count",
-        "_days",
         "_ends",
         "_hours",
-        "_ids",
         "_inconclusive",
         "_index",
         "_memo",
         "_response",
-        "_rows",
         "_seconds",
         "open",
     )
@@ -156,10 +156,6 @@ class Hours:
     _ends: array[int]
     _index: array[int]
     _count: array[int]
-    # The days moved to ``_cold``, ascending (``_COLD_CODES``).
-    _days: array[int]
-    _ids: array[int]
-    _rows: array[int]
 
     def __init__(self) -> None:
         """No hours: no packed row, and the shared empty arrays until the first is packed."""
@@ -168,7 +164,8 @@ class Hours:
         self._base = 0
         """The absolute position of ``_index[0]``: dropping the oldest rows moves it, not ``_ends``."""
         self._cold: ColdDays | None = None
-        self._days, self._ids, self._rows = _NO_COLD
+        self._cold_packed = b""
+        """The days moved to ``_cold``, compressed (``_cold_index``, ``_keep_index``): b"" for none."""
         self._memo: dict[tuple[int, int], _ColdSums] | None = None
 
     def _use(self, arrays: Iterable[array[Any]]) -> None:
@@ -197,7 +194,7 @@ class Hours:
         """The hour's bucket to write to: open, reopened from the packed rows, or new."""
         bucket = self.open.get(hour)
         if bucket is None:
-            if self._days:
+            if self._cold_packed:
                 self._reload(hour // DAY_HOURS)
             row = self._row(hour)
             if row is None:
@@ -219,7 +216,7 @@ class Hours:
 
     def prune(self, oldest: int) -> None:
         """Drop every hour older than ``oldest``."""
-        if self._days:
+        if self._cold_packed:
             self._prune_cold(oldest)
         for hour in [h for h in self.open if h < oldest]:
             del self.open[hour]
@@ -229,7 +226,7 @@ class Hours:
 
     def __setitem__(self, hour: int, bucket: HourBucket) -> None:
         """Make ``bucket`` the hour's (open until the next ``pack``)."""
-        if self._days:
+        if self._cold_packed:
             self._reload(hour // DAY_HOURS)
         row = self._row(hour)
         if row is not None:
@@ -246,21 +243,48 @@ class Hours:
         hours = self._hours
         if not hours or hours[0] >= before:
             return 0
-        if not self._days:
-            self._days, self._ids, self._rows = (array(code) for code in _COLD_CODES)
+        days, ids, rows = self._cold_index()
         end_row = bisect.bisect_left(hours, before)
         row = moved = 0
         while row < end_row:
             day = hours[row] // DAY_HOURS
             end = bisect.bisect_left(hours, (day + 1) * DAY_HOURS, row, end_row)
-            at = bisect.bisect_left(self._days, day)
-            self._days.insert(at, day)
-            self._ids.insert(at, cold.put(self._pack_rows(row, end)))
-            self._rows.insert(at, end - row)
+            at = bisect.bisect_left(days, day)
+            days.insert(at, day)
+            ids.insert(at, cold.put(self._pack_rows(row, end)))
+            rows.insert(at, end - row)
             row, moved = end, moved + 1
+        self._keep_index(days, ids, rows)
         self._delete(0, end_row)
-        self._memo = None
         return moved
+
+    def _cold_index(self) -> tuple[array[int], array[int], array[int]]:
+        """The cold days, their blobs' ids and hours, ascending: new arrays, for this use only."""
+        days, ids, rows = (array(code) for code in _COLD_CODES)
+        if not self._cold_packed:
+            return days, ids, rows
+        raw, (count,) = columns_io.unzip(self._cold_packed, _COLD_HEADER, "cold days")
+        columns_io.read(
+            raw, _COLD_HEADER.size, [(c, count) for c in (days, ids, rows)], "cold days"
+        )
+        return (
+            array(HOUR_CODE, itertools.accumulate(days)),
+            array("q", itertools.accumulate(ids)),
+            rows,
+        )
+
+    def _keep_index(self, days: array[int], ids: array[int], rows: array[int]) -> None:
+        """Keep ``days``, ``ids`` and ``rows`` as the cold index, compressed."""
+        self._memo = None
+        if not days:
+            self._cold_packed = b""
+            return
+        deltas = [
+            array(column.typecode, [column[0], *map(operator.sub, column[1:], column)])
+            for column in (days, ids)
+        ]
+        raw = _COLD_HEADER.pack(len(days)) + columns_io.join([*deltas, rows])
+        self._cold_packed = zlib.compress(raw, _COLD_LEVEL)
 
     def attach(self, cold: ColdDays) -> None:
         """Read (and later write) the cold days through ``cold``."""
@@ -268,17 +292,16 @@ class Hours:
 
     def cold_hours(self) -> int:
         """How many of the hours held are in cold days."""
-        return sum(self._rows)
+        return sum(self._cold_index()[2]) if self._cold_packed else 0
 
     def cold_ids(self) -> array[int]:
-        """The ids of the blobs this record's cold days are in."""
-        return self._ids
+        """The ids of the blobs this record's cold days are in (a new array)."""
+        return self._cold_index()[1]
 
     def cold_index(self) -> bytes:
         """Which days are cold, in which blob, how many hours each (``with_cold_index`` reads it)."""
-        return _COLD_HEADER.pack(len(self._days)) + columns_io.join(
-            [self._days, self._ids, self._rows]
-        )
+        days, ids, rows = self._cold_index()
+        return _COLD_HEADER.pack(len(days)) + columns_io.join([days, ids, rows])
 
     def with_cold_index(self, data: bytes) -> None:
         """Take ``cold_index``'s bytes (before any cold day is held); ``ValueError`` if not those."""
@@ -293,28 +316,28 @@ class Hours:
         if any(not 1 <= rows <= DAY_HOURS for rows in row_column) or any(i < 1 for i in id_column):
             raise ValueError("cold days: out of range")
         if days:
-            self._days, self._ids, self._rows = columns
-            self._memo = None
+            self._keep_index(day_column, id_column, row_column)
 
-    def _part(self, at: int) -> Hours:
-        """The cold day at index ``at``, read back (packed rows only)."""
+    def _part(self, blob_id: int) -> Hours:
+        """The cold day in blob ``blob_id``, read back (packed rows only)."""
         if self._cold is None:
             raise ColdDaysError("cold days held with no file to read them from")
-        return Hours.from_bytes(self._cold.get(self._ids[at]), indexes=_ANY_INDEX)
+        return Hours.from_bytes(self._cold.get(blob_id), indexes=_ANY_INDEX)
 
     def _cold_items(self) -> list[tuple[int, HourBucket]]:
-        return [item for at in range(len(self._days)) for item in self._part(at).items()]
+        return [item for blob_id in self.cold_ids() for item in self._part(blob_id).items()]
 
     def _forget(self, lo: int, hi: int) -> None:
         """Let go of the cold days at indexes ``lo`` to ``hi`` (exclusive)."""
         if self._cold is None:
             raise ColdDaysError("cold days held with no file to release them in")
-        for blob_id in self._ids[lo:hi]:
+        days, ids, rows = self._cold_index()
+        for blob_id in ids[lo:hi]:
             self._cold.release(blob_id)
-        del self._days[lo:hi]
-        del self._ids[lo:hi]
-        del self._rows[lo:hi]
-        self._memo = None
+        del days[lo:hi]
+        del ids[lo:hi]
+        del rows[lo:hi]
+        self._keep_index(days, ids, rows)
 
     def _reload(self, day: int) -> None:
         """Bring the cold day back into the packed rows, if it is cold (it is to be written).
@@ -322,14 +345,15 @@ class Hours:
         A day the file cannot give back is dropped and logged rather than stopping the fold: the
         file is a cache of the log, and ``uptime-daemon replay`` rebuilds the lost hours.
         """
-        at = bisect.bisect_left(self._days, day)
-        if at == len(self._days) or self._days[at] != day:
+        days, ids, rows = self._cold_index()
+        at = bisect.bisect_left(days, day)
+        if at == len(days) or days[at] != day:
             return
         try:
-            held = self._part(at).items()
+            held = self._part(ids[at]).items()
         except (ColdDaysError, ValueError) as exc:
             log.error(  # noqa: TRY400 - the message says it all; no traceback wanted
-                "cold_day_lost", day=day, hours=self._rows[at], error=str(exc), fix=_REPLAY
+                "cold_day_lost", day=day, hours=rows[at], error=str(exc), fix=_REPLAY
             )
             held = []
         self._forget(at, at + 1)
@@ -338,29 +362,33 @@ class Hours:
 
     def _prune_cold(self, oldest: int) -> None:
         """Let go of the cold days wholly older than ``oldest``; bring back the one it cuts into."""
-        whole = bisect.bisect_left(self._days, oldest // DAY_HOURS)
+        days = self._cold_index()[0]
+        whole = bisect.bisect_left(days, oldest // DAY_HOURS)
         if whole:
             self._forget(0, whole)
-        if self._days and self._days[0] * DAY_HOURS < oldest:
-            self._reload(self._days[0])
+        if whole < len(days) and days[whole] * DAY_HOURS < oldest:
+            self._reload(days[whole])
 
     def _cold_sums(self, first: int, last: int) -> _ColdSums | None:
         """What the cold hours from ``first`` to ``last`` add, remembered per window."""
-        last = min(last, (self._days[-1] + 1) * DAY_HOURS - 1)
-        first = max(first, self._days[0] * DAY_HOURS)
-        if first > last:
-            return None
-        key = (first, last)
+        key = (first, last)  # the window asked for: its cold part is that of the same days
         if self._memo is not None and (sums := self._memo.get(key)) is not None:
             return sums
+        days, ids, _ = self._cold_index()
+        last = min(last, (days[-1] + 1) * DAY_HOURS - 1)
+        first = max(first, days[0] * DAY_HOURS)
+        if first > last:
+            return None
         counts = [0, 0, 0]
         histogram: Counter[int] = Counter()
         responses: list[tuple[int, float]] = []
         inconclusive = 0
-        lo = bisect.bisect_left(self._days, first // DAY_HOURS)
-        hi = bisect.bisect_right(self._days, last // DAY_HOURS)
-        for at in range(lo, hi):
-            inconclusive += self._part(at).add_packed(first, last, counts, histogram, responses)
+        lo = bisect.bisect_left(days, first // DAY_HOURS)
+        hi = bisect.bisect_right(days, last // DAY_HOURS)
+        for blob_id in ids[lo:hi]:
+            inconclusive += self._part(blob_id).add_packed(
+                first, last, counts, histogram, responses
+            )
         sums = _ColdSums(
             newest=responses[-1][0] if responses else first - 1,
             counts=(counts[0], counts[1], counts[2]),
@@ -386,20 +414,21 @@ class Hours:
         row = self._row(hour)
         if row is not None:
             return self._read(row)
-        return self._cold_get(hour) if self._days else None
+        return self._cold_get(hour) if self._cold_packed else None
 
     def _cold_get(self, hour: int) -> HourBucket | None:
-        at = bisect.bisect_left(self._days, hour // DAY_HOURS)
-        if at == len(self._days) or self._days[at] != hour // DAY_HOURS:
+        days, ids, _ = self._cold_index()
+        at = bisect.bisect_left(days, hour // DAY_HOURS)
+        if at == len(days) or days[at] != hour // DAY_HOURS:
             return None
-        return self._part(at).get(hour)
+        return self._part(ids[at]).get(hour)
 
     def items(self) -> list[tuple[int, HourBucket]]:
         """Every hour and its bucket (packed and cold ones as copies), in ascending hour order."""
         found = [(hour, self._read(row)) for row, hour in enumerate(self._hours)]
-        if self.open or self._days:
+        if self.open or self._cold_packed:
             found.extend(self.open.items())
-            if self._days:
+            if self._cold_packed:
                 found.extend(self._cold_items())
             found.sort(key=operator.itemgetter(0))
         return found
@@ -410,19 +439,19 @@ class Hours:
 
     def __iter__(self) -> Iterator[int]:
         """The hours, ascending."""
-        cold = [hour for hour, _ in self._cold_items()] if self._days else []
+        cold = [hour for hour, _ in self._cold_items()] if self._cold_packed else []
         return iter(sorted([*self._hours, *self.open, *cold]))
 
     def __len__(self) -> int:
         """How many hours are held."""
-        return len(self._hours) + len(self.open) + sum(self._rows)
+        return len(self._hours) + len(self.open) + self.cold_hours()
 
     def __contains__(self, hour: object) -> bool:
         """Whether the hour is held."""
         return isinstance(hour, int) and (
             hour in self.open
             or self._row(hour) is not None
-            or (bool(self._days) and self._cold_get(hour) is not None)
+            or (bool(self._cold_packed) and self._cold_get(hour) is not None)
         )
 
     def __eq__(self, other: object) -> bool:
@@ -435,7 +464,9 @@ class Hours:
 
     def __repr__(self) -> str:
         """Hours held, open and packed."""
-        return f"Hours(open={sorted(self.open)}, packed={len(self._hours)}, cold={sum(self._rows)})"
+        return (
+            f"Hours(open={sorted(self.open)}, packed={len(self._hours)}, cold={self.cold_hours()})"
+        )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Hours:
         """An independent copy (its open buckets copied, its arrays copied)."""
@@ -453,7 +484,7 @@ class Hours:
         copied._base = self._base
         if self._hours:  # else nothing packed: the copy shares the empty arrays too
             copied._use(tuple(column[:] for column in self._arrays()))
-        if self._days:  # the copy holds the cold days in memory: it never shares a blob
+        if self._cold_packed:  # the copy holds the cold days in memory: it never shares a blob
             for hour, bucket in self._cold_items():
                 copied._insert(hour, bucket)
         return copied
@@ -481,7 +512,7 @@ class Hours:
             responses.append((hour, b.response_sum_seconds))
         if opened and (packed or len(opened) > 1):  # open hours are in the order first written
             responses.sort(key=operator.itemgetter(0))
-        cold = self._cold_sums(first, last) if self._days else None
+        cold = self._cold_sums(first, last) if self._cold_packed else None
         if cold is None:
             return functools.reduce(operator.add, (r for _, r in responses), 0.0), inconclusive
         for kind in range(_CHECK_KINDS):
@@ -491,10 +522,11 @@ class Hours:
         inconclusive += cold.inconclusive
         if responses and responses[0][0] < cold.newest:  # a day read back, not packed again yet
             earlier: list[tuple[int, float]] = []
-            lo = bisect.bisect_left(self._days, first // DAY_HOURS)
-            hi = bisect.bisect_right(self._days, last // DAY_HOURS)
-            for at in range(lo, hi):
-                self._part(at).add_packed(first, last, [0, 0, 0], Counter(), earlier)
+            days, ids, _ = self._cold_index()
+            lo = bisect.bisect_left(days, first // DAY_HOURS)
+            hi = bisect.bisect_right(days, last // DAY_HOURS)
+            for blob_id in ids[lo:hi]:
+                self._part(blob_id).add_packed(first, last, [0, 0, 0], Counter(), earlier)
             responses = sorted([*earlier, *responses], key=operator.itemgetter(0))
             return functools.reduce(operator.add, (r for _, r in responses), 0.0), inconclusive
         return functools.reduce(
@@ -533,7 +565,7 @@ class Hours:
             return bucket.response_sum_seconds, sum(bucket.histogram.values())
         row = self._row(hour)
         if row is None:
-            cold = self._cold_get(hour) if self._days else None
+            cold = self._cold_get(hour) if self._cold_packed else None
             return (
                 None if cold is None else (cold.response_sum_seconds, sum(cold.histogram.values()))
             )
