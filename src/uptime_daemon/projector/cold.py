@@ -128,13 +128,15 @@ class ColdDays:
             if flush.keep is not None:
                 _fill(self._writer, (blob for ids in flush.keep for blob in ids))
                 self._writer.execute("DELETE FROM days WHERE id NOT IN (SELECT id FROM temp.ids)")
-                self._writer.execute("DELETE FROM temp.ids")
+                self._writer.execute("DROP TABLE temp.ids")
             self._writer.executemany(
                 "DELETE FROM days WHERE id = ?", [(blob_id,) for blob_id in flush.deleted]
             )
             self._writer.executemany(
                 "INSERT OR REPLACE INTO days (id, data) VALUES (?, ?)", flush.added.items()
             )
+        if flush.keep is not None:
+            _shrink(self._writer)
 
     def flushed(self, flush: Flush) -> None:
         """The snapshot naming ``flush``'s blobs is on disk: they are read from the file now."""
@@ -154,7 +156,8 @@ class ColdDays:
             (count,) = self._reader.execute(
                 "SELECT count(*) FROM temp.ids WHERE id NOT IN (SELECT id FROM days)"
             ).fetchone()
-            self._reader.execute("DELETE FROM temp.ids")
+            self._reader.execute("DROP TABLE temp.ids")
+        _shrink(self._reader)
         return int(count)
 
     def bytes_on_disk(self) -> int:
@@ -171,10 +174,20 @@ class ColdDays:
 
 
 def _fill(connection: sqlite3.Connection, ids: Iterable[int]) -> None:
-    """``ids`` into the connection's temporary table ``ids`` (emptied first)."""
+    """``ids`` into the connection's temporary table ``ids`` (emptied first; dropped after use)."""
     connection.execute("CREATE TEMP TABLE IF NOT EXISTS ids (id INTEGER PRIMARY KEY)")
     connection.execute("DELETE FROM temp.ids")
     connection.executemany("INSERT OR IGNORE INTO temp.ids (id) VALUES (?)", ((i,) for i in ids))
+
+
+def _shrink(connection: sqlite3.Connection) -> None:
+    """Give back the pages the temporary table held (``PRAGMA shrink_memory``).
+
+    ~880,000 ids at 10,000 services holding 90 days: SQLite kept their pages cached in the
+    connection, 17 MiB of the daemon's RSS for good after the first snapshot write (and as much
+    again after the start's check).
+    """
+    connection.execute("PRAGMA shrink_memory")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
