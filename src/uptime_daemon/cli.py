@@ -226,10 +226,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(settings: Settings, path: Path) -> int:
+    from uptime_daemon import malloc  # noqa: PLC0415 - the daemon's own, not the commands'
     from uptime_daemon.daemon import serve  # noqa: PLC0415 - keep `config validate` light
     from uptime_daemon.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.log.level, settings.log.format)
+    malloc.map_large()  # before the snapshot is read: its pieces never settle in the heap
     return run_async(serve(settings, reload=functools.partial(load_settings, path)))
 
 
