@@ -3,8 +3,9 @@
 Folds ``--services`` services checked ``--checks-per-hour`` times an hour for ``--hours`` hours (90
 days by default: a daemon that has run as long as ``projector.retention_days``), response times
 spread over the histogram as a real service's are (log-normal around 40 ms, a fixed seed). Then
-moves every record's days before its last ``runner.HOT_HOURS`` to the file beside the snapshot, as the
-daemon's projector does when it writes one (``projector.cold``), and measures:
+moves every record's days before its last ``runner.HOT_HOURS`` to the file beside the snapshot and
+freezes its transitions and incidents older than ``runner.WARM_HOURS``, as the daemon's projector
+does when it writes one (``projector.cold``, ``runner.freeze``), and measures:
 
 * ``bytes_per_service_hour_all_held``: ``tracemalloc``'s growth over the fold, per service-hour
   (every hour in memory, as before the cold days);
@@ -39,7 +40,7 @@ from _held import fold
 from uptime_daemon.projector import snapshot
 from uptime_daemon.projector.cold import ColdDays
 from uptime_daemon.projector.fold import ProjectionState
-from uptime_daemon.projector.runner import HOT_HOURS, cold_before_day, records
+from uptime_daemon.projector.runner import HOT_HOURS, cold_before_day, freeze, records
 from uptime_daemon.projector.summary import summarize
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -100,6 +101,7 @@ def main() -> None:
         began = time.perf_counter()
         for record in records(state):
             record.buckets.evict(cold, cold_before_day(record))
+            freeze(record)
         flush = cold.flush([])
         cold.write(flush)
         cold.flushed(flush)

@@ -18,7 +18,7 @@ Rows older than any window read often can be *frozen* (``freeze``): kept as one 
 reaches them (a window longer than the scrapes' 30 days, a walk over every row) decompresses them
 for that read, and one that does not (``credit``, ``ending_after``, ``starting_after``, ``since``
 and ``Incidents.ending_after`` from a moment after the last of them) never touches them. At 90 days
-held, an outage every ~33 hours, the two containers of a record went from ~5.5 KB to ~2.5 KB.
+held, an outage every ~33 hours, the two containers of a record went from ~5.5 KB to ~3.2 KB.
 """
 
 from __future__ import annotations
@@ -87,15 +87,16 @@ def _unpack(data: bytes, codes: str) -> list[array[int]]:
 
 
 FREEZE_ROWS: Final = 8
-FREEZE_LEVEL: Final = 9
 """``freeze`` leaves fewer rows than this where they are: each freeze packs the frozen rows again."""
+FREEZE_LEVEL: Final = 9
+"""zlib's level for frozen rows: they are compressed once, and kept for weeks."""
 _PERIOD_CODES: Final = "Bqq"
 _INCIDENT_CODES: Final = "qqqq"
 
 
 @dataclass(frozen=True, slots=True)
 class _Frozen:
-    """A container's leading rows, compressed (``_pack``): how many, their first and last end (µs).
+    """A container's leading rows, compressed (``of``): how many, their first and last end (µs).
 
     Only closed rows are frozen, so ends ascend: ``last_end`` bounds every one of them.
     """
@@ -118,8 +119,7 @@ class _Frozen:
         """``columns`` packed (``None`` for no rows); ``_ENDS`` says which holds the ends.
 
         Each column of times as its first value and the differences after it (whole hours and
-        minutes of microseconds, mostly: they compress to about a fifth), at zlib's level 9 (a
-        row is frozen once: ~0.1 ms a record).
+        minutes of microseconds, mostly: they compress to about a fifth), at ``FREEZE_LEVEL``.
         """
         if not columns[0]:
             return None

@@ -179,7 +179,8 @@ WARM_HOURS: Final = 31 * DAY_HOURS
 (``Periods.freeze``: compressed, about a fifth of the size) when a snapshot is read or written. The
 longest window the scrapes read is 30 days (``collector.WINDOWS``), so they never thaw them while
 the service is checked; longer windows decompress them for the query. At 90 days held, an outage
-every ~33 hours, 3.0 KB a service less."""
+every ~33 hours, a record's two containers are 3.2 KB instead of 5.5 (3.1 KB less RSS a service,
+2,000 of them read in one process)."""
 
 
 def freeze(record: ServiceProjection) -> None:
