@@ -206,8 +206,9 @@ def test_a_released_blob_outlives_the_snapshot_that_still_names_it(tmp_path: Pat
     restarted.flushed(flush)
     assert restarted.missing([second, orphan]) == 1
     assert restarted.get(second) == b"two"
-    for connection in (restarted._reader, restarted._writer):  # the ids' pages not kept
-        assert connection is not None
+    writer = restarted._writer
+    assert writer is not None
+    for connection in (restarted._reader, writer):  # the ids' pages not kept
         assert connection.execute("SELECT count(*) FROM sqlite_temp_master").fetchone() == (0,)
     restarted.close()
 
