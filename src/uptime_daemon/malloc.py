@@ -27,34 +27,24 @@ from collections.abc import Callable
 from typing import Final
 
 
-def _trimmer() -> Callable[[int], int] | None:
+def _glibc(
+    name: str, *arguments: type[ctypes.c_int | ctypes.c_size_t]
+) -> Callable[..., int] | None:
+    """The C library's function ``name`` taking ``arguments`` and returning an int, if it has one."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:  # pragma: no cover - a platform without a C library to load
         return None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:  # pragma: no cover - a C library without the call (musl)
+    function = getattr(libc, name, None)
+    if function is None:  # pragma: no cover - a C library without the call (musl)
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+    function.argtypes = list(arguments)
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
 
 
-def _options() -> Callable[[int, int], int] | None:
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:  # pragma: no cover - a platform without a C library to load
-        return None
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:  # pragma: no cover - a C library without the call (musl)
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt  # type: ignore[no-any-return]
-
-
-_TRIM: Final = _trimmer()
-_MALLOPT: Final = _options()
+_TRIM: Final = _glibc("malloc_trim", ctypes.c_size_t)
+_MALLOPT: Final = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
 _M_MMAP_THRESHOLD: Final = -3
 """glibc's ``mallopt`` parameter number (``malloc.h``)."""
 LARGE_BYTES: Final = 1 << 20
