@@ -153,6 +153,17 @@ def _freeze(
     return _Frozen.of(columns, codes), [source[cut:] for source in live]
 
 
+def _closed_before(ends: array[int], limit: int) -> int:
+    """How many leading incidents ended before ``limit`` (µs).
+
+    A walk, not a bisection: an incident packed while still open (``_STILL_OPEN``) stops it.
+    """
+    cut = 0
+    while cut < len(ends) and ends[cut] != _STILL_OPEN and ends[cut] < limit:
+        cut += 1
+    return cut
+
+
 def _frozen_rows(frozen: _Frozen | None) -> int:
     return 0 if frozen is None else frozen.rows
 
@@ -416,11 +427,7 @@ class Incidents(Sequence[Incident]):
 
         Only when ``min_rows`` or more did: an incident packed while still open stops the walk.
         """
-        limit = to_micros(before)
-        ends = self._ends
-        cut = 0
-        while cut < len(ends) and ends[cut] != _STILL_OPEN and ends[cut] < limit:
-            cut += 1
+        cut = _closed_before(self._ends, to_micros(before))
         if cut >= max(1, min_rows):
             self._frozen, live = _freeze(self._frozen, self._columns(), cut, _INCIDENT_CODES)
             self._starts, self._ends, self._downs, self._unknowns = live
@@ -499,7 +506,6 @@ class Incidents(Sequence[Incident]):
 
         A walk, not a bisection: an incident packed while still open (``_STILL_OPEN``) stops it.
         """
-        cut = 0
         limit = to_micros(horizon)
         frozen = self._frozen
         if frozen is not None:
@@ -509,9 +515,7 @@ class Incidents(Sequence[Incident]):
                 self._frozen = _cut_frozen(frozen, limit)
                 return
             self._frozen = None
-        ends = self._ends
-        while cut < len(ends) and ends[cut] != _STILL_OPEN and ends[cut] < limit:
-            cut += 1
+        cut = _closed_before(self._ends, limit)
         if cut:
             del self._starts[:cut]
             del self._ends[:cut]
