@@ -298,6 +298,11 @@ class Hours:
         """The ids of the blobs this record's cold days are in (a new array)."""
         return self._cold_index()[1]
 
+    @property
+    def holds_cold_days(self) -> bool:
+        """Whether any of its days are in the cold file (without reading the index)."""
+        return bool(self._cold_packed)
+
     def cold_index(self) -> bytes:
         """Which days are cold, in which blob, how many hours each (``with_cold_index`` reads it)."""
         days, ids, rows = self._cold_index()

@@ -269,13 +269,19 @@ class Projector:
             return
         if stored is None:
             return
-        named = sum(len(record.buckets.cold_ids()) for record in records(stored.state))
-        if named:
+        if any(record.buckets.holds_cold_days for record in records(stored.state)):
+            named = 0
+
+            def blobs() -> Iterator[int]:
+                nonlocal named
+                for record in records(stored.state):
+                    ids = record.buckets.cold_ids()  # each record's index read once
+                    named += len(ids)
+                    yield from ids
+
             try:
                 cold = self._cold_days()
-                missing = cold.missing(
-                    blob for record in records(stored.state) for blob in record.buckets.cold_ids()
-                )
+                missing = cold.missing(blobs())
             except (sqlite3.Error, OSError) as exc:
                 log.warning("snapshot_ignored", path=str(self._snapshot_path), error=str(exc))
                 return
@@ -312,8 +318,8 @@ class Projector:
         """
         record.buckets.evict(cold, cold_before_day(record))
         freeze(record)
-        if named is not None and record.buckets.cold_ids():
-            named.append(record.buckets.cold_ids()[:])
+        if named is not None and record.buckets.holds_cold_days:
+            named.append(record.buckets.cold_ids())  # a new array: the record's own is bytes
 
     @staticmethod
     def _write(
