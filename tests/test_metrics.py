@@ -91,10 +91,10 @@ NAMES = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_siz
 
 @settings(max_examples=60, deadline=None)
 @given(NAMES, st.dictionaries(st.sampled_from(["kind", "le", "to", "window"]), NAMES, max_size=3))
-def test_a_template_filled_in_is_the_series_prefix(service: str, labels: dict[str, str]) -> None:
+def test_a_template_filled_in_is_the_series_line(service: str, labels: dict[str, str]) -> None:
     """What a service's lines are made of: its escaped name in the shared template."""
-    made = template("uptime_x", **labels).prefix(escape(service))
-    assert made == series("uptime_x", service=service, **labels)
+    made = template("uptime_x", **labels).line(escape(service), "1.5")
+    assert made == f"{series('uptime_x', service=service, **labels)}1.5\n"
 
 
 @settings(max_examples=30, deadline=None)

@@ -79,23 +79,23 @@ _HOLE: Final = "\x00"
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A series' line prefix with the service's name left out, to be filled in (``prefix``).
+    """A series' line prefix with the service's name left out, to be filled in (``line``).
 
-    ``template(name, **labels).prefix(escape(service))`` is ``series(name, service=service,
-    **labels)``. Each of 10,000 services has about twenty series; their prefixes kept as strings were ~25 MiB
-    of a daemon's heap (``tracemalloc``, ``bench/scale.py``). A service keeps its escaped name
-    once, and its prefixes are made from the templates, which are shared, when its lines are.
+    ``template(name, **labels).line(escape(service), value)`` is ``series(name, service=service,
+    **labels)`` followed by ``value`` and a line break. Each of 10,000 services has about twenty
+    series; their prefixes kept as strings were ~25 MiB of a daemon's heap (``tracemalloc``,
+    ``bench/scale.py``). A service keeps its escaped name once, and its lines are made from the
+    templates, which are shared.
     """
 
     head: str
     tail: str
 
-    def prefix(self, escaped: str) -> str:
-        """The prefix of the service whose name ``escape`` gave ``escaped``."""
-        return f"{self.head}{escaped}{self.tail}"
-
     def line(self, escaped: str, value: str) -> str:
-        """That service's sample line with ``value`` (``number``'s text), its prefix not kept."""
+        """The line of the service whose name ``escape`` gave ``escaped``, with ``value``.
+
+        ``value`` is ``number``'s text; the line's prefix is never kept.
+        """
         return f"{self.head}{escaped}{self.tail}{value}\n"
 
 

@@ -101,37 +101,31 @@ class _Tally:
     name: str = ""
     """The service's name as a label value (``escape``)."""
 
-    def prefix(self, name: str, **labels: str) -> str:
-        """``series(name, service=<the service>, **labels)``, from the shared templates."""
-        return template(name, **labels).prefix(self.name)
+    def line(self, name: str, value: str, **labels: str) -> str:
+        """The sample line of ``series(name, service=<the service>, **labels)`` with ``value``."""
+        return template(name, **labels).line(self.name, value)
 
     def lines(self, *, histograms: bool) -> Block:
         """This service's lines of each family, in ``ServiceSeries.families`` order."""
         probes = "".join(
-            f"{self.prefix(PROBES.sample, kind=kind, result=result)}{number(n)}\n"
+            self.line(PROBES.sample, number(n), kind=kind, result=result)
             for (kind, result), n in self.probes.items()
         )
         summary, buckets = [], []
         for kind, (total, count, *per_bucket) in self.durations.items():
             total_text, count_text = number(total), number(count)
-            summary.append(
-                f"{self.prefix(f'{PROBE_TIME.name}_sum', kind=kind)}{total_text}\n"
-                f"{self.prefix(f'{PROBE_TIME.name}_count', kind=kind)}{count_text}\n"
-            )
+            summary.append(self.line(f"{PROBE_TIME.name}_sum", total_text, kind=kind))
+            summary.append(self.line(f"{PROBE_TIME.name}_count", count_text, kind=kind))
             if histograms:
                 cumulative = 0.0
                 for bound, n in zip(_BUCKET_BOUNDS, per_bucket, strict=True):
                     cumulative += n
                     bucket = f"{PROBE_DURATION.name}_bucket"
-                    prefix = self.prefix(bucket, kind=kind, le=bound)
-                    buckets.append(f"{prefix}{number(cumulative)}\n")
-                buckets.append(
-                    f"{self.prefix(f'{PROBE_DURATION.name}_sum', kind=kind)}{total_text}\n"
-                    f"{self.prefix(f'{PROBE_DURATION.name}_count', kind=kind)}{count_text}\n"
-                )
+                    buckets.append(self.line(bucket, number(cumulative), kind=kind, le=bound))
+                buckets.append(self.line(f"{PROBE_DURATION.name}_sum", total_text, kind=kind))
+                buckets.append(self.line(f"{PROBE_DURATION.name}_count", count_text, kind=kind))
         changes = "".join(
-            f"{self.prefix(STATUS_CHANGES.sample, to=to)}{number(n)}\n"
-            for to, n in self.changes.items()
+            self.line(STATUS_CHANGES.sample, number(n), to=to) for to, n in self.changes.items()
         )
         block = [probes.encode(), "".join(summary).encode(), changes.encode()]
         if histograms:
