@@ -15,8 +15,8 @@ only the top). With another C library (musl has no such call) it does nothing.
 and unmaps it when freed, but each time it frees such a block it raises that threshold to the
 block's size (up to 32 MiB): the scrapes' and snapshots' megabyte-sized pieces then come from the
 heap, and stay in it once freed. With the threshold fixed at 1 MiB the 10,000-service daemon
-holding 89 days ended its bench window at 289.2 MiB instead of 297.1-297.8 (one run, the same
-night; ``bench/scale.py --history-days 89``).
+holding 89 days ended its bench window at 284.4-286.1 MiB (three runs) against 293.1-293.4 for
+the same code without it in the same hour (``bench/scale.py --history-days 89``, AMD EPYC).
 """
 
 from __future__ import annotations
