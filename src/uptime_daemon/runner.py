@@ -330,8 +330,7 @@ class CheckRunner:
             raise UnknownService(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            with structlog.contextvars.bound_contextvars(service=name, kind=service.kind):
-                return await self._run_locked(name, service, scheduled_at or self._clock.now())
+            return await self._run_locked(name, service, scheduled_at or self._clock.now())
 
     async def _run_locked(self, name: str, service: Service, scheduled_at: datetime) -> CheckReport:
         store_error = await self.try_prepare(name)
@@ -372,8 +371,10 @@ class CheckRunner:
                 outcome=outcome,
                 result=result,
             )
-        position, spooled, store_error = await self._append(name, event, scheduled_at, store_error)
-        self._log(result, outcome, lag, inconclusive)
+        position, spooled, store_error = await self._append(
+            name, service.kind, event, scheduled_at, store_error
+        )
+        self._log(name, service.kind, result, outcome, lag_seconds=lag, inconclusive=inconclusive)
         report = CheckReport(
             service=name,
             kind=service.kind,
@@ -427,7 +428,12 @@ class CheckRunner:
         )
 
     async def _append(
-        self, name: str, event: NewEvent, scheduled_at: datetime, store_error: str | None
+        self,
+        name: str,
+        kind: CheckKind,
+        event: NewEvent,
+        scheduled_at: datetime,
+        store_error: str | None,
     ) -> tuple[int | None, bool, str | None]:
         """Append one check's event; its position, whether it was spooled, and any store error."""
         position: int | None = None
@@ -441,7 +447,8 @@ class CheckRunner:
                 self._last_slots[name] = scheduled_at
         except EventStoreError as exc:
             store_error = f"{type(exc).__name__}: {exc}"
-            log.error("event_append_failed", error=store_error)  # noqa: TRY400 - no traceback for an outage
+            # No traceback for an outage.
+            log.error("event_append_failed", service=name, kind=kind, error=store_error)  # noqa: TRY400
         return position, spooled, store_error
 
     async def _probe(self, service: Service) -> tuple[ProbeResult, float, float]:
@@ -475,14 +482,19 @@ class CheckRunner:
 
     @staticmethod
     def _log(
+        name: str,
+        kind: CheckKind,
         result: ProbeResult,
         outcome: Outcome,
+        *,
         lag_seconds: float = 0.0,
         inconclusive: InconclusiveReason | None = None,
     ) -> None:
         if inconclusive is not None:
             log.warning(
                 "probe_inconclusive",
+                service=name,
+                kind=kind,
                 reason=inconclusive,
                 probe_reason=result.failure,
                 detail=result.detail,
@@ -492,6 +504,8 @@ class CheckRunner:
             )
             return
         fields: dict[str, Any] = {
+            "service": name,
+            "kind": kind,
             "ok": result.ok,
             "reason": result.failure,
             "detail": result.detail,
