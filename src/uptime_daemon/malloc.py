@@ -17,6 +17,12 @@ block's size (up to 32 MiB): the scrapes' and snapshots' megabyte-sized pieces t
 heap, and stay in it once freed. With the threshold fixed at 1 MiB the 10,000-service daemon
 holding 89 days ended its bench window at 284.4-286.1 MiB (three runs) against 293.1-293.4 for
 the same code without it in the same hour (``bench/scale.py --history-days 89``, AMD EPYC).
+
+The price: a block of 1 MiB or more made per request is mapped, faulted in page by page and
+unmapped every time. aiohttp joined the head and body of each ``/uptime/summary`` answer (1.26 MB at
+1,000 services) into one such block, and at 500 identity answers/s the p99 went from 8 to 405 ms
+(``bench/api.py``, the 2026-12-08 ``make bench``); ``api.body.send_body`` now sends a kept body
+without that copy. A new path that makes megabyte blocks per request should do the same.
 """
 
 from __future__ import annotations

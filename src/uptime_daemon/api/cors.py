@@ -119,6 +119,11 @@ def cors_headers(request: web.Request) -> dict[str, str]:
     return headers
 
 
+def add_cors_headers(response: web.StreamResponse, request: web.Request) -> None:
+    """Give ``response`` the CORS headers of ``request``, for a handler about to ``prepare()`` it."""
+    _decorate(response, cors_headers(request))
+
+
 def _decorate(response: web.StreamResponse, headers: dict[str, str]) -> None:
     if response.prepared:  # sent already (see ``cors_headers``)
         return

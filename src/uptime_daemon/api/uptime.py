@@ -7,6 +7,7 @@ from http import HTTPStatus
 from aiohttp import hdrs, web
 
 from uptime_daemon.api import models, views
+from uptime_daemon.api.body import send_body
 from uptime_daemon.api.endpoint import JSON, Api, accepts_gzip, not_found
 from uptime_daemon.api.keys import CLOCK, PROJECTOR, RUN_CHECKS, SETTINGS, SUMMARY_CACHE
 
@@ -35,7 +36,7 @@ def _known(request: web.Request) -> str:
     summary="Uptime of every service over the last N hours",
     conditional=True,
 )
-async def summary(request: web.Request, query: models.WindowQuery) -> web.Response:
+async def summary(request: web.Request, query: models.WindowQuery) -> web.StreamResponse:
     """Time-weighted uptime (exact), check counts, response times and incidents per service.
 
     Built to be polled: the answer is kept ready and rebuilt in the background, so it may be up to
@@ -63,8 +64,8 @@ async def summary(request: web.Request, query: models.WindowQuery) -> web.Respon
         return web.Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
     if gzipped:
         headers[hdrs.CONTENT_ENCODING] = "gzip"
-        return web.Response(body=answer.gzipped, content_type=JSON, headers=headers)
-    return web.Response(body=answer.body, content_type=JSON, headers=headers)
+        return await send_body(request, answer.gzipped, headers=headers, content_type=JSON)
+    return await send_body(request, answer.body, headers=headers, content_type=JSON)
 
 
 @api.route(
