@@ -262,7 +262,7 @@ class SchedulerSettings(_Model):
     tick_seconds: float = Field(default=0.05, ge=0, le=1)
     """Runs start on a grid of this step: the runs due within one tick start together, so the
     daemon wakes once per tick for all of them rather than once per run (at 10,000 services a
-    minute that is 8 runs per wake-up, and about half the CPU: ``docs/performance.md``). A run
+    minute that is 8 runs per wake-up, and about half the CPU: ``docs/performance-history.md``). A run
     starts at most this much after its jittered time; its check is still labelled with its slot.
     The first runs at start keep their spread, off the ticks. Capped at a twentieth of each
     service's interval; 0 starts every run at its own instant."""

@@ -65,7 +65,7 @@ event for listeners); a page's rows are all it holds at once, so memory does not
 BULK_PAGE: Final = 10_000
 """Rows per read of the bulk catch-up (digests, ~21 bytes a check): a page's read costs ~0.6 ms
 whatever its size, so 10,000-row pages replayed a 400,400-event log 17 % faster than 1,000-row ones
-(3.4–3.6 s against 4.2 s, alternating runs) for 5 MiB more peak RSS (docs/performance.md)."""
+(3.4–3.6 s against 4.2 s, alternating runs) for 5 MiB more peak RSS (docs/performance-history.md)."""
 
 
 Newest = tuple[int, str, bytes | int]
