@@ -20,11 +20,12 @@ SERVICES = 200  # a summary of this many is more than twice HEAD_BYTES
 
 
 @pytest.fixture
-async def client(
+async def many_services(
     aiohttp_client: Callable[..., Awaitable[Client]],
     tmp_path: Path,
     target: tuple[TestServer, TargetState],
 ) -> Client:
+    """The daemon's app with 200 services and one allowed origin; bodies left as they came."""
     server, _ = target
     url = str(server.make_url("/ok"))
     config = settings_from_mapping(
@@ -42,9 +43,9 @@ async def client(
     )
 
 
-async def test_a_large_summary_arrives_whole_with_every_header(client: Client) -> None:
+async def test_a_large_summary_arrives_whole_with_every_header(many_services: Client) -> None:
     sent = {"Accept-Encoding": "identity", "Origin": ORIGIN}
-    async with client.get("/uptime/summary?hours=1", headers=sent) as r:
+    async with many_services.get("/uptime/summary?hours=1", headers=sent) as r:
         body = await r.read()
         headers = r.headers
     assert r.status == 200
@@ -60,7 +61,7 @@ async def test_a_large_summary_arrives_whole_with_every_header(client: Client) -
     assert {v.strip() for v in headers["Vary"].split(",")} >= {"Accept-Encoding", "Origin"}
     assert headers["Cache-Control"] == "no-cache"
 
-    async with client.get(
+    async with many_services.get(
         "/uptime/summary?hours=1", headers={"Accept-Encoding": "gzip", "Origin": ORIGIN}
     ) as r:
         assert r.headers["Content-Encoding"] == "gzip"
@@ -68,10 +69,10 @@ async def test_a_large_summary_arrives_whole_with_every_header(client: Client) -
         assert gzip.decompress(await r.read()) == body
 
     # Kept-alive connection: the next answer starts where this one ended.
-    async with client.get("/uptime/summary?hours=1", headers=sent) as r:
+    async with many_services.get("/uptime/summary?hours=1", headers=sent) as r:
         assert await r.read() == body
         assert r.headers["ETag"] == headers["ETag"]
-    async with client.get(
+    async with many_services.get(
         "/uptime/summary?hours=1", headers=sent | {"If-None-Match": headers["ETag"]}
     ) as r:
         assert (r.status, await r.read()) == (304, b"")
