@@ -30,6 +30,7 @@ from uptime_daemon.errors import AlreadyInUse, ConfigError, EventStoreError
 EXIT_CONFIG: Final = 2
 EXIT_FAILURE: Final = 1
 EXIT_BROKEN_PIPE: Final = 141
+EXIT_INTERRUPTED: Final = 130
 """128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe."""
 MAX_REPLAY_PROCESSES: Final = 8
 """``replay --processes`` at most: more shares than cores only add start-ups."""
@@ -222,7 +223,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         return _run(settings, args.config_path)
     command = _COMMANDS[args.command]
-    return run_async(command(settings, args))
+    try:
+        return run_async(command(settings, args))
+    except KeyboardInterrupt:  # Ctrl-C: the command said what it left, if anything
+        return EXIT_INTERRUPTED
 
 
 def _run(settings: Settings, path: Path) -> int:
@@ -350,7 +354,15 @@ async def _upgrade_store(settings: Settings, _args: argparse.Namespace) -> int:
             f"upgrading: {done:,} of {total:,} events ({done / max(total, 1):.0%})", file=sys.stderr
         )
 
-    done = await offline.upgrade_store(settings, progress)
+    try:
+        done = await offline.upgrade_store(settings, progress)
+    except asyncio.CancelledError:
+        print(
+            "uptime-daemon: upgrade stopped after its last whole chunk; run upgrade-store again "
+            "(or start the daemon) to carry on from there",
+            file=sys.stderr,
+        )
+        raise
     print(f"{done.path}: schema version {done.version}, {done.size_bytes:,} bytes")
     return 0
 

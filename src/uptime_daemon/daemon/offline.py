@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from uptime_daemon.projector.runner import Projector
 from uptime_daemon.redact import redact
 from uptime_daemon.store import EventStore
 from uptime_daemon.store.sqlite import SCHEMA_VERSION, migrate_file
+from uptime_daemon.store.sqlite.upgrade import CHUNK as UPGRADE_CHUNK
 
 log = structlog.get_logger(__name__)
 
@@ -179,20 +181,48 @@ class UpgradedStore:
     size_bytes: int
 
 
+class _Stopped(Exception):
+    """Raised in the upgrade's thread between two chunks, once the command was cancelled."""
+
+
 async def upgrade_store(
-    settings: Settings, progress: Callable[[int, int], None] | None = None
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    chunk: int = UPGRADE_CHUNK,
 ) -> UpgradedStore:
     """Bring the SQLite file to this build's schema now (the daemon would on start, silently long).
 
     Resumable: stopped half-way, the next run (or the daemon) carries on after the last chunk.
+    Cancelled (Ctrl-C), it stops after the chunk it is copying, which is committed, and the
+    cancellation goes on; a thread cannot be interrupted, so without this it ran to the end.
     """
     database = database_path(settings.store)
     if database is None:
         raise ConfigError("upgrade-store is for the embedded SQLite store (store.url sqlite:///…)")
+    stop = threading.Event()
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+        if stop.is_set():
+            raise _Stopped
+
     with exclusive(database, holder="uptime-daemon upgrade-store", why=STOP_UPGRADING):
-        await asyncio.to_thread(
-            migrate_file, database, progress=progress, digest=events.check_digest
+        work = asyncio.ensure_future(
+            asyncio.to_thread(
+                migrate_file, database, progress=report, chunk=chunk, digest=events.check_digest
+            )
         )
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()
+            try:
+                await work  # the chunk being copied ends, committed
+            except _Stopped:
+                raise asyncio.CancelledError from None  # the cancellation, as it came
+            # The upgrade ended before it saw the stop: it is done, say so.
     return UpgradedStore(database, SCHEMA_VERSION, database.stat().st_size)
 
 
