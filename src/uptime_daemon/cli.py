@@ -30,8 +30,9 @@ from uptime_daemon.errors import AlreadyInUse, ConfigError, EventStoreError
 EXIT_CONFIG: Final = 2
 EXIT_FAILURE: Final = 1
 EXIT_BROKEN_PIPE: Final = 141
-EXIT_INTERRUPTED: Final = 130
 """128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe."""
+EXIT_INTERRUPTED: Final = 130
+"""128 + SIGINT, what a shell reports for a command stopped with Ctrl-C."""
 MAX_REPLAY_PROCESSES: Final = 8
 """``replay --processes`` at most: more shares than cores only add start-ups."""
 EVENT_LOOP_ENV: Final = "UPTIME_EVENT_LOOP"
